@@ -1,0 +1,54 @@
+# kdcore — every command a newcomer needs. Each target sets up what it uses, from a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# PyTorch is pinned: this exact CPU build is the one the framework comparisons are calibrated on.
+TORCH  := torch==2.13.0
+
+.PHONY: help venv demo test test-frameworks lint bench clean
+
+help:
+	@echo "make demo             set up .venv and run 'kdcore demo' (digits, no network, < 1 min)"
+	@echo "make test             set up .venv with the [test] extras and run the whole suite"
+	@echo "make test-frameworks  also install $(TORCH) (CPU) and run the PyTorch comparisons"
+	@echo "make lint             ruff"
+	@echo "make bench            quick benchmarks against PyTorch (< 5 min)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# A stamp per extra set, so a changed setup.cfg re-installs and an unchanged one costs nothing.
+$(VENV)/.test-installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.demo-installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[plot,data]'
+	touch $@
+
+$(VENV)/.torch-installed: $(VENV)/.test-installed
+	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	touch $@
+
+venv: $(VENV)/.test-installed
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/kdcore demo
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest
+
+test-frameworks: $(VENV)/.torch-installed
+	$(BIN)/python -m pytest -m frameworks tests
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check kdcore tests benchmarks
+	$(BIN)/ruff format --check kdcore tests benchmarks
+
+bench: $(VENV)/.torch-installed
+	$(BIN)/python benchmarks/bench_losses.py --quick
+	$(BIN)/python benchmarks/bench_mlp.py --quick
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis
