@@ -1,3 +1,44 @@
-"""kdcore: knowledge-distillation math in pure NumPy — exact, checked, teachable."""
+"""kdcore: knowledge-distillation math in pure NumPy — exact, checked, teachable.
+
+Notation used throughout: student logits ``z``, teacher logits ``v``, temperature ``T``,
+``student_probs = softmax(z/T)`` (p), ``teacher_probs = softmax(v/T)`` (q); class axis last.
+"""
 
 __version__ = "0.1.0"
+
+from .cross_entropy import cross_entropy
+from .cross_entropy import cross_entropy_grad
+from .distillation import distillation_loss
+from .distillation import distillation_loss_grad
+from .distillation import logit_mse
+from .distillation import logit_mse_grad
+from .divergences import kl_divergence
+from .divergences import kl_divergence_grad
+from .divergences import kl_divergence_hessian
+from .divergences import soft_cross_entropy
+from .divergences import soft_cross_entropy_grad
+from .softmax import log_softmax
+from .softmax import logsumexp
+from .softmax import softmax
+from .softmax import softmax_jacobian
+from .softmax import softmax_vjp
+
+__all__ = [
+    "__version__",
+    "cross_entropy",
+    "cross_entropy_grad",
+    "distillation_loss",
+    "distillation_loss_grad",
+    "kl_divergence",
+    "kl_divergence_grad",
+    "kl_divergence_hessian",
+    "log_softmax",
+    "logit_mse",
+    "logit_mse_grad",
+    "logsumexp",
+    "soft_cross_entropy",
+    "soft_cross_entropy_grad",
+    "softmax",
+    "softmax_jacobian",
+    "softmax_vjp",
+]

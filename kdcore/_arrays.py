@@ -148,4 +148,3 @@ def reduce_grad(grad: np.ndarray, reduction: str) -> np.ndarray:
         return grad
     n_samples = math.prod(grad.shape[:-1])
     return grad / grad.dtype.type(max(n_samples, 1))
-

@@ -1,0 +1,310 @@
+r"""The accurate comparison of a student's and a teacher's tempered softmax, shared by all soft losses.
+
+Notation (as everywhere in kdcore): student logits :math:`z`, teacher logits :math:`v`, temperature
+:math:`T`, student probabilities :math:`p = \operatorname{softmax}(z/T)`, teacher probabilities
+:math:`q = \operatorname{softmax}(v/T)`.
+
+Why not ``sum(q * (log q - log p))``
+------------------------------------
+When the student is close to the teacher, ``log q − log p`` is a difference of two nearly equal numbers of
+size ~1, so each term carries an absolute error of ~1e-16 while KL itself may be 1e-25: the naive sum
+returns noise (often negative). The same happens at high temperature, where every ``z/T`` is tiny.
+
+The formulation used here
+-------------------------
+KL depends on the logits only through :math:`d = (z - v)/T`, and only up to a constant shift of
+:math:`d`. Centre it under the teacher, :math:`f_i = d_i - \sum_j q_j d_j` (so :math:`\sum_i q_i f_i = 0`). Then
+:math:`\log p_i - \log q_i = f_i - \mathrm{KL}` and :math:`\sum_i p_i = 1` give
+
+.. math::
+
+    \mathrm{KL}(q\,\|\,p) = \log \sum_i q_i e^{f_i}
+                        = \operatorname{log1p}\Bigl(\sum_i q_i\,(e^{f_i} - 1 - f_i)\Bigr),
+
+because the removed first-order term :math:`\sum_i q_i f_i` is exactly 0. Every term
+:math:`q_i\,(e^{f_i}-1-f_i) \ge 0` is computed to full relative precision (a Taylor series for small
+:math:`f_i`, see ``_numerics.exp_minus_one_minus_x``), the sum has no cancellation, and ``log1p`` keeps
+the result's relative precision down to the smallest KL float64 can hold. The formula is stationary in
+the centring constant (an error :math:`\delta` in it changes the sum only by :math:`O(\delta\,f)`), so
+rounding in the centre costs nothing to first order. The difference ``z − v`` is formed with an
+error-free transformation (``two_sum``) so that a large offset common to both logit vectors does not
+round the small differences away. Identical inputs give exactly 0.
+
+The same pieces give every derivative without cancellation:
+:math:`p_i - q_i = q_i\,\operatorname{expm1}(f_i - \mathrm{KL})` and
+:math:`\partial\mathrm{KL}/\partial v_i = -q_i f_i/T`.
+
+Rows where this cannot be evaluated in floating point (a teacher probability below the smallest normal
+number paired with a large :math:`|f_i|`, or terms beyond ``exp``'s range) are recomputed in the log
+domain: :math:`\mathrm{KL} = \operatorname{softplus}(\operatorname{LSE}_i[\log q_i + \log(e^{f_i}-1-f_i)])`.
+
+Masks
+-----
+A class whose teacher probability is 0 (logit ``-inf``, or a tempered gap so large that
+:math:`\log q_i = -\infty` in floating point) but whose student logit is finite still takes student mass:
+it enters the sum as :math:`e^{x_i}`, :math:`x_i = \log q_k + (z_i - z_k)/T - c` (``k`` the teacher's top class
+and ``c`` the centring constant). A class masked in both contributes nothing. A class the student masks
+but the teacher gives mass makes :math:`\mathrm{KL} = +\infty`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._numerics import (
+    exp_minus_one_minus_x,
+    log_exp_minus_one_minus_x,
+    take_along_last,
+    tempered_difference,
+    two_sum,
+)
+from .softmax import _tempered
+
+
+def _sum(x: np.ndarray) -> np.ndarray:
+    return np.sum(x, axis=-1, keepdims=True)
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    """log(1 + e^x), accurate for every x."""
+    with np.errstate(over="ignore"):
+        return np.where(x > 0, x + np.log1p(np.exp(-np.abs(x))), np.log1p(np.exp(np.minimum(x, 0))))
+
+
+@dataclass
+class Match:
+    """Everything the soft losses and their derivatives need, for student and teacher logits (..., N).
+
+    Per-sample arrays keep a trailing axis of length 1 so that they broadcast against (..., N).
+    """
+
+    T: float
+    teacher_log_probs: np.ndarray
+    teacher_probs: np.ndarray
+    log_ratio: np.ndarray  # f: centred tempered log-ratio, log(p/q) + KL, on classes in both; 0 elsewhere
+    student_only: np.ndarray | None  # classes with student mass but teacher probability 0
+    student_only_log_mass: np.ndarray | None  # x_i on those classes (−inf elsewhere)
+    both: np.ndarray | None  # classes where both logits are finite and the teacher has mass (None: all)
+    kl: np.ndarray  # (..., 1)
+    teacher_entropy: np.ndarray  # (..., 1)
+    infinite: np.ndarray | None  # (..., 1): KL = +inf (teacher mass on a class the student rules out)
+    undefined: np.ndarray | None  # (..., 1): NaN input, +inf, or every class masked
+    student_logits: np.ndarray
+
+    # -- derived quantities, computed on demand -------------------------------------------------------
+
+    def probs_diff(self) -> np.ndarray:
+        r""":math:`p - q`, accurate when :math:`p \approx q` (no subtraction of nearly equal numbers)."""
+        f, kl = self.log_ratio, self.kl
+        with np.errstate(over="ignore", invalid="ignore"):
+            exponent = np.where(np.isfinite(kl), f - kl, 0)
+        # q·expm1(f − KL) is exact for small exponents; once p > e^{1/2} q nothing cancels and
+        # p − q = exp(log q + f − KL) − q is safe from overflow (log p ≤ 0).
+        near = exponent <= 0.5
+        with np.errstate(divide="ignore", invalid="ignore"):
+            diff = np.where(
+                near,
+                self.teacher_probs * np.expm1(np.minimum(exponent, 0.5)),
+                np.exp(np.minimum(self.teacher_log_probs + np.where(near, 0, exponent), 0))
+                - self.teacher_probs,
+            )
+        if self.both is not None:
+            diff = np.where(self.both, diff, 0)
+            if self.student_only is not None:
+                with np.errstate(invalid="ignore"):
+                    diff = np.where(self.student_only, np.exp(self.student_only_log_mass - kl), diff)
+        if self.infinite is not None:
+            # KL is infinite; p − q is still well defined (p = 0 where the student masks a class).
+            student_probs = self.student_probs()
+            diff = np.where(self.infinite, student_probs - self.teacher_probs, diff)
+        return self._nan_rows(diff)
+
+    def student_probs(self) -> np.ndarray:
+        parts = _tempered(self.student_logits, self.T)
+        return parts.exp_shifted / (1 + parts.rest)
+
+    def kl_teacher_grad(self) -> np.ndarray:
+        r""":math:`\partial\mathrm{KL}/\partial v = -q \odot f / T` (:math:`f` centred, so rows sum to 0)."""
+        with np.errstate(invalid="ignore"):
+            grad = -self.teacher_probs * self.log_ratio / self.T
+        return self._nan_rows(self._nan_if_infinite(grad))
+
+    def entropy_teacher_grad(self) -> np.ndarray:
+        r""":math:`\partial H(q)/\partial v = -q \odot (\log q + H)/T`."""
+        return self._nan_rows(-self.teacher_probs * self._centred_teacher_log_probs() / self.T)
+
+    def kl_temperature_grad(self) -> np.ndarray:
+        r""":math:`\partial\mathrm{KL}/\partial T`, per sample, shape (..., 1).
+
+        With :math:`\beta = 1/T` and :math:`D = p - q`:
+
+        .. math::
+
+            \beta\,\frac{\partial \mathrm{KL}}{\partial\beta} = \sum_i D_i f_i
+                + \sum_i (D_i - q_i f_i)(\log q_i + H) + \sum_{i:\,q_i=0} p_i\,(x_i + H),
+            \qquad \frac{\partial \mathrm{KL}}{\partial T} = -\frac{1}{T}\,\beta\,\frac{\partial\mathrm{KL}}{\partial\beta}.
+
+        :math:`D_i - q_i f_i = q_i\,(e^{f_i-\mathrm{KL}} - 1 - f_i)` is second order in :math:`f` and is
+        computed as :math:`q_i\,(g(f_i - \mathrm{KL}) - \mathrm{KL})` with :math:`g(x) = e^x - 1 - x`,
+        so nothing cancels when the student is close to the teacher.
+        """
+        f, kl, q = self.log_ratio, self.kl, self.teacher_probs
+        diff = self.probs_diff()
+        small = np.abs(f) <= 1
+        with np.errstate(invalid="ignore"):
+            second_order = np.where(
+                small,
+                q * (exp_minus_one_minus_x(np.where(small, f - np.where(np.isfinite(kl), kl, 0), 0)) - kl),
+                diff - q * f,
+            )
+        centred_log_q = self._centred_teacher_log_probs()
+        with np.errstate(invalid="ignore"):
+            terms = diff * f + second_order * centred_log_q
+        if self.both is not None:
+            terms = np.where(self.both, terms, 0)
+            if self.student_only is not None:
+                with np.errstate(invalid="ignore"):
+                    mass_terms = diff * (self.student_only_log_mass + self.teacher_entropy)
+                terms = np.where(self.student_only, mass_terms, terms)
+        beta_dkl_dbeta = _sum(terms)
+        return self._nan_rows(self._nan_if_infinite(-beta_dkl_dbeta / self.T))
+
+    def entropy_temperature_grad(self) -> np.ndarray:
+        r""":math:`\partial H(q)/\partial T = \operatorname{Var}_q(v/T)/T = \sum_i q_i(\log q_i + H)^2 / T`."""
+        centred = self._centred_teacher_log_probs()
+        return self._nan_rows(_sum(self.teacher_probs * centred * centred) / self.T)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _centred_teacher_log_probs(self) -> np.ndarray:
+        """log q_i + H(q) = v_i/T − E_q[v/T]; 0 on classes where q = 0 (they are multiplied by q = 0)."""
+        return np.where(self.teacher_probs > 0, self.teacher_log_probs + self.teacher_entropy, 0)
+
+    def _nan_if_infinite(self, values: np.ndarray) -> np.ndarray:
+        # The derivative of an infinite loss w.r.t. the teacher or T is undefined.
+        return values if self.infinite is None else np.where(self.infinite, np.nan, values)
+
+    def _nan_rows(self, values: np.ndarray) -> np.ndarray:
+        return values if self.undefined is None else np.where(self.undefined, np.nan, values)
+
+
+def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> Match:
+    """Compute the :class:`Match` of checked logits of one shape and float dtype (class axis last)."""
+    student, teacher = student_logits, teacher_logits
+    dtype = student.dtype
+    info = np.finfo(dtype)
+    # Beyond this, e^f and friends overflow; such rows go to the log-domain fallback.
+    exp_limit = dtype.type(0.95 * np.log(info.max))
+
+    # Samples with NaN, +inf or no unmasked class have no softmax: compute them on zeros, report NaN.
+    undefined = ~np.isfinite(np.max(student, axis=-1, keepdims=True)) | ~np.isfinite(
+        np.max(teacher, axis=-1, keepdims=True)
+    )
+    if undefined.any():
+        student = np.where(undefined, 0, student)
+        teacher = np.where(undefined, 0, teacher)
+    else:
+        undefined = None
+
+    unmasked_student = student  # kept for p itself where KL is infinite
+    teacher_parts = _tempered(teacher, T)
+    teacher_log_probs = teacher_parts.shifted - np.log1p(teacher_parts.rest)
+    teacher_probs = np.exp(teacher_log_probs)
+    top = np.argmax(teacher_log_probs, axis=-1)
+
+    student_finite = np.isfinite(student)
+    teacher_has_mass = teacher_log_probs > -np.inf
+    both = student_only = student_only_log_mass = infinite = None
+    if not (student_finite.all() and teacher_has_mass.all()):
+        both = student_finite & teacher_has_mass
+        student_only = student_finite & ~teacher_has_mass
+        infinite = np.any(teacher_has_mass & ~student_finite, axis=-1, keepdims=True)
+        # Masked entries are replaced by 0 so that no inf − inf is ever formed; their results are set below.
+        student = np.where(student_finite, student, 0)
+        teacher = np.where(np.isfinite(teacher), teacher, 0)
+        if not student_only.any():
+            student_only = None
+
+    # d_i − d_k with d = (z − v)/T, k the teacher's top class: the student–teacher difference z − v is
+    # split exactly into s + e (two_sum), then differences of it are taken, then divided by T.
+    s, e = two_sum(student * 0.25, -(teacher * 0.25))
+    s_top, e_top = take_along_last(s, top), take_along_last(e, top)
+    with np.errstate(over="ignore", invalid="ignore"):
+        log_ratio = ((s - s_top) + (e - e_top)) / T * 4
+    if both is not None:
+        log_ratio = np.where(both, log_ratio, 0)
+    overflow = ~np.all(np.isfinite(log_ratio), axis=-1, keepdims=True)
+    if overflow.any():
+        # A tempered logit difference beyond the float range: KL overflows too (documented).
+        infinite = overflow if infinite is None else infinite | overflow
+        log_ratio = np.where(overflow, 0, log_ratio)
+    centre = _sum(teacher_probs * log_ratio)
+    log_ratio = log_ratio - centre
+    if both is not None:
+        log_ratio = np.where(both, log_ratio, 0)
+
+    # The main path: KL = log1p(Σ q (e^f − 1 − f) + Σ_{q=0} e^x).
+    terms = teacher_probs * exp_minus_one_minus_x(np.minimum(log_ratio, exp_limit))
+    needs_log_domain = (log_ratio > exp_limit) | ((teacher_probs < info.tiny) & (np.abs(log_ratio) > 1))
+    total = _sum(terms)
+    if student_only is not None:
+        with np.errstate(over="ignore"):
+            gap = tempered_difference(student, take_along_last(student, top), T)
+        student_only_log_mass = np.where(
+            student_only, gap + take_along_last(teacher_log_probs, top) - centre, -np.inf
+        )
+        needs_log_domain |= student_only_log_mass > exp_limit
+        total = total + _sum(np.exp(np.minimum(student_only_log_mass, exp_limit)))
+    with np.errstate(over="ignore"):
+        kl = np.log1p(total)
+    fallback = np.any(needs_log_domain, axis=-1, keepdims=True) | ~np.isfinite(total)
+    if fallback.any():
+        kl = np.where(fallback, _log_domain_kl(teacher_log_probs, log_ratio, both, student_only_log_mass), kl)
+    if infinite is not None:
+        kl = np.where(infinite, np.inf, kl)
+        if not infinite.any():
+            infinite = None
+
+    with np.errstate(invalid="ignore"):
+        teacher_entropy = -_sum(np.where(teacher_probs > 0, teacher_probs * teacher_log_probs, 0))
+    if undefined is not None:
+        kl = np.where(undefined, np.nan, kl)
+        teacher_entropy = np.where(undefined, np.nan, teacher_entropy)
+
+    return Match(
+        T=T,
+        teacher_log_probs=teacher_log_probs,
+        teacher_probs=teacher_probs,
+        log_ratio=log_ratio,
+        student_only=student_only,
+        student_only_log_mass=student_only_log_mass,
+        both=both,
+        kl=kl,
+        teacher_entropy=teacher_entropy,
+        infinite=infinite,
+        undefined=undefined,
+        student_logits=unmasked_student,
+    )
+
+
+def _log_domain_kl(
+    teacher_log_probs: np.ndarray,
+    log_ratio: np.ndarray,
+    both: np.ndarray | None,
+    student_only_log_mass: np.ndarray | None,
+) -> np.ndarray:
+    """KL = softplus(LSE_i log-terms), for rows whose terms under- or overflow in the linear domain."""
+    with np.errstate(invalid="ignore"):
+        log_terms = teacher_log_probs + log_exp_minus_one_minus_x(log_ratio)
+    if both is not None:
+        log_terms = np.where(both, log_terms, -np.inf)
+    if student_only_log_mass is not None:
+        log_terms = np.logaddexp(log_terms, student_only_log_mass)
+    peak = np.max(log_terms, axis=-1, keepdims=True)
+    safe_peak = np.where(np.isfinite(peak), peak, 0)
+    with np.errstate(invalid="ignore"):
+        lse = safe_peak + np.log(_sum(np.exp(log_terms - safe_peak)))
+    lse = np.where(np.isneginf(peak), -np.inf, np.where(np.isposinf(peak), np.inf, lse))
+    return _softplus(lse)

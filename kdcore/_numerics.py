@@ -1,0 +1,78 @@
+"""Small numerical building blocks the accurate formulas are made of.
+
+Nothing here is knowledge-distillation specific; each function exists because the obvious one-liner
+loses accuracy or overflows somewhere kdcore promises to be exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# 1/k! for k = 2..13: the Taylor series of e^x − 1 − x = x²/2! + x³/3! + … for |x| ≤ SERIES_RADIUS.
+# With |x| ≤ 0.1 the first omitted term, x¹²/14!·(2/x²)… is below 1e-19 relative: exact in float64.
+_INVERSE_FACTORIALS = tuple(1.0 / np.prod(np.arange(1.0, k + 1)) for k in range(2, 14))
+SERIES_RADIUS = 0.1
+
+
+def exp_minus_one_minus_x(x: np.ndarray) -> np.ndarray:
+    r"""``e^x − 1 − x`` to full relative precision for every ``x`` (the caller keeps ``x`` below overflow).
+
+    ``expm1(x) − x`` cancels catastrophically for small ``x`` (both terms ≈ x, the result ≈ x²/2), so for
+    ``|x| ≤ 0.1`` the Taylor series is summed instead; beyond that the subtraction loses at most a factor
+    ~40 (a few units in the last place).
+    """
+    x = np.asarray(x)
+    small = np.abs(x) <= SERIES_RADIUS
+    # Horner's rule on the series, evaluated only on the small arguments (0 elsewhere, so no overflow).
+    xs = np.where(small, x, 0)
+    series = np.full_like(xs, _INVERSE_FACTORIALS[-1])
+    for coefficient in reversed(_INVERSE_FACTORIALS[:-1]):
+        series = series * xs + xs.dtype.type(coefficient)
+    series *= xs * xs
+    xl = np.where(small, 0, x)
+    return np.where(small, series, np.expm1(xl) - xl)
+
+
+def log_exp_minus_one_minus_x(x: np.ndarray) -> np.ndarray:
+    """``log(e^x − 1 − x)`` without overflow, for the log-domain fallback of the KL divergence.
+
+    Exact to a few ulps for all ``x`` (``−inf`` at ``x = 0``, where ``e^x − 1 − x = 0``).
+    """
+    x = np.asarray(x)
+    big = x > 30  # e^x − 1 − x = e^x (1 − (1 + x) e^{−x}); the correction is below 1e-11 and computed
+    moderate = np.where(big, 0, x)
+    with np.errstate(divide="ignore"):  # log(0) = −inf at x = 0 is the right answer
+        small_or_moderate = np.log(exp_minus_one_minus_x(moderate))
+    xb = np.where(big, x, 31)
+    with np.errstate(invalid="ignore"):  # x = +inf: inf·0 in the correction; the result is +inf anyway
+        large = xb + np.log1p(-(1 + xb) * np.exp(-xb))
+    large = np.where(np.isposinf(xb), np.inf, large)
+    return np.where(big, large, small_or_moderate)
+
+
+def tempered_difference(x: np.ndarray, y: np.ndarray, T: float) -> np.ndarray:
+    """``(x − y) / T`` that overflows only when the exact result does.
+
+    ``x − y`` of two finite logits can overflow (1e308 − (−1e308)); quartering first is exact (except for
+    subnormals, where the lost bits are far below anything exp can see), and multiplying back by 4 after
+    the division overflows only if ``(x − y)/T`` itself exceeds the float range.
+    """
+    with np.errstate(over="ignore"):  # an exact result beyond the float range rounds to ±inf: correct
+        return ((x * 0.25 - y * 0.25) / T) * 4
+
+
+def two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Knuth's error-free transformation: ``s + e == a + b`` exactly, with ``s = fl(a + b)``.
+
+    Used so that the student–teacher logit difference ``z − v`` carries no rounding error even when a large
+    common offset is shared by both (the divergence depends only on differences of differences).
+    """
+    s = a + b
+    b_virtual = s - a
+    a_virtual = s - b_virtual
+    return s, (a - a_virtual) + (b - b_virtual)
+
+
+def take_along_last(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``array[..., index]`` for one index per row, keeping a trailing axis of length 1 (for broadcasting)."""
+    return np.take_along_axis(array, index[..., None], axis=-1)

@@ -1,0 +1,345 @@
+r"""Soft losses between a student and a teacher: soft cross-entropy and KL divergence, with derivatives.
+
+Notation: student logits :math:`z`, teacher logits :math:`v`, temperature :math:`T`,
+student probabilities :math:`p = \operatorname{softmax}(z/T)`, teacher probabilities
+:math:`q = \operatorname{softmax}(v/T)`. Both losses compare the teacher's distribution with the student's:
+
+.. math::
+
+    L_\text{soft}(z, v) = -\sum_i q_i \log p_i, \qquad
+    \mathrm{KL}(q\,\|\,p) = \sum_i q_i(\log q_i - \log p_i) = L_\text{soft} - H(q).
+
+They differ by the teacher's entropy :math:`H(q)`, which does not depend on the student, so their
+gradients w.r.t. the student are identical:
+
+.. math::
+
+    \frac{\partial L_\text{soft}}{\partial z_i} = \frac{\partial \mathrm{KL}}{\partial z_i} = \frac{p_i - q_i}{T}.
+
+(Hinton et al. (2015) call the *student's* probabilities :math:`q` and the teacher's :math:`p`, and so write
+:math:`(q_i - p_i)/T`: the same result. kdcore's names are ``student_probs`` and ``teacher_probs``.)
+
+Every function takes logits (never probabilities) with the class axis last; every leading axis is a
+sample axis. ``reduction="mean"`` averages over samples (PyTorch's ``"batchmean"``), never over classes.
+The numerical method, accurate to ~1e-15 relative even when KL is 1e-25, is explained in
+``kdcore/_match.py``.
+
+Further soft losses (reverse KL, Jensen–Shannon, …) belong in this module with the same signature:
+``name(student_logits, teacher_logits, T=1.0, reduction="mean")`` and ``name_grad(..., wrt=...)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._arrays import REDUCTIONS, as_logit_pair, check_choice, check_temperature, reduce, reduce_grad
+from ._match import Match, match
+from .softmax import softmax, softmax_jacobian
+
+__all__ = [
+    "kl_divergence",
+    "kl_divergence_grad",
+    "kl_divergence_hessian",
+    "soft_cross_entropy",
+    "soft_cross_entropy_grad",
+]
+
+WRT = ("student", "teacher", "temperature")
+
+
+def _checked_match(student_logits: ArrayLike, teacher_logits: ArrayLike, T: float) -> Match:
+    T = check_temperature(T)
+    student, teacher = as_logit_pair(student_logits, teacher_logits)
+    return match(student, teacher, T)
+
+
+def soft_cross_entropy(
+    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0, reduction: str = "mean"
+) -> np.ndarray:
+    r"""Soft cross-entropy :math:`-\sum_i q_i \log p_i` of the student's tempered softmax against the teacher's.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : array_like, shape (..., N)
+        Logits :math:`z` and :math:`v`, class axis last, same shape. ``-inf`` masks a class.
+    T : float, default 1.0
+        Temperature applied to both, finite and positive.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"none"``: one value per sample, shape ``(...)``; ``"sum"``; ``"mean"``: the mean over samples.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 for float32 input, float64 for float64, integer or list input; float16 gives float32.
+
+    Notes
+    -----
+    .. math::
+
+        L_\text{soft} = -\sum_i q_i \log p_i = H(q) + \mathrm{KL}(q\,\|\,p), \qquad
+        \frac{\partial L_\text{soft}}{\partial z} = \frac{p - q}{T}.
+
+    It is computed as :math:`H(q) + \mathrm{KL}` — both non-negative, so the sum is accurate — with KL from
+    the cancellation-free formula of :func:`kl_divergence`. A class masked in both inputs contributes
+    nothing; a class the student masks while the teacher gives it mass makes the loss ``+inf``.
+    Hinton et al. multiply this loss by :math:`T^2` when mixing it with the hard-label loss
+    (:func:`kdcore.distillation_loss`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import soft_cross_entropy, kl_divergence
+    >>> z, v = np.array([2.0, 1.0, 0.1]), np.array([3.0, 0.5, 0.2])
+    >>> round(float(soft_cross_entropy(z, v, T=2.0)), 6)
+    0.936023
+    >>> # the two soft losses differ by the teacher's entropy only
+    >>> q = np.exp(v / 2) / np.exp(v / 2).sum()
+    >>> h = -(q * np.log(q)).sum()
+    >>> bool(np.isclose(soft_cross_entropy(z, v, 2.0) - kl_divergence(z, v, 2.0), h))
+    True
+    """
+    check_choice(reduction, "reduction", REDUCTIONS)
+    m = _checked_match(student_logits, teacher_logits, T)
+    return reduce((m.teacher_entropy + m.kl)[..., 0], reduction)
+
+
+def kl_divergence(
+    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0, reduction: str = "mean"
+) -> np.ndarray:
+    r"""KL divergence :math:`\mathrm{KL}(q\,\|\,p)` from the teacher's tempered softmax to the student's.
+
+    The direction is KL(teacher ‖ student) — the teacher's distribution weights the log-ratio — which is
+    what ``torch.nn.functional.kl_div(log_softmax(z/T), softmax(v/T), reduction="batchmean")`` computes.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : array_like, shape (..., N)
+        Logits :math:`z` and :math:`v`, class axis last, same shape. ``-inf`` masks a class.
+    T : float, default 1.0
+        Temperature applied to both, finite and positive.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"none"``: one value per sample, shape ``(...)``; ``"sum"``; ``"mean"``: the mean over samples.
+
+    Returns
+    -------
+    numpy.ndarray
+        Non-negative; exactly 0 for identical inputs. Dtype rules as :func:`soft_cross_entropy`.
+
+    Notes
+    -----
+    .. math::
+
+        \mathrm{KL}(q\,\|\,p) = \sum_i q_i(\log q_i - \log p_i)
+            = \operatorname{log1p}\Bigl(\sum_i q_i\,(e^{f_i} - 1 - f_i)\Bigr),
+        \qquad f = \frac{z - v}{T} - \sum_j q_j \frac{z_j - v_j}{T}.
+
+    The second form follows from :math:`\log p_i - \log q_i = f_i - \mathrm{KL}` and
+    :math:`\sum_i q_i f_i = 0`; every term of its sum is non-negative and computed to full precision, so
+    the result keeps ~15 significant digits even when KL is 1e-25 (student ≈ teacher) or the temperature
+    is 1e9, where ``sum(q * (log q - log p))`` returns rounding noise. For small :math:`f`,
+    :math:`\mathrm{KL} \approx \tfrac12 \operatorname{Var}_q(f)`, and at high temperature
+    :math:`T^2\,\mathrm{KL} \to \tfrac1{2N}\sum_i \bigl((z_i-\bar z)-(v_i-\bar v)\bigr)^2`
+    (:func:`kdcore.logit_mse`), with an :math:`O(1/T)` error.
+
+    Masks: a class masked (``-inf``) in both inputs contributes nothing; where only the teacher masks a
+    class, it simply has :math:`q_i = 0`; where the student masks a class the teacher gives mass,
+    KL is ``+inf`` (the student declares impossible what the teacher expects). A sample with NaN or
+    ``+inf`` logits gives NaN, and only that sample.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import kl_divergence
+    >>> z = np.array([[2.0, 1.0, 0.1], [0.0, 0.0, 0.0]])
+    >>> v = np.array([[3.0, 0.5, 0.2], [0.0, 0.0, 0.0]])
+    >>> kl_divergence(z, v, T=2.0, reduction="none").round(6)
+    array([0.049943, 0.      ])
+    >>> print(f"{kl_divergence([0.0, 1.0], [0.0, 1.0 + 1e-12]):.12e}")  # naive formulas give noise here
+    9.832344631301e-26
+    """
+    check_choice(reduction, "reduction", REDUCTIONS)
+    m = _checked_match(student_logits, teacher_logits, T)
+    return reduce(m.kl[..., 0], reduction)
+
+
+def _soft_grad(name: str, student_logits, teacher_logits, T, reduction, wrt) -> np.ndarray:
+    check_choice(reduction, "reduction", REDUCTIONS)
+    check_choice(wrt, "wrt", WRT)
+    m = _checked_match(student_logits, teacher_logits, T)
+    if wrt == "student":
+        return reduce_grad(m.probs_diff() / m.T, reduction)
+    if wrt == "teacher":
+        grad = m.kl_teacher_grad()
+        if name == "soft_cross_entropy":
+            grad = grad + m.entropy_teacher_grad()
+        return reduce_grad(grad, reduction)
+    grad = m.kl_temperature_grad()
+    if name == "soft_cross_entropy":
+        grad = grad + m.entropy_temperature_grad()
+    return reduce(grad[..., 0], reduction)
+
+
+def soft_cross_entropy_grad(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    reduction: str = "mean",
+    wrt: str = "student",
+) -> np.ndarray:
+    r"""Derivative of :func:`soft_cross_entropy` w.r.t. the student logits, the teacher logits or ``T``.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : array_like, shape (..., N)
+        As in :func:`soft_cross_entropy`.
+    T : float, default 1.0
+        Temperature, finite and positive.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        The reduction of the loss being differentiated. For ``wrt="student"`` or ``"teacher"`` the result
+        has the logits' shape: each sample's own gradient for ``"none"`` and ``"sum"``, divided by the
+        number of samples for ``"mean"``. For ``wrt="temperature"`` it has the loss's shape.
+    wrt : {"student", "teacher", "temperature"}, default "student"
+        The variable to differentiate with respect to.
+
+    Returns
+    -------
+    numpy.ndarray
+        Dtype rules as :func:`soft_cross_entropy`.
+
+    Notes
+    -----
+    With :math:`H = H(q)` and :math:`f` as in :func:`kl_divergence`:
+
+    .. math::
+
+        \frac{\partial L_\text{soft}}{\partial z} = \frac{p - q}{T}, \qquad
+        \frac{\partial L_\text{soft}}{\partial v} = -\frac{q \odot (\log q + H + f)}{T}
+            = -\frac{q \odot (\log p + L_\text{soft})}{T}, \qquad
+        \frac{\partial L_\text{soft}}{\partial T} = \frac{\operatorname{Var}_q(v/T)}{T}
+            + \frac{\partial\,\mathrm{KL}}{\partial T}.
+
+    Hinton et al. write the first as :math:`(q_i - p_i)/T` with *their* :math:`q` the student's: the same.
+    :math:`p - q` is evaluated as :math:`q \odot \operatorname{expm1}(f - \mathrm{KL})`, which keeps
+    full relative precision when the student is close to the teacher. Rows of the student and teacher
+    gradients sum to 0 (a common shift of the logits changes nothing).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import soft_cross_entropy_grad, softmax
+    >>> z, v, T = np.array([2.0, 1.0, 0.1]), np.array([3.0, 0.5, 0.2]), 2.0
+    >>> g = soft_cross_entropy_grad(z, v, T)
+    >>> bool(np.allclose(g, (softmax(z, T) - softmax(v, T)) / T))
+    True
+    >>> float(soft_cross_entropy_grad(z, v, T, wrt="temperature")) > 0  # softer targets, higher entropy
+    True
+    """
+    return _soft_grad("soft_cross_entropy", student_logits, teacher_logits, T, reduction, wrt)
+
+
+def kl_divergence_grad(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    reduction: str = "mean",
+    wrt: str = "student",
+) -> np.ndarray:
+    r"""Derivative of :func:`kl_divergence` w.r.t. the student logits, the teacher logits or ``T``.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : array_like, shape (..., N)
+        As in :func:`kl_divergence`.
+    T : float, default 1.0
+        Temperature, finite and positive.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        As in :func:`soft_cross_entropy_grad`.
+    wrt : {"student", "teacher", "temperature"}, default "student"
+        The variable to differentiate with respect to.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape of the logits (student, teacher) or of the loss (temperature); dtype rules as
+        :func:`kl_divergence`.
+
+    Notes
+    -----
+    With :math:`f = (z - v)/T - \sum_j q_j (z_j - v_j)/T` and :math:`D = p - q`:
+
+    .. math::
+
+        \frac{\partial\,\mathrm{KL}}{\partial z} = \frac{p - q}{T}, \qquad
+        \frac{\partial\,\mathrm{KL}}{\partial v} = -\frac{q \odot f}{T}
+            = \frac{q \odot (\log q - \log p - \mathrm{KL})}{T},
+
+    .. math::
+
+        \frac{\partial\,\mathrm{KL}}{\partial T} = -\frac{1}{T}\Bigl[\sum_i D_i f_i
+            + \sum_i (D_i - q_i f_i)\,\bigl(\log q_i + H(q)\bigr)\Bigr].
+
+    At high temperature :math:`T^2\,\partial\mathrm{KL}/\partial z \to ((z - \bar z) - (v - \bar v))/N`
+    with an :math:`O(1/T)` error; the paper's :math:`(z - v)/(N T^2)` for :math:`\partial\mathrm{KL}/\partial z`
+    is the special case of zero-mean logits. Where KL is ``+inf`` (the student masks a class the teacher
+    gives mass) the student gradient is still :math:`(p - q)/T`; the teacher and temperature derivatives
+    are NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import kl_divergence_grad
+    >>> z, v = np.array([2.0, 1.0, 0.1]), np.array([3.0, 0.5, 0.2])
+    >>> g = kl_divergence_grad(z, v, T=1e4)
+    >>> limit = ((z - z.mean()) - (v - v.mean())) / 3
+    >>> bool(np.allclose(1e4**2 * g, limit, rtol=1e-3))  # the high-temperature limit
+    True
+    >>> float(np.abs(kl_divergence_grad(z, v, wrt="teacher").sum())) < 1e-15  # rows sum to zero
+    True
+    """
+    return _soft_grad("kl_divergence", student_logits, teacher_logits, T, reduction, wrt)
+
+
+def kl_divergence_hessian(student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0) -> np.ndarray:
+    r"""Per-sample Hessian of :func:`kl_divergence` w.r.t. the student logits, :math:`(\operatorname{diag} p - p p^\top)/T^2`.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : array_like, shape (..., N)
+        As in :func:`kl_divergence` (the Hessian does not depend on the teacher, which is checked for shape).
+    T : float, default 1.0
+        Temperature, finite and positive.
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., N, N)
+        One symmetric, positive semi-definite matrix per sample, with the all-ones vector in its null
+        space. It is the Hessian of each sample's own loss (``reduction="none"``); divide by the number of
+        samples for the Hessian of the mean. The same matrix is the Hessian of the soft cross-entropy.
+
+    Notes
+    -----
+    Differentiating :math:`(p - q)/T` once more, with :math:`\partial p_i/\partial z_j = (p_i\delta_{ij} - p_i p_j)/T`:
+
+    .. math::
+
+        \frac{\partial^2 \mathrm{KL}}{\partial z_i\,\partial z_j} = \frac{p_i\delta_{ij} - p_i p_j}{T^2}
+        = \frac{1}{T^2}\,\bigl[\operatorname{softmax\_jacobian}(p)\bigr]_{ij}.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import kl_divergence_hessian
+    >>> h = kl_divergence_hessian([0.0, 0.0], [1.0, -1.0], T=2.0)
+    >>> h
+    array([[ 0.0625, -0.0625],
+           [-0.0625,  0.0625]])
+    >>> bool(np.allclose(h @ np.ones(2), 0))
+    True
+    """
+    T = check_temperature(T)
+    student, teacher = as_logit_pair(student_logits, teacher_logits)
+    hessian = softmax_jacobian(softmax(student, T)) / (T * T)
+    # The loss (and so its Hessian) is undefined for a sample whose teacher has no softmax.
+    teacher_undefined = ~np.isfinite(np.max(teacher, axis=-1))
+    return np.where(teacher_undefined[..., None, None], np.nan, hessian)
