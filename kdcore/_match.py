@@ -90,35 +90,34 @@ class Match:
     kl: np.ndarray  # (..., 1)
     teacher_entropy: np.ndarray  # (..., 1)
     infinite: np.ndarray | None  # (..., 1): KL = +inf (teacher mass on a class the student rules out)
+    fallback: np.ndarray | None  # (..., 1): rows computed in the log domain (huge |f|)
     undefined: np.ndarray | None  # (..., 1): NaN input, +inf, or every class masked
     student_logits: np.ndarray
 
     # -- derived quantities, computed on demand -------------------------------------------------------
 
     def probs_diff(self) -> np.ndarray:
-        r""":math:`p - q`, accurate when :math:`p \approx q` (no subtraction of nearly equal numbers)."""
-        f, kl = self.log_ratio, self.kl
-        with np.errstate(over="ignore", invalid="ignore"):
-            exponent = np.where(np.isfinite(kl), f - kl, 0)
-        # q·expm1(f − KL) is exact for small exponents; once p > e^{1/2} q nothing cancels and
-        # p − q = exp(log q + f − KL) − q is safe from overflow (log p ≤ 0).
+        r""":math:`p - q`, accurate when :math:`p \approx q` (no subtraction of nearly equal numbers).
+
+        Where :math:`p_i \le e^{1/2} q_i`, :math:`p_i - q_i = q_i\,\operatorname{expm1}(f_i - \mathrm{KL})`
+        has full relative precision. Elsewhere :math:`p_i` and :math:`q_i` differ by more than a factor 1.6
+        and their plain difference loses nothing; the same holds in rows whose :math:`|f|` is beyond the
+        range where :math:`f_i - \mathrm{KL}` is accurate (log-domain and infinite rows).
+        """
+        kl = np.where(np.isfinite(self.kl), self.kl, 0)
+        exponent = self.log_ratio - kl
         near = exponent <= 0.5
-        with np.errstate(divide="ignore", invalid="ignore"):
-            diff = np.where(
-                near,
-                self.teacher_probs * np.expm1(np.minimum(exponent, 0.5)),
-                np.exp(np.minimum(self.teacher_log_probs + np.where(near, 0, exponent), 0))
-                - self.teacher_probs,
-            )
+        diff = self.teacher_probs * np.expm1(np.minimum(exponent, 0.5))
         if self.both is not None:
             diff = np.where(self.both, diff, 0)
             if self.student_only is not None:
-                with np.errstate(invalid="ignore"):
-                    diff = np.where(self.student_only, np.exp(self.student_only_log_mass - kl), diff)
-        if self.infinite is not None:
-            # KL is infinite; p − q is still well defined (p = 0 where the student masks a class).
-            student_probs = self.student_probs()
-            diff = np.where(self.infinite, student_probs - self.teacher_probs, diff)
+                diff = np.where(self.student_only, np.exp(self.student_only_log_mass - kl), diff)
+        direct = ~near
+        for rows in (self.fallback, self.infinite):
+            if rows is not None:
+                direct = direct | rows
+        if direct.any():
+            diff = np.where(direct, self.student_probs() - self.teacher_probs, diff)
         return self._nan_rows(diff)
 
     def student_probs(self) -> np.ndarray:
@@ -150,18 +149,13 @@ class Match:
         computed as :math:`q_i\,(g(f_i - \mathrm{KL}) - \mathrm{KL})` with :math:`g(x) = e^x - 1 - x`,
         so nothing cancels when the student is close to the teacher.
         """
-        f, kl, q = self.log_ratio, self.kl, self.teacher_probs
+        q, f = self.teacher_probs, self.log_ratio
+        kl = np.where(np.isfinite(self.kl), self.kl, 0)  # rows with infinite KL are set to NaN below
         diff = self.probs_diff()
         small = np.abs(f) <= 1
-        with np.errstate(invalid="ignore"):
-            second_order = np.where(
-                small,
-                q * (exp_minus_one_minus_x(np.where(small, f - np.where(np.isfinite(kl), kl, 0), 0)) - kl),
-                diff - q * f,
-            )
+        second_order = np.where(small, q * (exp_minus_one_minus_x(np.where(small, f - kl, 0)) - kl), diff - q * f)
         centred_log_q = self._centred_teacher_log_probs()
-        with np.errstate(invalid="ignore"):
-            terms = diff * f + second_order * centred_log_q
+        terms = diff * f + second_order * centred_log_q
         if self.both is not None:
             terms = np.where(self.both, terms, 0)
             if self.student_only is not None:
@@ -179,8 +173,11 @@ class Match:
     # -- helpers ----------------------------------------------------------------------------------------
 
     def _centred_teacher_log_probs(self) -> np.ndarray:
-        """log q_i + H(q) = v_i/T − E_q[v/T]; 0 on classes where q = 0 (they are multiplied by q = 0)."""
-        return np.where(self.teacher_probs > 0, self.teacher_log_probs + self.teacher_entropy, 0)
+        """log q_i + H(q) = v_i/T − E_q[v/T]; 0 where log q = −inf (those classes have their own term).
+
+        Note: q_i may underflow to 0 while log q_i is finite; such a class still has p_i − q_i ≠ 0.
+        """
+        return np.where(self.teacher_log_probs > -np.inf, self.teacher_log_probs + self.teacher_entropy, 0)
 
     def _nan_if_infinite(self, values: np.ndarray) -> np.ndarray:
         # The derivative of an infinite loss w.r.t. the teacher or T is undefined.
@@ -259,9 +256,14 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         total = total + _sum(np.exp(np.minimum(student_only_log_mass, exp_limit)))
     with np.errstate(over="ignore"):
         kl = np.log1p(total)
-    fallback = np.any(needs_log_domain, axis=-1, keepdims=True) | ~np.isfinite(total)
+    fallback = (np.any(needs_log_domain, axis=-1, keepdims=True) | ~np.isfinite(total))[..., 0]
     if fallback.any():
-        kl = np.where(fallback, _log_domain_kl(teacher_log_probs, log_ratio, both, student_only_log_mass), kl)
+        kl[fallback] = _log_domain_kl(
+            teacher_log_probs[fallback],
+            log_ratio[fallback],
+            None if both is None else both[fallback],
+            None if student_only_log_mass is None else student_only_log_mass[fallback],
+        )
     if infinite is not None:
         kl = np.where(infinite, np.inf, kl)
         if not infinite.any():
@@ -284,6 +286,7 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         kl=kl,
         teacher_entropy=teacher_entropy,
         infinite=infinite,
+        fallback=fallback[..., None] if fallback.any() else None,
         undefined=undefined,
         student_logits=unmasked_student,
     )
@@ -295,7 +298,10 @@ def _log_domain_kl(
     both: np.ndarray | None,
     student_only_log_mass: np.ndarray | None,
 ) -> np.ndarray:
-    """KL = softplus(LSE_i log-terms), for rows whose terms under- or overflow in the linear domain."""
+    """KL = softplus(LSE_i log-terms), for rows whose terms under- or overflow in the linear domain.
+
+    Takes and returns rows (..., N) -> (..., 1) like :func:`match`.
+    """
     with np.errstate(invalid="ignore"):
         log_terms = teacher_log_probs + log_exp_minus_one_minus_x(log_ratio)
     if both is not None:
@@ -304,7 +310,7 @@ def _log_domain_kl(
         log_terms = np.logaddexp(log_terms, student_only_log_mass)
     peak = np.max(log_terms, axis=-1, keepdims=True)
     safe_peak = np.where(np.isfinite(peak), peak, 0)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(divide="ignore"):  # all terms 0 (f = 0 everywhere): log 0 = −inf, KL = 0
         lse = safe_peak + np.log(_sum(np.exp(log_terms - safe_peak)))
     lse = np.where(np.isneginf(peak), -np.inf, np.where(np.isposinf(peak), np.inf, lse))
     return _softplus(lse)
