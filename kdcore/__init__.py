@@ -6,6 +6,7 @@ Notation used throughout: student logits ``z``, teacher logits ``v``, temperatur
 
 __version__ = "0.1.0"
 
+from . import gradcheck
 from .cross_entropy import cross_entropy
 from .cross_entropy import cross_entropy_grad
 from .distillation import distillation_loss
@@ -29,6 +30,7 @@ __all__ = [
     "cross_entropy_grad",
     "distillation_loss",
     "distillation_loss_grad",
+    "gradcheck",
     "kl_divergence",
     "kl_divergence_grad",
     "kl_divergence_hessian",

@@ -89,6 +89,8 @@ class Match:
     both: np.ndarray | None  # classes where both logits are finite and the teacher has mass (None: all)
     kl: np.ndarray  # (..., 1)
     teacher_entropy: np.ndarray  # (..., 1)
+    teacher_centred: np.ndarray  # v/T − E_q[v/T] on classes with teacher mass, 0 elsewhere
+    student_only_offset: np.ndarray | None  # (z_i − z_k)/T − c + (v_k/T − E_q[v/T]) on student-only classes
     infinite: np.ndarray | None  # (..., 1): KL = +inf (teacher mass on a class the student rules out)
     fallback: np.ndarray | None  # (..., 1): rows computed in the log domain (huge |f|)
     undefined: np.ndarray | None  # (..., 1): NaN input, +inf, or every class masked
@@ -132,7 +134,7 @@ class Match:
 
     def entropy_teacher_grad(self) -> np.ndarray:
         r""":math:`\partial H(q)/\partial v = -q \odot (\log q + H)/T`."""
-        return self._nan_rows(-self.teacher_probs * self._centred_teacher_log_probs() / self.T)
+        return self._nan_rows(-self.teacher_probs * self.teacher_centred / self.T)
 
     def kl_temperature_grad(self) -> np.ndarray:
         r""":math:`\partial\mathrm{KL}/\partial T`, per sample, shape (..., 1).
@@ -153,31 +155,26 @@ class Match:
         kl = np.where(np.isfinite(self.kl), self.kl, 0)  # rows with infinite KL are set to NaN below
         diff = self.probs_diff()
         small = np.abs(f) <= 1
-        second_order = np.where(small, q * (exp_minus_one_minus_x(np.where(small, f - kl, 0)) - kl), diff - q * f)
-        centred_log_q = self._centred_teacher_log_probs()
+        second_order = np.where(
+            small, q * (exp_minus_one_minus_x(np.where(small, f - kl, 0)) - kl), diff - q * f
+        )
+        centred_log_q = self.teacher_centred
         terms = diff * f + second_order * centred_log_q
         if self.both is not None:
             terms = np.where(self.both, terms, 0)
             if self.student_only is not None:
                 with np.errstate(invalid="ignore"):
-                    mass_terms = diff * (self.student_only_log_mass + self.teacher_entropy)
+                    mass_terms = diff * self.student_only_offset
                 terms = np.where(self.student_only, mass_terms, terms)
         beta_dkl_dbeta = _sum(terms)
         return self._nan_rows(self._nan_if_infinite(-beta_dkl_dbeta / self.T))
 
     def entropy_temperature_grad(self) -> np.ndarray:
         r""":math:`\partial H(q)/\partial T = \operatorname{Var}_q(v/T)/T = \sum_i q_i(\log q_i + H)^2 / T`."""
-        centred = self._centred_teacher_log_probs()
+        centred = self.teacher_centred
         return self._nan_rows(_sum(self.teacher_probs * centred * centred) / self.T)
 
     # -- helpers ----------------------------------------------------------------------------------------
-
-    def _centred_teacher_log_probs(self) -> np.ndarray:
-        """log q_i + H(q) = v_i/T − E_q[v/T]; 0 where log q = −inf (those classes have their own term).
-
-        Note: q_i may underflow to 0 while log q_i is finite; such a class still has p_i − q_i ≠ 0.
-        """
-        return np.where(self.teacher_log_probs > -np.inf, self.teacher_log_probs + self.teacher_entropy, 0)
 
     def _nan_if_infinite(self, values: np.ndarray) -> np.ndarray:
         # The derivative of an infinite loss w.r.t. the teacher or T is undefined.
@@ -271,6 +268,13 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
 
     with np.errstate(invalid="ignore"):
         teacher_entropy = -_sum(np.where(teacher_probs > 0, teacher_probs * teacher_log_probs, 0))
+    # b − E_q[b] (= log q + H) from the shifted tempered logits: forming log q + H instead cancels at high T,
+    # where log q ≈ −log N ≈ −H and the difference is ~1/T.
+    shifted = np.where(teacher_has_mass, teacher_parts.shifted, 0)
+    teacher_centred = np.where(teacher_has_mass, shifted - _sum(teacher_probs * shifted), 0)
+    student_only_offset = None
+    if student_only is not None:
+        student_only_offset = np.where(student_only, gap - centre + take_along_last(teacher_centred, top), 0)
     if undefined is not None:
         kl = np.where(undefined, np.nan, kl)
         teacher_entropy = np.where(undefined, np.nan, teacher_entropy)
@@ -285,6 +289,8 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         both=both,
         kl=kl,
         teacher_entropy=teacher_entropy,
+        teacher_centred=teacher_centred,
+        student_only_offset=student_only_offset,
         infinite=infinite,
         fallback=fallback[..., None] if fallback.any() else None,
         undefined=undefined,

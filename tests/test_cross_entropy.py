@@ -62,7 +62,10 @@ class TestCrossEntropyGrad:
     def test_finite_differences(self, pair):
         logits, labels = pair
         report = gradcheck.check_gradient(
-            lambda z: cross_entropy(z, labels), lambda z: cross_entropy_grad(z, labels), logits, rtol=FD_RTOL[F64]
+            lambda z: cross_entropy(z, labels),
+            lambda z: cross_entropy_grad(z, labels),
+            logits,
+            rtol=FD_RTOL[F64],
         )
         assert report.passed, report
 
@@ -70,15 +73,21 @@ class TestCrossEntropyGrad:
     def test_closed_form(self, pair):
         logits, labels = pair
         expected = scipy.special.softmax(logits, axis=-1) - one_hot(labels, logits.shape[-1])
-        np.testing.assert_allclose(cross_entropy_grad(logits, labels, "none"), expected, rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(
+            cross_entropy_grad(logits, labels, "none"), expected, rtol=1e-10, atol=1e-15
+        )
 
     def test_label_entry_keeps_precision(self):
         # p_y − 1 = −e^{-40}/(1 + e^{-40}); softmax − 1 would give 0 or a multiple of eps.
-        assert cross_entropy_grad([40.0, 0.0], 0)[0] == pytest.approx(-np.exp(-40.0) / (1 + np.exp(-40.0)), rel=1e-15)
+        assert cross_entropy_grad([40.0, 0.0], 0)[0] == pytest.approx(
+            -np.exp(-40.0) / (1 + np.exp(-40.0)), rel=1e-15
+        )
 
     def test_mean_divides_by_samples(self, rng):
         logits, labels = rng.normal(size=(6, 4)), rng.integers(0, 4, size=6)
-        np.testing.assert_allclose(cross_entropy_grad(logits, labels), cross_entropy_grad(logits, labels, "sum") / 6)
+        np.testing.assert_allclose(
+            cross_entropy_grad(logits, labels), cross_entropy_grad(logits, labels, "sum") / 6
+        )
 
 
 class TestLabelValidation:

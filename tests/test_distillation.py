@@ -39,7 +39,9 @@ class TestDistillationLoss:
         student, teacher, labels = inputs
         soft_fn = soft_cross_entropy if soft == "cross_entropy" else kl_divergence
         scale = T**2 if t2_scaling else 1.0
-        expected = alpha * cross_entropy(student, labels, "none") + (1 - alpha) * scale * soft_fn(student, teacher, T, "none")
+        expected = alpha * cross_entropy(student, labels, "none") + (1 - alpha) * scale * soft_fn(
+            student, teacher, T, "none"
+        )
         actual = distillation_loss(student, teacher, labels, T, alpha, t2_scaling, soft, "none")
         np.testing.assert_allclose(actual, expected, rtol=1e-13, atol=1e-14)
 
@@ -49,7 +51,9 @@ class TestDistillationLoss:
         ce = -scipy.special.log_softmax(z)[0]
         q = scipy.special.softmax(v / T)
         soft = -(q * scipy.special.log_softmax(z / T)).sum()
-        assert distillation_loss(z, v, y, T, alpha) == pytest.approx(alpha * ce + (1 - alpha) * T**2 * soft, rel=1e-14)
+        assert distillation_loss(z, v, y, T, alpha) == pytest.approx(
+            alpha * ce + (1 - alpha) * T**2 * soft, rel=1e-14
+        )
 
     def test_alpha_one_ignores_an_infinite_soft_term(self):
         z, v = np.array([0.0, -np.inf]), np.array([0.0, 0.0])
@@ -82,7 +86,9 @@ class TestDistillationLoss:
 
 
 class TestDistillationLossGrad:
-    @given(distillation_inputs(max_batch=3), TEMPERATURE, ALPHA, st.booleans(), st.sampled_from(["sum", "mean"]))
+    @given(
+        distillation_inputs(max_batch=3), TEMPERATURE, ALPHA, st.booleans(), st.sampled_from(["sum", "mean"])
+    )
     def test_finite_differences(self, inputs, T, alpha, t2_scaling, reduction):
         student, teacher, labels = inputs
         report = gradcheck.check_gradient(
@@ -100,17 +106,27 @@ class TestDistillationLossGrad:
         hard = scipy.special.softmax(student, axis=-1) - np.eye(n)[labels]
         soft = (scipy.special.softmax(student / T, axis=-1) - scipy.special.softmax(teacher / T, axis=-1)) * T
         expected = alpha * hard + (1 - alpha) * soft
-        np.testing.assert_allclose(distillation_loss_grad(student, teacher, labels, T, alpha, reduction="none"), expected, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            distillation_loss_grad(student, teacher, labels, T, alpha, reduction="none"),
+            expected,
+            rtol=1e-9,
+            atol=1e-12,
+        )
 
     def test_soft_choice_does_not_change_the_gradient(self, rng):
         z, v, y = rng.normal(size=(3, 5)), rng.normal(size=(3, 5)), rng.integers(0, 5, 3)
-        np.testing.assert_array_equal(distillation_loss_grad(z, v, y, 2.0, 0.3, soft="kl"), distillation_loss_grad(z, v, y, 2.0, 0.3))
+        np.testing.assert_array_equal(
+            distillation_loss_grad(z, v, y, 2.0, 0.3, soft="kl"), distillation_loss_grad(z, v, y, 2.0, 0.3)
+        )
 
     def test_t2_keeps_the_soft_gradient_order_one(self, rng):
         # Why T²: without it the soft gradient shrinks like 1/T², with it it tends to a fixed limit.
         z, v, y = rng.normal(size=10), rng.normal(size=10), 0
         with_t2 = [np.linalg.norm(distillation_loss_grad(z, v, y, T, 0.0)) for T in (10.0, 100.0, 1000.0)]
-        without = [np.linalg.norm(distillation_loss_grad(z, v, y, T, 0.0, t2_scaling=False)) for T in (10.0, 100.0, 1000.0)]
+        without = [
+            np.linalg.norm(distillation_loss_grad(z, v, y, T, 0.0, t2_scaling=False))
+            for T in (10.0, 100.0, 1000.0)
+        ]
         assert max(with_t2) / min(with_t2) < 1.2
         assert without[0] / without[2] > 0.9e4
 
@@ -120,14 +136,21 @@ class TestLogitMse:
     def test_closed_form(self, pair):
         z, v = pair
         d = (z - z.mean(axis=-1, keepdims=True)) - (v - v.mean(axis=-1, keepdims=True))
-        np.testing.assert_allclose(logit_mse(z, v, reduction="none"), (d**2).mean(axis=-1), rtol=1e-10, atol=1e-20)
-        np.testing.assert_allclose(logit_mse(z, v, centered=False, reduction="none"), ((z - v) ** 2).mean(axis=-1), rtol=1e-12)
+        np.testing.assert_allclose(
+            logit_mse(z, v, reduction="none"), (d**2).mean(axis=-1), rtol=1e-10, atol=1e-20
+        )
+        np.testing.assert_allclose(
+            logit_mse(z, v, centered=False, reduction="none"), ((z - v) ** 2).mean(axis=-1), rtol=1e-12
+        )
 
     @given(logit_pairs(max_batch=3), st.booleans(), st.sampled_from(["sum", "mean"]))
     def test_gradient_finite_differences(self, pair, centered, reduction):
         z, v = pair
         report = gradcheck.check_gradient(
-            lambda s: logit_mse(s, v, centered, reduction), lambda s: logit_mse_grad(s, v, centered, reduction), z, rtol=FD_RTOL[F64]
+            lambda s: logit_mse(s, v, centered, reduction),
+            lambda s: logit_mse_grad(s, v, centered, reduction),
+            z,
+            rtol=FD_RTOL[F64],
         )
         assert report.passed, report
 

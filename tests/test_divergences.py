@@ -53,12 +53,16 @@ class TestValues:
         student, teacher = pair
         expected = textbook_kl(student, teacher, T)
         # The textbook sum has absolute error ~1e-16·(size of log q − log p); kdcore is more accurate.
-        np.testing.assert_allclose(kl_divergence(student, teacher, T, reduction="none"), expected, rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(
+            kl_divergence(student, teacher, T, reduction="none"), expected, rtol=1e-9, atol=1e-13
+        )
 
     @given(logit_pairs(), TEMPERATURE)
     def test_cross_entropy_minus_kl_is_teacher_entropy(self, pair, T):
         student, teacher = pair
-        difference = soft_cross_entropy(student, teacher, T, "none") - kl_divergence(student, teacher, T, "none")
+        difference = soft_cross_entropy(student, teacher, T, "none") - kl_divergence(
+            student, teacher, T, "none"
+        )
         np.testing.assert_allclose(difference, textbook_entropy(teacher, T), rtol=1e-12, atol=1e-13)
 
     @given(logit_pairs(), TEMPERATURE)
@@ -73,8 +77,12 @@ class TestValues:
         # Shifting by an integer is exact for logits that are multiples of 2^-40, so rounding plays no part.
         student, teacher = np.round(student * 2**40) / 2**40, np.round(teacher * 2**40) / 2**40
         base = kl_divergence(student, teacher, T, "none")
-        np.testing.assert_allclose(kl_divergence(student + shift, teacher, T, "none"), base, rtol=1e-12, atol=1e-300)
-        np.testing.assert_allclose(kl_divergence(student, teacher - shift, T, "none"), base, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(
+            kl_divergence(student + shift, teacher, T, "none"), base, rtol=1e-12, atol=1e-300
+        )
+        np.testing.assert_allclose(
+            kl_divergence(student, teacher - shift, T, "none"), base, rtol=1e-12, atol=1e-300
+        )
 
     def test_kl_positive_only_where_different(self, rng):
         z = rng.normal(size=(4, 6))
@@ -97,12 +105,19 @@ class TestValues:
 
 class TestStudentGradient:
     @pytest.mark.parametrize("loss", LOSSES)
-    @given(pair=logit_pairs(max_batch=3, max_classes=8), T=TEMPERATURE, reduction=st.sampled_from(["sum", "mean"]))
+    @given(
+        pair=logit_pairs(max_batch=3, max_classes=8),
+        T=TEMPERATURE,
+        reduction=st.sampled_from(["sum", "mean"]),
+    )
     def test_finite_differences(self, loss, pair, T, reduction):
         value, grad = LOSSES[loss]
         student, teacher = pair
         report = gradcheck.check_gradient(
-            lambda z: value(z, teacher, T, reduction), lambda z: grad(z, teacher, T, reduction), student, rtol=FD_RTOL[F64]
+            lambda z: value(z, teacher, T, reduction),
+            lambda z: grad(z, teacher, T, reduction),
+            student,
+            rtol=FD_RTOL[F64],
         )
         assert report.passed, report
 
@@ -111,7 +126,9 @@ class TestStudentGradient:
     def test_closed_form(self, loss, pair, T):
         student, teacher = pair
         expected = (scipy_probs(student, T) - scipy_probs(teacher, T)) / T
-        np.testing.assert_allclose(LOSSES[loss][1](student, teacher, T, "none"), expected, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(
+            LOSSES[loss][1](student, teacher, T, "none"), expected, rtol=1e-10, atol=1e-14
+        )
 
     @given(pair=logit_pairs(), T=TEMPERATURE)
     def test_rows_sum_to_zero_and_mean_divides_by_samples(self, pair, T):
@@ -121,7 +138,9 @@ class TestStudentGradient:
         bound = 8 * np.finfo(np.float64).eps * (np.abs(per_sample).sum(axis=-1) + 1 / T)
         assert (np.abs(per_sample.sum(axis=-1)) <= bound).all()
         np.testing.assert_array_equal(kl_divergence_grad(student, teacher, T, "sum"), per_sample)
-        np.testing.assert_allclose(kl_divergence_grad(student, teacher, T, "mean"), per_sample / n_samples(student), rtol=1e-15)
+        np.testing.assert_allclose(
+            kl_divergence_grad(student, teacher, T, "mean"), per_sample / n_samples(student), rtol=1e-15
+        )
 
     def test_hinton_notation_gives_the_same_sign(self):
         # Hinton et al. write ∂C/∂z_i = (q_i − p_i)/T with q the *student's* probabilities: rename and compare.
@@ -132,7 +151,11 @@ class TestStudentGradient:
 
 class TestTeacherGradient:
     @pytest.mark.parametrize("loss", LOSSES)
-    @given(pair=logit_pairs(max_batch=3, max_classes=8), T=TEMPERATURE, reduction=st.sampled_from(["sum", "mean"]))
+    @given(
+        pair=logit_pairs(max_batch=3, max_classes=8),
+        T=TEMPERATURE,
+        reduction=st.sampled_from(["sum", "mean"]),
+    )
     def test_finite_differences(self, loss, pair, T, reduction):
         value, grad = LOSSES[loss]
         student, teacher = pair
@@ -152,13 +175,24 @@ class TestTeacherGradient:
         r = log_q - log_p
         kl_expected = q * (r - (q * r).sum(axis=-1, keepdims=True)) / T
         ce_expected = -q * (log_p - (q * log_p).sum(axis=-1, keepdims=True)) / T
-        np.testing.assert_allclose(kl_divergence_grad(student, teacher, T, "none", "teacher"), kl_expected, rtol=1e-8, atol=1e-12)
-        np.testing.assert_allclose(soft_cross_entropy_grad(student, teacher, T, "none", "teacher"), ce_expected, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(
+            kl_divergence_grad(student, teacher, T, "none", "teacher"), kl_expected, rtol=1e-8, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            soft_cross_entropy_grad(student, teacher, T, "none", "teacher"),
+            ce_expected,
+            rtol=1e-8,
+            atol=1e-12,
+        )
 
 
 class TestTemperatureGradient:
     @pytest.mark.parametrize("loss", LOSSES)
-    @given(pair=logit_pairs(max_batch=3, max_classes=8), T=TEMPERATURE, reduction=st.sampled_from(["none", "sum", "mean"]))
+    @given(
+        pair=logit_pairs(max_batch=3, max_classes=8),
+        T=TEMPERATURE,
+        reduction=st.sampled_from(["none", "sum", "mean"]),
+    )
     def test_finite_differences(self, loss, pair, T, reduction):
         value, grad = LOSSES[loss]
         student, teacher = pair
@@ -169,7 +203,9 @@ class TestTemperatureGradient:
         for index in range(flat.size):
             report = gradcheck.check_gradient(
                 lambda t, index=index: np.ravel(value(student, teacher, float(t[0]), reduction))[index],
-                lambda t, index=index: np.array([np.ravel(grad(student, teacher, float(t[0]), reduction, "temperature"))[index]]),
+                lambda t, index=index: np.array(
+                    [np.ravel(grad(student, teacher, float(t[0]), reduction, "temperature"))[index]]
+                ),
                 np.array([T]),
                 rtol=FD_RTOL[F64],
             )
@@ -184,13 +220,17 @@ class TestTemperatureGradient:
         r = np.log(q) - np.log(p)
         dkl_db = q * (r - (q * r).sum(axis=-1, keepdims=True))
         expected = -((p - q) * a + dkl_db * b).sum(axis=-1) / T
-        np.testing.assert_allclose(kl_divergence_grad(student, teacher, T, "none", "temperature"), expected, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(
+            kl_divergence_grad(student, teacher, T, "none", "temperature"), expected, rtol=1e-6, atol=1e-9
+        )
 
     def test_entropy_part_is_teacher_variance(self, rng):
         z, v, T = rng.normal(size=5), rng.normal(size=5), 1.5
         q = scipy_probs(v, T)
         variance = (q * (v / T) ** 2).sum() - ((q * v / T).sum()) ** 2
-        ce_minus_kl = soft_cross_entropy_grad(z, v, T, wrt="temperature") - kl_divergence_grad(z, v, T, wrt="temperature")
+        ce_minus_kl = soft_cross_entropy_grad(z, v, T, wrt="temperature") - kl_divergence_grad(
+            z, v, T, wrt="temperature"
+        )
         assert ce_minus_kl == pytest.approx(variance / T, rel=1e-10)
 
 
@@ -218,7 +258,9 @@ class TestHessian:
     def test_closed_form(self):
         p = scipy_probs(np.array([1.0, 0.0, -1.0]), 2.0)
         expected = (np.diag(p) - np.outer(p, p)) / 4.0
-        np.testing.assert_allclose(kl_divergence_hessian([1.0, 0.0, -1.0], [0.0, 0.0, 5.0], 2.0), expected, rtol=1e-14)
+        np.testing.assert_allclose(
+            kl_divergence_hessian([1.0, 0.0, -1.0], [0.0, 0.0, 5.0], 2.0), expected, rtol=1e-14
+        )
 
 
 class TestHighTemperatureLimit:
@@ -256,8 +298,12 @@ class TestMasksAndNonFinite:
             for wrt in ("student", "teacher"):
                 g = grad(zm, vm, 1.5, wrt=wrt)
                 assert g[2] == 0
-                np.testing.assert_allclose(g[keep], grad(z[keep], v[keep], 1.5, wrt=wrt), rtol=1e-13, atol=1e-17)
-            assert grad(zm, vm, 1.5, wrt="temperature") == pytest.approx(grad(z[keep], v[keep], 1.5, wrt="temperature"), rel=1e-12)
+                np.testing.assert_allclose(
+                    g[keep], grad(z[keep], v[keep], 1.5, wrt=wrt), rtol=1e-13, atol=1e-17
+                )
+            assert grad(zm, vm, 1.5, wrt="temperature") == pytest.approx(
+                grad(z[keep], v[keep], 1.5, wrt="temperature"), rel=1e-12
+            )
 
     def test_class_masked_by_teacher_only(self, rng):
         z, v, T = rng.normal(size=5), rng.normal(size=5), 2.0
@@ -268,9 +314,15 @@ class TestMasksAndNonFinite:
         expected = np.sum(q[keep] * (np.log(q[keep]) - log_p[keep]))
         assert kl_divergence(z, v, T) == pytest.approx(expected, rel=1e-13)
         np.testing.assert_allclose(kl_divergence_grad(z, v, T), (np.exp(log_p) - q) / T, rtol=1e-13)
-        report = gradcheck.check_gradient(lambda t: kl_divergence(z, v, float(t[0])), lambda t: np.array([kl_divergence_grad(z, v, float(t[0]), wrt="temperature")]), np.array([T]))
+        report = gradcheck.check_gradient(
+            lambda t: kl_divergence(z, v, float(t[0])),
+            lambda t: np.array([kl_divergence_grad(z, v, float(t[0]), wrt="temperature")]),
+            np.array([T]),
+        )
         assert report.passed, report
-        report = gradcheck.check_gradient(lambda s: kl_divergence(s, v, T), lambda s: kl_divergence_grad(s, v, T), z)
+        report = gradcheck.check_gradient(
+            lambda s: kl_divergence(s, v, T), lambda s: kl_divergence_grad(s, v, T), z
+        )
         assert report.passed, report
 
     def test_student_masks_a_class_the_teacher_expects(self):
@@ -286,7 +338,9 @@ class TestMasksAndNonFinite:
 
     def test_nan_stays_in_its_sample(self, rng):
         z, v = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
-        clean = {wrt: kl_divergence_grad(z, v, 2.0, "none", wrt) for wrt in ("student", "teacher", "temperature")}
+        clean = {
+            wrt: kl_divergence_grad(z, v, 2.0, "none", wrt) for wrt in ("student", "teacher", "temperature")
+        }
         z_bad, v_bad = z.copy(), v.copy()
         z_bad[1, 2] = np.nan
         v_bad[3, 0] = np.inf
@@ -304,7 +358,9 @@ class TestMasksAndNonFinite:
 
     @pytest.mark.parametrize("T", [0.5, 1.0, 1e-3, 1e9])
     def test_no_warning_on_any_finite_input(self, T):
-        z = np.array([[1e308, -1e308, 0.0], [-1e308, 1e308, 5.0], [1e300, 1e300, -1e300], [0.0, 1e-320, -1e-320]])
+        z = np.array(
+            [[1e308, -1e308, 0.0], [-1e308, 1e308, 5.0], [1e300, 1e300, -1e300], [0.0, 1e-320, -1e-320]]
+        )
         v = np.array([[-1e308, 1e308, 0.0], [-1e308, 1e308, 4.0], [1e300, -1e300, 1e300], [1e-320, 0.0, 0.0]])
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -331,7 +387,11 @@ class TestDtypes:
                 g64 = grad(z32.astype(np.float64), v32.astype(np.float64), T, "none", wrt)
                 scale = np.abs(g64).max(axis=-1, keepdims=True) if g64.ndim > 1 else np.abs(g64)
                 assert (np.abs(g32 - g64) <= FLOAT32_VS_FLOAT64_RTOL * scale).all(), (loss, T, wrt)
-            np.testing.assert_allclose(value(z32, v32, T, "none"), value(z32.astype(np.float64), v32.astype(np.float64), T, "none"), rtol=FLOAT32_VS_FLOAT64_RTOL)
+            np.testing.assert_allclose(
+                value(z32, v32, T, "none"),
+                value(z32.astype(np.float64), v32.astype(np.float64), T, "none"),
+                rtol=FLOAT32_VS_FLOAT64_RTOL,
+            )
 
     def test_mixed_and_integer_inputs(self):
         assert kl_divergence(np.zeros(3, np.float32), np.zeros(3)).dtype == np.float64
@@ -350,7 +410,7 @@ class TestValidation:
             soft_cross_entropy(np.zeros(3), np.zeros(3), reduction=reduction)
 
     def test_unknown_wrt(self):
-        with pytest.raises(ValueError, match="wrt must be one of .* got wrt='logits'"):
+        with pytest.raises(ValueError, match=r"wrt must be one of .* got wrt='logits'"):
             kl_divergence_grad(np.zeros(3), np.zeros(3), wrt="logits")
 
     @pytest.mark.parametrize("T", [0, -2.0, float("nan"), float("inf")])

@@ -35,7 +35,9 @@ class TestSoftmax:
 
     def test_axis(self, rng):
         z = rng.normal(size=(3, 4, 5))
-        np.testing.assert_allclose(softmax(z, 2.0, axis=1), np.moveaxis(softmax(np.moveaxis(z, 1, -1), 2.0), -1, 1))
+        np.testing.assert_allclose(
+            softmax(z, 2.0, axis=1), np.moveaxis(softmax(np.moveaxis(z, 1, -1), 2.0), -1, 1)
+        )
         np.testing.assert_allclose(logsumexp(z, 2.0, axis=0), scipy.special.logsumexp(z / 2.0, axis=0))
 
     def test_masked_classes_get_zero(self):
@@ -73,7 +75,9 @@ class TestSoftmax:
 class TestLogSoftmax:
     @given(logits_arrays, TEMPERATURE)
     def test_matches_scipy(self, logits, T):
-        np.testing.assert_allclose(log_softmax(logits, T), scipy.special.log_softmax(logits / T, axis=-1), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(
+            log_softmax(logits, T), scipy.special.log_softmax(logits / T, axis=-1), rtol=1e-12, atol=1e-13
+        )
 
     def test_dominant_class_keeps_relative_precision(self):
         # log(1 − e^{-50}) ≈ −e^{-50}: log(softmax) returns exactly 0 here.
@@ -84,13 +88,17 @@ class TestLogSoftmax:
 
     @given(logits_arrays, TEMPERATURE)
     def test_is_logits_over_T_minus_logsumexp(self, logits, T):
-        np.testing.assert_allclose(log_softmax(logits, T), logits / T - logsumexp(logits, T)[..., None], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            log_softmax(logits, T), logits / T - logsumexp(logits, T)[..., None], rtol=1e-12, atol=1e-12
+        )
 
 
 class TestLogSumExp:
     @given(logits_arrays, TEMPERATURE)
     def test_matches_scipy(self, logits, T):
-        np.testing.assert_allclose(logsumexp(logits, T), scipy.special.logsumexp(logits / T, axis=-1), rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(
+            logsumexp(logits, T), scipy.special.logsumexp(logits / T, axis=-1), rtol=1e-13, atol=1e-13
+        )
 
     def test_gradient_of_T_logsumexp_is_softmax(self, rng):
         z, T = rng.normal(size=6), 1.7
@@ -114,7 +122,9 @@ class TestSoftmaxJacobian:
         x = rng.normal(size=5)
         jac = softmax_jacobian(softmax(x))
         for row in range(5):
-            report = gradcheck.check_gradient(lambda t, row=row: softmax(t)[row], lambda t, row=row: softmax_jacobian(softmax(t))[row], x)
+            report = gradcheck.check_gradient(
+                lambda t, row=row: softmax(t)[row], lambda t, row=row: softmax_jacobian(softmax(t))[row], x
+            )
             assert report.passed, report
         assert jac.shape == (5, 5)
 
@@ -127,11 +137,20 @@ class TestSoftmaxJacobian:
 
 
 class TestSoftmaxVjp:
-    @given(logits_arrays.flatmap(lambda z: st.tuples(st.just(z), hnp.arrays(np.float64, z.shape, elements=LOGIT))))
+    @given(
+        logits_arrays.flatmap(
+            lambda z: st.tuples(st.just(z), hnp.arrays(np.float64, z.shape, elements=LOGIT))
+        )
+    )
     def test_equals_jacobian_product(self, pair):
         logits, upstream = pair
         s = softmax(logits)
-        np.testing.assert_allclose(softmax_vjp(s, upstream), np.einsum("...ij,...i->...j", softmax_jacobian(s), upstream), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            softmax_vjp(s, upstream),
+            np.einsum("...ij,...i->...j", softmax_jacobian(s), upstream),
+            rtol=1e-10,
+            atol=1e-12,
+        )
 
     def test_inner_product_check(self, rng):
         x = rng.normal(size=(3, 4))

@@ -44,8 +44,12 @@ def test_softmax_family(rng):
     z = rng.normal(size=(4, 7)) * 5
     zt = torch.tensor(z)
     np.testing.assert_allclose(kdcore.softmax(z, 3.0), F.softmax(zt / 3.0, dim=-1).numpy(), rtol=1e-13)
-    np.testing.assert_allclose(kdcore.log_softmax(z, 3.0), F.log_softmax(zt / 3.0, dim=-1).numpy(), rtol=1e-13)
-    np.testing.assert_allclose(kdcore.logsumexp(z, 3.0), torch.logsumexp(zt / 3.0, dim=-1).numpy(), rtol=1e-13)
+    np.testing.assert_allclose(
+        kdcore.log_softmax(z, 3.0), F.log_softmax(zt / 3.0, dim=-1).numpy(), rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        kdcore.logsumexp(z, 3.0), torch.logsumexp(zt / 3.0, dim=-1).numpy(), rtol=1e-13
+    )
 
 
 def test_hard_cross_entropy(rng):
@@ -75,13 +79,23 @@ def test_distillation_loss_and_grad(rng):
     loss = alpha * F.cross_entropy(zt, torch.tensor(y)) + (1 - alpha) * T**2 * soft
     (grad,) = torch.autograd.grad(loss, zt)
     assert kdcore.distillation_loss(z, v, y, T, alpha, soft="kl") == pytest.approx(loss.item(), rel=1e-12)
-    np.testing.assert_allclose(kdcore.distillation_loss_grad(z, v, y, T, alpha), grad.numpy(), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(
+        kdcore.distillation_loss_grad(z, v, y, T, alpha), grad.numpy(), rtol=1e-9, atol=1e-15
+    )
 
 
 def test_float32_matches_torch_float32(rng):
-    z, v = (rng.normal(size=(16, 100)) * 4).astype(np.float32), (rng.normal(size=(16, 100)) * 4).astype(np.float32)
+    z, v = (
+        (rng.normal(size=(16, 100)) * 4).astype(np.float32),
+        (rng.normal(size=(16, 100)) * 4).astype(np.float32),
+    )
     zt = torch.tensor(z, requires_grad=True)
-    loss = F.kl_div(F.log_softmax(zt / 2.0, -1), F.log_softmax(torch.tensor(v) / 2.0, -1), reduction="batchmean", log_target=True)
+    loss = F.kl_div(
+        F.log_softmax(zt / 2.0, -1),
+        F.log_softmax(torch.tensor(v) / 2.0, -1),
+        reduction="batchmean",
+        log_target=True,
+    )
     (grad,) = torch.autograd.grad(loss, zt)
     ours = kdcore.kl_divergence_grad(z, v, 2.0)
     assert ours.dtype == np.float32
