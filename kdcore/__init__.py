@@ -23,13 +23,17 @@ from .softmax import logsumexp
 from .softmax import softmax
 from .softmax import softmax_jacobian
 from .softmax import softmax_vjp
+from .mlp import MLP
+from .train import fit
 
 __all__ = [
+    "MLP",
     "__version__",
     "cross_entropy",
     "cross_entropy_grad",
     "distillation_loss",
     "distillation_loss_grad",
+    "fit",
     "gradcheck",
     "kl_divergence",
     "kl_divergence_grad",
