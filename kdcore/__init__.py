@@ -10,6 +10,7 @@ from . import gradcheck
 from .cross_entropy import cross_entropy
 from .cross_entropy import cross_entropy_grad
 from .distillation import distillation_loss
+from .distillation import distillation_loss_and_grad
 from .distillation import distillation_loss_grad
 from .distillation import logit_mse
 from .distillation import logit_mse_grad
@@ -32,6 +33,7 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_grad",
     "distillation_loss",
+    "distillation_loss_and_grad",
     "distillation_loss_grad",
     "fit",
     "gradcheck",

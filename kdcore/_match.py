@@ -50,6 +50,7 @@ but the teacher gives mass makes :math:`\mathrm{KL} = +\infty`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -61,6 +62,11 @@ from ._numerics import (
     two_sum,
 )
 from .softmax import _tempered
+
+
+def _extent(x: np.ndarray) -> float:
+    """max |x| from two reductions (no |x| temporary)."""
+    return max(abs(float(np.max(x))), abs(float(np.min(x))))
 
 
 def _sum(x: np.ndarray) -> np.ndarray:
@@ -87,16 +93,44 @@ class Match:
     student_only: np.ndarray | None  # classes with student mass but teacher probability 0
     student_only_log_mass: np.ndarray | None  # x_i on those classes (−inf elsewhere)
     both: np.ndarray | None  # classes where both logits are finite and the teacher has mass (None: all)
+    teacher_shifted: np.ndarray  # (v − max v)/T
+    student_only_gap: np.ndarray | None  # (z_i − z_k)/T on student-only classes
+    centre: np.ndarray  # (..., 1): the centring constant c of f (relative to the top class k)
+    top: np.ndarray  # (...): k, the teacher's top class
     kl: np.ndarray  # (..., 1)
-    teacher_entropy: np.ndarray  # (..., 1)
-    teacher_centred: np.ndarray  # v/T − E_q[v/T] on classes with teacher mass, 0 elsewhere
-    student_only_offset: np.ndarray | None  # (z_i − z_k)/T − c + (v_k/T − E_q[v/T]) on student-only classes
     infinite: np.ndarray | None  # (..., 1): KL = +inf (teacher mass on a class the student rules out)
     fallback: np.ndarray | None  # (..., 1): rows computed in the log domain (huge |f|)
     undefined: np.ndarray | None  # (..., 1): NaN input, +inf, or every class masked
     student_logits: np.ndarray
 
     # -- derived quantities, computed on demand -------------------------------------------------------
+
+    @cached_property
+    def teacher_entropy(self) -> np.ndarray:
+        """H(q) = −Σ q log q, shape (..., 1)."""
+        q = self.teacher_probs
+        with np.errstate(invalid="ignore"):
+            entropy = -_sum(np.where(q > 0, q * self.teacher_log_probs, 0))
+        return self._nan_rows(entropy)
+
+    @cached_property
+    def teacher_centred(self) -> np.ndarray:
+        """v/T − E_q[v/T] on classes with teacher mass, 0 elsewhere.
+
+        Formed from the shifted tempered logits: log q + H, equal in exact arithmetic, cancels at high T,
+        where log q ≈ −log N ≈ −H and the difference is ~1/T.
+        """
+        has_mass = self.teacher_log_probs > -np.inf
+        shifted = np.where(has_mass, self.teacher_shifted, 0)
+        return np.where(has_mass, shifted - _sum(self.teacher_probs * shifted), 0)
+
+    @cached_property
+    def student_only_offset(self) -> np.ndarray | None:
+        """(z_i − z_k)/T − c + (v_k/T − E_q[v/T]) on student-only classes (see kl_temperature_grad)."""
+        if self.student_only is None:
+            return None
+        top_centred = take_along_last(self.teacher_centred, self.top)
+        return np.where(self.student_only, self.student_only_gap - self.centre + top_centred, 0)
 
     def probs_diff(self) -> np.ndarray:
         r""":math:`p - q`, accurate when :math:`p \approx q` (no subtraction of nearly equal numbers).
@@ -192,68 +226,99 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
     # Beyond this, e^f and friends overflow; such rows go to the log-domain fallback.
     exp_limit = dtype.type(0.95 * np.log(info.max))
 
-    # Samples with NaN, +inf or no unmasked class have no softmax: compute them on zeros, report NaN.
-    undefined = ~np.isfinite(np.max(student, axis=-1, keepdims=True)) | ~np.isfinite(
-        np.max(teacher, axis=-1, keepdims=True)
-    )
-    if undefined.any():
-        student = np.where(undefined, 0, student)
-        teacher = np.where(undefined, 0, teacher)
-    else:
-        undefined = None
+    # One cheap reduction each decides whether anything is non-finite (a finite sum means no NaN or inf;
+    # a sum that overflows merely sends us down the careful path).
+    with np.errstate(over="ignore", invalid="ignore"):
+        all_finite = bool(np.isfinite(np.sum(student)) and np.isfinite(np.sum(teacher)))
+    undefined = None
+    if not all_finite:
+        # Samples with NaN, +inf or no unmasked class have no softmax: compute them on zeros, report NaN.
+        undefined = ~np.isfinite(np.max(student, axis=-1, keepdims=True)) | ~np.isfinite(
+            np.max(teacher, axis=-1, keepdims=True)
+        )
+        if undefined.any():
+            student = np.where(undefined, 0, student)
+            teacher = np.where(undefined, 0, teacher)
+        else:
+            undefined = None
 
     unmasked_student = student  # kept for p itself where KL is infinite
     teacher_parts = _tempered(teacher, T)
     teacher_log_probs = teacher_parts.shifted - np.log1p(teacher_parts.rest)
-    teacher_probs = np.exp(teacher_log_probs)
-    top = np.argmax(teacher_log_probs, axis=-1)
+    teacher_probs = teacher_parts.exp_shifted / (1 + teacher_parts.rest)
+    top = np.argmax(teacher_parts.shifted, axis=-1)
 
-    student_finite = np.isfinite(student)
-    teacher_has_mass = teacher_log_probs > -np.inf
-    both = student_only = student_only_log_mass = infinite = None
-    if not (student_finite.all() and teacher_has_mass.all()):
-        both = student_finite & teacher_has_mass
-        student_only = student_finite & ~teacher_has_mass
-        infinite = np.any(teacher_has_mass & ~student_finite, axis=-1, keepdims=True)
-        # Masked entries are replaced by 0 so that no inf − inf is ever formed; their results are set below.
-        student = np.where(student_finite, student, 0)
-        teacher = np.where(np.isfinite(teacher), teacher, 0)
-        if not student_only.any():
-            student_only = None
+    both = student_only = infinite = None
+    if not all_finite or np.min(teacher_log_probs) == -np.inf:
+        student_finite = np.isfinite(student)
+        teacher_has_mass = teacher_log_probs > -np.inf
+        if not (student_finite.all() and teacher_has_mass.all()):
+            both = student_finite & teacher_has_mass
+            student_only = student_finite & ~teacher_has_mass
+            infinite = np.any(teacher_has_mass & ~student_finite, axis=-1, keepdims=True)
+            # Masked entries are replaced by 0 so that no inf − inf is ever formed; their results are set below.
+            student = np.where(student_finite, student, 0)
+            teacher = np.where(np.isfinite(teacher), teacher, 0)
+            if not student_only.any():
+                student_only = None
 
     # d_i − d_k with d = (z − v)/T, k the teacher's top class: the student–teacher difference z − v is
-    # split exactly into s + e (two_sum), then differences of it are taken, then divided by T.
-    s, e = two_sum(student * 0.25, -(teacher * 0.25))
-    s_top, e_top = take_along_last(s, top), take_along_last(e, top)
-    with np.errstate(over="ignore", invalid="ignore"):
-        log_ratio = ((s - s_top) + (e - e_top)) / T * 4
+    # split exactly into s + e (two_sum), then differences of it are taken, then divided by T. Logits far
+    # from the float range's end (the usual case) need no quartering against overflow.
+    extent = max(_extent(student), _extent(teacher))
+    safe = extent < info.max / 16  # then z − v cannot overflow, and neither can the differences below
+    if safe:
+        s, e = two_sum(student, -teacher)
+    else:
+        s, e = two_sum(student * 0.25, -(teacher * 0.25))
+    s -= take_along_last(s, top)
+    e -= take_along_last(e, top)
+    s += e
+    del e
+    with np.errstate(over="ignore"):
+        s /= dtype.type(T)
+        if not safe:
+            s *= 4
+    log_ratio = s
     if both is not None:
         log_ratio = np.where(both, log_ratio, 0)
-    overflow = ~np.all(np.isfinite(log_ratio), axis=-1, keepdims=True)
-    if overflow.any():
-        # A tempered logit difference beyond the float range: KL overflows too (documented).
-        infinite = overflow if infinite is None else infinite | overflow
-        log_ratio = np.where(overflow, 0, log_ratio)
+    if not safe or 4 * extent / T > info.max / 4:
+        overflow = ~np.all(np.isfinite(log_ratio), axis=-1, keepdims=True)
+        if overflow.any():
+            # A tempered logit difference beyond the float range: KL overflows too (documented).
+            infinite = overflow if infinite is None else infinite | overflow
+            log_ratio = np.where(overflow, 0, log_ratio)
     centre = _sum(teacher_probs * log_ratio)
-    log_ratio = log_ratio - centre
+    log_ratio -= centre
     if both is not None:
         log_ratio = np.where(both, log_ratio, 0)
 
     # The main path: KL = log1p(Σ q (e^f − 1 − f) + Σ_{q=0} e^x).
-    terms = teacher_probs * exp_minus_one_minus_x(np.minimum(log_ratio, exp_limit))
-    needs_log_domain = (log_ratio > exp_limit) | ((teacher_probs < info.tiny) & (np.abs(log_ratio) > 1))
+    tiny_teacher = np.min(teacher_probs) < info.tiny
+    large_ratio = np.max(log_ratio) > exp_limit
+    terms = exp_minus_one_minus_x(np.minimum(log_ratio, exp_limit) if large_ratio else log_ratio)
+    terms *= teacher_probs
     total = _sum(terms)
+    del terms
+    needs_log_domain = None
+    if tiny_teacher or large_ratio:
+        needs_log_domain = (log_ratio > exp_limit) | ((teacher_probs < info.tiny) & (np.abs(log_ratio) > 1))
+    gap = student_only_log_mass = None
     if student_only is not None:
         with np.errstate(over="ignore"):
             gap = tempered_difference(student, take_along_last(student, top), T)
         student_only_log_mass = np.where(
             student_only, gap + take_along_last(teacher_log_probs, top) - centre, -np.inf
         )
-        needs_log_domain |= student_only_log_mass > exp_limit
+        too_large = student_only_log_mass > exp_limit
+        needs_log_domain = too_large if needs_log_domain is None else needs_log_domain | too_large
         total = total + _sum(np.exp(np.minimum(student_only_log_mass, exp_limit)))
     with np.errstate(over="ignore"):
         kl = np.log1p(total)
-    fallback = (np.any(needs_log_domain, axis=-1, keepdims=True) | ~np.isfinite(total))[..., 0]
+    fallback = ~np.isfinite(total)
+    if needs_log_domain is not None:
+        fallback |= np.any(needs_log_domain, axis=-1, keepdims=True)
+    fallback = fallback[..., 0]
     if fallback.any():
         kl[fallback] = _log_domain_kl(
             teacher_log_probs[fallback],
@@ -265,32 +330,22 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         kl = np.where(infinite, np.inf, kl)
         if not infinite.any():
             infinite = None
-
-    with np.errstate(invalid="ignore"):
-        teacher_entropy = -_sum(np.where(teacher_probs > 0, teacher_probs * teacher_log_probs, 0))
-    # b − E_q[b] (= log q + H) from the shifted tempered logits: forming log q + H instead cancels at high T,
-    # where log q ≈ −log N ≈ −H and the difference is ~1/T.
-    shifted = np.where(teacher_has_mass, teacher_parts.shifted, 0)
-    teacher_centred = np.where(teacher_has_mass, shifted - _sum(teacher_probs * shifted), 0)
-    student_only_offset = None
-    if student_only is not None:
-        student_only_offset = np.where(student_only, gap - centre + take_along_last(teacher_centred, top), 0)
     if undefined is not None:
         kl = np.where(undefined, np.nan, kl)
-        teacher_entropy = np.where(undefined, np.nan, teacher_entropy)
 
     return Match(
         T=T,
         teacher_log_probs=teacher_log_probs,
         teacher_probs=teacher_probs,
+        teacher_shifted=teacher_parts.shifted,
         log_ratio=log_ratio,
         student_only=student_only,
         student_only_log_mass=student_only_log_mass,
+        student_only_gap=gap,
+        centre=centre,
+        top=top,
         both=both,
         kl=kl,
-        teacher_entropy=teacher_entropy,
-        teacher_centred=teacher_centred,
-        student_only_offset=student_only_offset,
         infinite=infinite,
         fallback=fallback[..., None] if fallback.any() else None,
         undefined=undefined,

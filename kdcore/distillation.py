@@ -39,11 +39,18 @@ from ._arrays import (
     reduce,
     reduce_grad,
 )
+from ._chunks import map_rows
 from ._match import match
 from ._numerics import tempered_difference
 from .cross_entropy import cross_entropy, cross_entropy_grad
 
-__all__ = ["distillation_loss", "distillation_loss_grad", "logit_mse", "logit_mse_grad"]
+__all__ = [
+    "distillation_loss",
+    "distillation_loss_and_grad",
+    "distillation_loss_grad",
+    "logit_mse",
+    "logit_mse_grad",
+]
 
 SOFT_LOSSES = ("cross_entropy", "kl")
 
@@ -60,6 +67,51 @@ def _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction):
 
 def _soft_weight(T: float, alpha: float, t2_scaling: bool) -> float:
     return (1.0 - alpha) * (T * T if t2_scaling else 1.0)
+
+
+def _distillation(
+    student: np.ndarray,
+    teacher: np.ndarray,
+    labels: np.ndarray,
+    T: float,
+    alpha: float,
+    t2_scaling: bool,
+    soft: str,
+    *,
+    want_value: bool = True,
+    want_grad: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per-sample loss and per-sample gradient (each only if wanted), over row chunks (see ``_chunks``).
+
+    A term whose weight is 0 is left out entirely, so that ``alpha=1`` ignores an infinite soft loss rather
+    than returning ``0·inf = nan``.
+    """
+    dtype = student.dtype.type
+    weight = _soft_weight(T, alpha, t2_scaling)
+
+    def rows(z: np.ndarray, v: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y = y[:, 0]
+        # Unwanted results are (rows, 0) placeholders, so that chunks still reassemble.
+        value = (
+            np.zeros(z.shape[0], dtype=z.dtype) if want_value else np.zeros((z.shape[0], 0), dtype=z.dtype)
+        )
+        grad = np.zeros_like(z) if want_grad else np.zeros((z.shape[0], 0), dtype=z.dtype)
+        if alpha > 0:
+            if want_value:
+                value = value + dtype(alpha) * cross_entropy(z, y, reduction="none")
+            if want_grad:
+                grad = grad + dtype(alpha) * cross_entropy_grad(z, y, reduction="none")
+        if weight > 0:
+            m = match(z, v, T)
+            if want_value:
+                soft_value = m.kl if soft == "kl" else m.kl + m.teacher_entropy
+                value = value + dtype(weight) * soft_value[:, 0]
+            if want_grad:
+                grad = grad + dtype(weight / T) * m.probs_diff()
+        return value, grad
+
+    value, grad = map_rows(rows, student, teacher, labels[..., None])
+    return (value if want_value else None), (grad if want_grad else None)
 
 
 def distillation_loss(
@@ -116,18 +168,9 @@ def distillation_loss(
     >>> bool(np.isclose(loss, 0.3 * cross_entropy(z, y) + 0.7 * 16 * soft_cross_entropy(z, v, 4.0)))
     True
     """
-    student, teacher, labels, T, alpha = _checked(
-        student_logits, teacher_logits, labels, T, alpha, soft, reduction
-    )
-    total = np.zeros(student.shape[:-1], dtype=student.dtype)
-    if alpha > 0:
-        total = total + alpha * cross_entropy(student, labels, reduction="none")
-    weight = _soft_weight(T, alpha, t2_scaling)
-    if weight > 0:
-        m = match(student, teacher, T)
-        soft_value = m.kl if soft == "kl" else m.kl + m.teacher_entropy
-        total = total + student.dtype.type(weight) * soft_value[..., 0]
-    return reduce(total, reduction)
+    inputs = _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction)
+    value, _ = _distillation(*inputs, t2_scaling, soft, want_grad=False)
+    return reduce(value, reduction)
 
 
 def distillation_loss_grad(
@@ -173,16 +216,54 @@ def distillation_loss_grad(
     >>> bool(np.allclose(g, 4.0 * (softmax(z, 4.0) - softmax(v, 4.0))))
     True
     """
-    student, teacher, labels, T, alpha = _checked(
-        student_logits, teacher_logits, labels, T, alpha, soft, reduction
-    )
-    grad = np.zeros_like(student)
-    if alpha > 0:
-        grad = grad + student.dtype.type(alpha) * cross_entropy_grad(student, labels, reduction="none")
-    weight = _soft_weight(T, alpha, t2_scaling)
-    if weight > 0:
-        grad = grad + student.dtype.type(weight / T) * match(student, teacher, T).probs_diff()
+    inputs = _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction)
+    _, grad = _distillation(*inputs, t2_scaling, soft, want_value=False)
     return reduce_grad(grad, reduction)
+
+
+def distillation_loss_and_grad(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    labels: ArrayLike,
+    T: float,
+    alpha: float,
+    t2_scaling: bool = True,
+    soft: str = "cross_entropy",
+    reduction: str = "mean",
+) -> tuple[np.ndarray, np.ndarray]:
+    r""":func:`distillation_loss` and :func:`distillation_loss_grad` in one pass: what a training step needs.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits, labels, T, alpha, t2_scaling, soft, reduction
+        As in :func:`distillation_loss`.
+
+    Returns
+    -------
+    loss : numpy.ndarray
+        As :func:`distillation_loss` returns it.
+    grad : numpy.ndarray, shape (..., N)
+        As :func:`distillation_loss_grad` returns it.
+
+    Notes
+    -----
+    Both share the softmaxes and the centred log-ratio of the soft term, so computing them together costs
+    little more than either alone.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import distillation_loss, distillation_loss_and_grad, distillation_loss_grad
+    >>> z, v, y = np.array([[2.0, 1.0, 0.1]]), np.array([[3.0, 0.5, 0.2]]), np.array([0])
+    >>> loss, grad = distillation_loss_and_grad(z, v, y, T=4.0, alpha=0.3)
+    >>> bool(loss == distillation_loss(z, v, y, 4.0, 0.3))
+    True
+    >>> bool(np.array_equal(grad, distillation_loss_grad(z, v, y, 4.0, 0.3)))
+    True
+    """
+    inputs = _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction)
+    value, grad = _distillation(*inputs, t2_scaling, soft)
+    return reduce(value, reduction), reduce_grad(grad, reduction)
 
 
 def _logit_difference(student_logits: ArrayLike, teacher_logits: ArrayLike, centered: bool) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._arrays import REDUCTIONS, as_logit_pair, check_choice, check_temperature, reduce, reduce_grad
+from ._chunks import map_rows
 from ._match import Match, match
 from .softmax import log_softmax
 
@@ -48,10 +49,16 @@ __all__ = [
 WRT = ("student", "teacher", "temperature")
 
 
-def _checked_match(student_logits: ArrayLike, teacher_logits: ArrayLike, T: float) -> Match:
+def _per_sample(function, student_logits: ArrayLike, teacher_logits: ArrayLike, T: float) -> np.ndarray:
+    """Check the inputs, then ``function(match)`` for every sample, over row chunks (see ``_chunks``)."""
     T = check_temperature(T)
     student, teacher = as_logit_pair(student_logits, teacher_logits)
-    return match(student, teacher, T)
+    (result,) = map_rows(lambda z, v: (function(match(z, v, T)),), student, teacher)
+    return result
+
+
+def _soft_value(m: Match, name: str) -> np.ndarray:
+    return (m.kl + m.teacher_entropy if name == "soft_cross_entropy" else m.kl)[..., 0]
 
 
 def soft_cross_entropy(
@@ -100,8 +107,8 @@ def soft_cross_entropy(
     True
     """
     check_choice(reduction, "reduction", REDUCTIONS)
-    m = _checked_match(student_logits, teacher_logits, T)
-    return reduce((m.teacher_entropy + m.kl)[..., 0], reduction)
+    values = _per_sample(lambda m: _soft_value(m, "soft_cross_entropy"), student_logits, teacher_logits, T)
+    return reduce(values, reduction)
 
 
 def kl_divergence(
@@ -159,25 +166,28 @@ def kl_divergence(
     9.832344631301e-26
     """
     check_choice(reduction, "reduction", REDUCTIONS)
-    m = _checked_match(student_logits, teacher_logits, T)
-    return reduce(m.kl[..., 0], reduction)
+    values = _per_sample(lambda m: _soft_value(m, "kl_divergence"), student_logits, teacher_logits, T)
+    return reduce(values, reduction)
+
+
+def _soft_derivative(m: Match, name: str, wrt: str) -> np.ndarray:
+    """One sample's derivative of the soft loss ``name`` w.r.t. ``wrt`` (no reduction)."""
+    if wrt == "student":
+        return m.probs_diff() / m.T
+    if wrt == "teacher":
+        grad = m.kl_teacher_grad()
+        return grad + m.entropy_teacher_grad() if name == "soft_cross_entropy" else grad
+    grad = m.kl_temperature_grad()
+    if name == "soft_cross_entropy":
+        grad = grad + m.entropy_temperature_grad()
+    return grad[..., 0]
 
 
 def _soft_grad(name: str, student_logits, teacher_logits, T, reduction, wrt) -> np.ndarray:
     check_choice(reduction, "reduction", REDUCTIONS)
     check_choice(wrt, "wrt", WRT)
-    m = _checked_match(student_logits, teacher_logits, T)
-    if wrt == "student":
-        return reduce_grad(m.probs_diff() / m.T, reduction)
-    if wrt == "teacher":
-        grad = m.kl_teacher_grad()
-        if name == "soft_cross_entropy":
-            grad = grad + m.entropy_teacher_grad()
-        return reduce_grad(grad, reduction)
-    grad = m.kl_temperature_grad()
-    if name == "soft_cross_entropy":
-        grad = grad + m.entropy_temperature_grad()
-    return reduce(grad[..., 0], reduction)
+    grad = _per_sample(lambda m: _soft_derivative(m, name, wrt), student_logits, teacher_logits, T)
+    return reduce(grad, reduction) if wrt == "temperature" else reduce_grad(grad, reduction)
 
 
 def soft_cross_entropy_grad(

@@ -46,7 +46,8 @@ class _Tempered(NamedTuple):
 
 
 def _tempered(logits: np.ndarray, T: float) -> _Tempered:
-    top = np.max(logits, axis=-1, keepdims=True)
+    argmax = np.argmax(logits, axis=-1)[..., None]
+    top = np.take_along_axis(logits, argmax, axis=-1)
     undefined = None
     if not np.all(np.isfinite(top)):
         # NaN anywhere, a +inf logit, or every class masked: no softmax. Compute on zeros (no warnings) and
@@ -54,14 +55,20 @@ def _tempered(logits: np.ndarray, T: float) -> _Tempered:
         undefined = ~np.isfinite(top)
         logits = np.where(undefined, 0, logits)
         top = np.where(undefined, 0, top)
-    shifted = tempered_difference(logits, top, T)
+    with np.errstate(over="ignore"):  # a span beyond the float range selects the careful path
+        span_fits = np.all(top - np.min(logits, axis=-1, keepdims=True) < np.finfo(logits.dtype).max)
+    if span_fits:
+        shifted = logits - top  # cannot overflow; the division below overflows only if the result does
+        with np.errstate(over="ignore"):
+            shifted /= logits.dtype.type(T)
+    else:
+        shifted = tempered_difference(logits, top, T)
     exp_shifted = np.exp(shifted)
-    argmax = np.argmax(shifted, axis=-1)
     # Σ_{j≠k} e^{shifted_j}: zero the maximum's term (it is exactly 1) before summing, then put it back.
-    np.put_along_axis(exp_shifted, argmax[..., None], 0, axis=-1)
+    np.put_along_axis(exp_shifted, argmax, 0, axis=-1)
     rest = np.sum(exp_shifted, axis=-1, keepdims=True)
-    np.put_along_axis(exp_shifted, argmax[..., None], 1, axis=-1)
-    with np.errstate(over="ignore"):  # max z / T beyond the float range: +-inf is the rounded answer
+    np.put_along_axis(exp_shifted, argmax, 1, axis=-1)
+    with np.errstate(over="ignore"):  # max z / T beyond the float range: ±inf is the rounded answer
         top = top / exp_shifted.dtype.type(T)
     return _Tempered(shifted, exp_shifted, rest, top, undefined)
 
