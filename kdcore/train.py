@@ -333,8 +333,8 @@ def fit(
             return float(loss), kdcore.cross_entropy_grad(student_logits, batch_labels, reduction="mean")
         args = (student_logits, teacher_logits[index], batch_labels, T, alpha)
         options = {"t2_scaling": t2_scaling, "soft": soft, "reduction": "mean"}
-        loss = kdcore.distillation_loss(*args, **options)
-        return float(loss), kdcore.distillation_loss_grad(*args, **options)
+        loss, grad = kdcore.distillation_loss_and_grad(*args, **options)  # one pass for both
+        return float(loss), grad
 
     epoch_bar = _progress_bar(
         progress, total=epochs, initial=start_epoch, desc="epochs", unit="epoch", dynamic_ncols=True
