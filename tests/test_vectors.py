@@ -1,0 +1,277 @@
+"""kdcore.vectors: the golden file is well-formed, exact, reproducible, and right to 1e-12 (mpmath oracle).
+
+Each expected number is compared with tests/oracle.py (50-digit mpmath, adaptive precision, independent of
+kdcore) with the project's float64 contract, ``ORACLE_RTOL`` = 1e-12 relative: elementwise for per-sample
+losses, normwise per sample (max-norm) for gradient rows. A reduced result (``"mean"``, ``"sum"``) is
+compared with the exact sum of the oracle's per-sample results (``math.fsum``), relative to the sum of their
+magnitudes — the normwise error over samples, which equals the plain relative error for the losses (all
+terms ≥ 0) and stays meaningful for a temperature derivative whose per-sample terms have mixed signs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import oracle
+import pytest
+from tolerances import ORACLE_RTOL
+
+import kdcore
+from kdcore.vectors import FORMAT, VERSION, decode, encode, make_vectors, write_vectors
+
+RTOL = ORACLE_RTOL[np.dtype(np.float64)]
+REPO = Path(__file__).resolve().parents[1]
+JS_CONSUMER = REPO / "docs" / "examples" / "check_vectors.js"
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    return make_vectors()
+
+
+def all_cases():
+    return make_vectors()["cases"]
+
+
+CASES = all_cases()
+
+
+def inputs_of(case):
+    decoded = {
+        name: (np.array(value) if name == "labels" else decode(value))
+        for name, value in case["inputs"].items()
+    }
+    return decoded
+
+
+# ------------------------------------------------------------------------------------------------------
+# The file's structure
+
+
+class TestSchema:
+    def test_header(self, vectors):
+        assert vectors["format"] == FORMAT == "kdcore-golden-vectors"
+        assert vectors["version"] == VERSION == 1
+        assert set(vectors["functions"]) == {case["function"] for case in vectors["cases"]}
+        assert {"layout", "numbers", "reduction", "gradients", "masks", "labels"} <= set(
+            vectors["conventions"]
+        )
+
+    def test_every_function_regime_and_reduction(self, vectors):
+        functions = {"kl_divergence", "soft_cross_entropy", "cross_entropy", "distillation_loss", "logit_mse"}
+        assert {case["function"] for case in vectors["cases"]} == functions
+        for function in functions:
+            reductions = {c["params"]["reduction"] for c in vectors["cases"] if c["function"] == function}
+            assert reductions == {"none", "mean", "sum"}, function
+        regimes = {case["regime"] for case in vectors["cases"]}
+        assert {"ordinary", "near-equal", "high-T", "low-T", "extreme", "masked"} <= regimes
+
+    def test_ids_are_unique(self, vectors):
+        ids = [case["id"] for case in vectors["cases"]]
+        assert len(ids) == len(set(ids))
+
+    @pytest.mark.parametrize("case", CASES, ids=lambda c: c["id"])
+    def test_hex_and_decimal_agree_and_shapes_fit(self, case):
+        numbers = [*(v for k, v in case["inputs"].items() if k != "labels"), *case["expected"].values()]
+        for number in numbers:
+            assert len(number["hex"]) == len(number["dec"]) == math.prod(number["shape"])
+            for hex_text, dec_text in zip(number["hex"], number["dec"], strict=True):
+                from_hex = float.fromhex(hex_text) if "0x" in hex_text else float(hex_text)
+                from_dec = float(dec_text)
+                assert from_hex == from_dec or (math.isnan(from_hex) and math.isnan(from_dec))
+        batch, n_classes = case["inputs"]["student_logits"]["shape"]
+        loss_shape = [batch] if case["params"]["reduction"] == "none" else []
+        assert case["expected"]["value"]["shape"] == loss_shape
+        assert case["expected"]["grad_student"]["shape"] == [batch, n_classes]
+        if "grad_T" in case["expected"]:
+            assert case["expected"]["grad_T"]["shape"] == loss_shape
+
+    def test_encode_is_exact(self, rng):
+        values = np.concatenate([rng.normal(size=50) * 10.0 ** rng.integers(-300, 300, 50), [5e-324, -0.0]])
+        again = decode(encode(values))
+        np.testing.assert_array_equal(again.view(np.int64), values.view(np.int64))  # bit for bit, -0.0 too
+
+
+class TestWriteVectors:
+    def test_file_parses_strictly_and_reproduces(self, tmp_path, vectors):
+        path = tmp_path / "vectors.json"
+        write_vectors(path)
+
+        def refuse(token):
+            raise AssertionError(f"non-standard JSON token {token}")
+
+        assert json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse) == vectors
+
+    def test_deterministic(self, vectors):
+        assert make_vectors() == vectors
+
+    @pytest.mark.parametrize("case", CASES, ids=lambda c: c["id"])
+    def test_kdcore_reproduces_every_case_bit_for_bit(self, case):
+        # The file is a snapshot of kdcore: recomputing from the decoded inputs gives the same bits.
+        inputs, params = inputs_of(case), case["params"]
+        z, reduction = inputs["student_logits"], params["reduction"]
+        if case["function"] == "cross_entropy":
+            value = kdcore.cross_entropy(z, inputs["labels"], reduction)
+        elif case["function"] == "logit_mse":
+            value = kdcore.logit_mse(z, inputs["teacher_logits"], params["centered"], reduction)
+        elif case["function"] == "distillation_loss":
+            options = {k: params[k] for k in ("t2_scaling", "soft", "reduction")}
+            value = kdcore.distillation_loss(
+                z, inputs["teacher_logits"], inputs["labels"], inputs["T"], params["alpha"], **options
+            )
+        else:
+            value = getattr(kdcore, case["function"])(z, inputs["teacher_logits"], inputs["T"], reduction)
+        np.testing.assert_array_equal(value, decode(case["expected"]["value"]))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Against the 50-digit oracle
+
+
+def reduce_oracle(per_sample, reduction, result_ndim):
+    """The oracle's per-sample results reduced exactly, and the magnitude scale for the error."""
+    if reduction == "none":
+        return per_sample, None
+    if result_ndim == 1:  # gradient rows: per sample for "sum", divided by B for "mean"
+        return (per_sample / per_sample.shape[0] if reduction == "mean" else per_sample), None
+    divisor = per_sample.size if reduction == "mean" else 1
+    total = math.fsum(per_sample.tolist()) / divisor
+    magnitude = math.fsum(np.abs(per_sample).tolist()) / divisor
+    return total, magnitude
+
+
+def assert_close(actual, per_sample, reduction, result_ndim, what):
+    expected, magnitude = reduce_oracle(np.asarray(per_sample, dtype=np.float64), reduction, result_ndim)
+    if magnitude is None:
+        error = oracle.relative_error(actual, expected, result_ndim)
+    elif not math.isfinite(expected):
+        error = 0.0 if (actual == expected or (math.isnan(actual) and math.isnan(expected))) else math.inf
+    else:
+        error = abs(actual - expected) / magnitude if magnitude else abs(actual - expected)
+    assert np.all(error <= RTOL), f"{what}: relative error {np.max(error):.3g} > {RTOL}"
+
+
+def oracle_soft(function, z, v, T):
+    value = getattr(oracle, function)
+    grad = getattr(oracle, f"{function}_grad")
+    return value(z, v, T), {wrt: grad(z, v, T, wrt=wrt) for wrt in ("student", "teacher", "temperature")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c["id"])
+def test_against_the_oracle(case):
+    inputs, params, expected = inputs_of(case), case["params"], case["expected"]
+    reduction = params["reduction"]
+    z = inputs["student_logits"]
+    got = {key: decode(value) for key, value in expected.items()}
+    function = case["function"]
+    if function in ("kl_divergence", "soft_cross_entropy"):
+        value, grads = oracle_soft(function, z, inputs["teacher_logits"], inputs["T"])
+        truth = {
+            "value": (value, 0),
+            "grad_student": (grads["student"], 1),
+            "grad_teacher": (grads["teacher"], 1),
+            "grad_T": (grads["temperature"], 0),
+        }
+    elif function == "cross_entropy":
+        labels = inputs["labels"]
+        truth = {
+            "value": (oracle.cross_entropy(z, labels), 0),
+            "grad_student": (oracle.cross_entropy_grad(z, labels), 1),
+        }
+    elif function == "logit_mse":
+        v, centered = inputs["teacher_logits"], params["centered"]
+        grad = oracle.logit_mse_grad(z, v, centered)
+        truth = {
+            "value": (oracle.logit_mse(z, v, centered), 0),
+            "grad_student": (grad, 1),
+            "grad_teacher": (-grad, 1),
+        }
+    else:
+        truth = oracle_distillation(z, inputs, params)
+    assert set(truth) == set(got)
+    for key, (per_sample, result_ndim) in truth.items():
+        if key == "grad_T" and function == "distillation_loss":
+            continue  # a sum of two terms: checked in oracle_distillation's own way below
+        assert_close(got[key], per_sample, reduction, result_ndim, f"{case['id']} {key}")
+    if function == "distillation_loss":
+        check_distillation_temperature_grad(got["grad_T"], inputs, params, case["id"])
+
+
+def oracle_distillation(z, inputs, params):
+    v, labels, T, alpha = inputs["teacher_logits"], inputs["labels"], inputs["T"], params["alpha"]
+    options = {"t2_scaling": params["t2_scaling"], "soft": params["soft"]}
+    truth = {
+        "value": (oracle.distillation_loss(z, v, labels, T, alpha, **options), 0),
+        "grad_student": (oracle.distillation_loss_grad(z, v, labels, T, alpha, **options), 1),
+    }
+    weight = (1.0 - alpha) * (T * T if params["t2_scaling"] else 1.0)
+    soft = "kl_divergence" if params["soft"] == "kl" else "soft_cross_entropy"
+    soft_teacher = getattr(oracle, f"{soft}_grad")(z, v, T, wrt="teacher")
+    # weight·(correctly rounded oracle value): one rounding, far below 1e-12
+    truth["grad_teacher"] = (weight * soft_teacher if weight else np.zeros_like(z), 1)
+    truth["grad_T"] = (None, 0)
+    return truth
+
+
+def check_distillation_temperature_grad(got, inputs, params, what):
+    """∂L/∂T = (1 − α)(2T·soft + T²·∂soft/∂T): relative to the size of its two terms (they may cancel)."""
+    z, v, T, alpha, reduction = (
+        inputs["student_logits"],
+        inputs["teacher_logits"],
+        inputs["T"],
+        params["alpha"],
+        params["reduction"],
+    )
+    soft = "kl_divergence" if params["soft"] == "kl" else "soft_cross_entropy"
+    if alpha == 1.0:
+        np.testing.assert_array_equal(got, 0.0)  # the soft term is absent, not 0·something
+        return
+    value = getattr(oracle, soft)(z, v, T)
+    d_dT = getattr(oracle, f"{soft}_grad")(z, v, T, wrt="temperature")
+    first = (1.0 - alpha) * 2.0 * T * value if params["t2_scaling"] else np.zeros_like(value)
+    second = (1.0 - alpha) * (T * T if params["t2_scaling"] else 1.0) * d_dT
+    terms = [*first.tolist(), *second.tolist()]
+    exact = math.fsum(terms)
+    magnitude = math.fsum(abs(t) for t in terms)
+    if reduction == "none":
+        per_sample = np.array([math.fsum([a, b]) for a, b in zip(first, second, strict=True)])
+        scale = np.abs(first) + np.abs(second)
+        assert np.all(np.abs(got - per_sample) <= RTOL * scale), what
+    else:
+        divisor = len(first) if reduction == "mean" else 1
+        assert abs(got - exact / divisor) <= RTOL * magnitude / divisor, what
+
+
+# ------------------------------------------------------------------------------------------------------
+# A consumer in another language
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node (JavaScript) is not installed")
+def test_javascript_consumer(tmp_path):
+    path = tmp_path / "vectors.json"
+    write_vectors(path)
+    result = subprocess.run(
+        ["node", str(JS_CONSUMER), str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all agree" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node (JavaScript) is not installed")
+def test_javascript_consumer_notices_a_wrong_value(tmp_path, vectors):
+    # The consumer must be able to fail: one expected value off by 1e-6 relative.
+    corrupted = json.loads(json.dumps(vectors))
+    case = next(c for c in corrupted["cases"] if c["id"] == "soft_cross_entropy/ordinary")
+    case["expected"]["value"] = encode(decode(case["expected"]["value"]) * (1 + 1e-6))
+    path = tmp_path / "corrupted.json"
+    path.write_text(json.dumps(corrupted), encoding="utf-8")
+    result = subprocess.run(
+        ["node", str(JS_CONSUMER), str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert "FAIL soft_cross_entropy/ordinary" in result.stdout
