@@ -64,6 +64,21 @@ from ._numerics import (
 from .softmax import _tempered
 
 
+def _underflow_safe_product(
+    probs: np.ndarray, log_probs: np.ndarray, x: np.ndarray, product: np.ndarray
+) -> np.ndarray:
+    """``product`` (= probs·x) with the entries whose probability is subnormal or 0 but whose log is finite
+    recomputed as sign(x)·exp(log p + log|x|): e^{-746}·1e300 = 1e-24 is a normal number."""
+    underflow = (probs < np.finfo(product.dtype).tiny) & (log_probs > -np.inf) & (x != 0) & np.isfinite(x)
+    if not underflow.any():
+        return product
+    with np.errstate(divide="ignore", over="ignore"):
+        accurate = np.sign(x) * np.exp(
+            np.where(underflow, log_probs + np.log(np.abs(np.where(underflow, x, 1))), 0)
+        )
+    return np.where(underflow, accurate, product)
+
+
 def _extent(x: np.ndarray) -> float:
     """max |x| from two reductions (no |x| temporary)."""
     return max(abs(float(np.max(x))), abs(float(np.min(x))))
@@ -94,7 +109,6 @@ class Match:
     student_only_log_mass: np.ndarray | None  # x_i on those classes (−inf elsewhere)
     both: np.ndarray | None  # classes where both logits are finite and the teacher has mass (None: all)
     teacher_shifted: np.ndarray  # (v − max v)/T
-    student_only_gap: np.ndarray | None  # (z_i − z_k)/T on student-only classes
     centre: np.ndarray  # (..., 1): the centring constant c of f (relative to the top class k)
     top: np.ndarray  # (...): k, the teacher's top class
     kl: np.ndarray  # (..., 1)
@@ -125,12 +139,20 @@ class Match:
         return np.where(has_mass, shifted - _sum(self.teacher_probs * shifted), 0)
 
     @cached_property
-    def student_only_offset(self) -> np.ndarray | None:
-        """(z_i − z_k)/T − c + (v_k/T − E_q[v/T]) on student-only classes (see kl_temperature_grad)."""
-        if self.student_only is None:
-            return None
+    def gap(self) -> np.ndarray:
+        """(z_i − z_k)/T: the student's tempered logits relative to the teacher's top class k (−inf if masked)."""
+        return student_gap(self.student_logits, self.top, self.T)
+
+    @cached_property
+    def vanishing_offset(self) -> np.ndarray:
+        """(z_i − z_k)/T − c + (v_k/T − E_q[v/T]): what multiplies p_i in β ∂KL/∂β on a class with q_i = 0.
+
+        On such a class f_i and v_i/T are both huge (or infinite) while their sum is not; this form never
+        adds them (see kl_temperature_grad).
+        """
         top_centred = take_along_last(self.teacher_centred, self.top)
-        return np.where(self.student_only, self.student_only_gap - self.centre + top_centred, 0)
+        with np.errstate(invalid="ignore"):
+            return self.gap - self.centre + top_centred
 
     def probs_diff(self) -> np.ndarray:
         r""":math:`p - q`, accurate when :math:`p \approx q` (no subtraction of nearly equal numbers).
@@ -149,9 +171,13 @@ class Match:
             if self.student_only is not None:
                 diff = np.where(self.student_only, np.exp(self.student_only_log_mass - kl), diff)
         direct = ~near
-        for rows in (self.fallback, self.infinite):
-            if rows is not None:
-                direct = direct | rows
+        if self.infinite is not None:
+            direct = direct | self.infinite
+        if self.fallback is not None:
+            # In log-domain rows f, c or KL may be huge, and f − KL then carries a large absolute error; the
+            # expm1 form is kept only where all three are moderate (its error is eps·(|f| + |c| + KL)).
+            moderate = (np.abs(self.log_ratio) <= 1e3) & (np.abs(self.centre) <= 1e3) & (kl <= 1e3)
+            direct = direct | (self.fallback & ~moderate)
         if direct.any():
             diff = np.where(direct, self.student_probs() - self.teacher_probs, diff)
         return self._nan_rows(diff)
@@ -162,13 +188,12 @@ class Match:
 
     def kl_teacher_grad(self) -> np.ndarray:
         r""":math:`\partial\mathrm{KL}/\partial v = -q \odot f / T` (:math:`f` centred, so rows sum to 0)."""
-        with np.errstate(invalid="ignore"):
-            grad = -self.teacher_probs * self.log_ratio / self.T
+        grad = -self._times_teacher_probs(self.log_ratio) / self.T
         return self._nan_rows(self._nan_if_infinite(grad))
 
     def entropy_teacher_grad(self) -> np.ndarray:
         r""":math:`\partial H(q)/\partial v = -q \odot (\log q + H)/T`."""
-        return self._nan_rows(-self.teacher_probs * self.teacher_centred / self.T)
+        return self._nan_rows(-self._times_teacher_probs(self.teacher_centred) / self.T)
 
     def kl_temperature_grad(self) -> np.ndarray:
         r""":math:`\partial\mathrm{KL}/\partial T`, per sample, shape (..., 1).
@@ -196,12 +221,43 @@ class Match:
         terms = diff * f + second_order * centred_log_q
         if self.both is not None:
             terms = np.where(self.both, terms, 0)
-            if self.student_only is not None:
-                with np.errstate(invalid="ignore"):
-                    mass_terms = diff * self.student_only_offset
-                terms = np.where(self.student_only, mass_terms, terms)
+        # Where q_i is 0 in floating point (masked, or underflowed with a finite log q_i), the terms above
+        # cancel (f_i and v_i/T huge); the same quantity is p_i·(gap_i − c + v_k/T − E_q[v/T]).
+        vanishing = self.teacher_probs == 0
+        if self.both is not None or self.fallback is not None or vanishing.any():
+            vanishing &= np.isfinite(self.student_logits)
+            if vanishing.any():
+                terms = np.where(vanishing, self._vanishing_terms(diff, vanishing), terms)
         beta_dkl_dbeta = _sum(terms)
         return self._nan_rows(self._nan_if_infinite(-beta_dkl_dbeta / self.T))
+
+    def _times_teacher_probs(self, x: np.ndarray) -> np.ndarray:
+        """q ⊙ x, also where q underflows but q·x does not (see ``_underflow_safe_product``)."""
+        with np.errstate(invalid="ignore"):
+            product = self.teacher_probs * x
+        if np.min(self.teacher_probs) < np.finfo(product.dtype).tiny:
+            product = _underflow_safe_product(self.teacher_probs, self.teacher_log_probs, x, product)
+        return product
+
+    def _vanishing_terms(self, diff: np.ndarray, vanishing: np.ndarray) -> np.ndarray:
+        r"""The temperature-derivative terms of classes whose q_i underflows: p_i o_i − q_i (o_i + f_i c_i).
+
+        With o the :attr:`vanishing_offset` and c = v/T − E_q[v/T]. p_i is ``diff`` there; q_i is 0 in
+        floating point but its log is finite, and q_i·|o_i| or q_i·|f_i c_i| can still be a normal number
+        (e.g. q_i = e^{-746}, f_i = −1e300), so those products are formed in the log domain.
+        """
+        offset = self.vanishing_offset
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            terms = diff * offset
+            log_q = np.where(vanishing, self.teacher_log_probs, -np.inf)
+            product = self.log_ratio * self.teacher_centred
+            for factor, log_size in (
+                (offset, np.log(np.abs(offset))),
+                (product, np.log(np.abs(self.log_ratio)) + np.log(np.abs(self.teacher_centred))),
+            ):
+                correction = np.sign(factor) * np.exp(log_q + log_size)
+                terms = terms - np.where(np.isfinite(log_q) & np.isfinite(correction), correction, 0)
+        return terms
 
     def entropy_temperature_grad(self) -> np.ndarray:
         r""":math:`\partial H(q)/\partial T = \operatorname{Var}_q(v/T)/T = \sum_i q_i(\log q_i + H)^2 / T`."""
@@ -255,7 +311,9 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         if not (student_finite.all() and teacher_has_mass.all()):
             both = student_finite & teacher_has_mass
             student_only = student_finite & ~teacher_has_mass
-            infinite = np.any(teacher_has_mass & ~student_finite, axis=-1, keepdims=True)
+            # A finite teacher logit means q_i > 0 in exact arithmetic, even if it underflows: where the
+            # student rules that class out (p_i = 0), q_i log(q_i / p_i) = +inf.
+            infinite = np.any(np.isfinite(teacher) & ~student_finite, axis=-1, keepdims=True)
             # Masked entries are replaced by 0 so that no inf − inf is ever formed; their results are set below.
             student = np.where(student_finite, student, 0)
             teacher = np.where(np.isfinite(teacher), teacher, 0)
@@ -288,13 +346,19 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
             # A tempered logit difference beyond the float range: KL overflows too (documented).
             infinite = overflow if infinite is None else infinite | overflow
             log_ratio = np.where(overflow, 0, log_ratio)
-    centre = _sum(teacher_probs * log_ratio)
+    tiny_teacher = np.min(teacher_probs) < info.tiny
+    weighted = teacher_probs * log_ratio
+    if tiny_teacher:
+        # q_i below the normal range times a huge log-ratio can still be a normal number (e^{-746}·1e300):
+        # such products are formed in the log domain, or the centre (and with it every f_i) would miss them.
+        weighted = _underflow_safe_product(teacher_probs, teacher_log_probs, log_ratio, weighted)
+    centre = _sum(weighted)
+    del weighted
     log_ratio -= centre
     if both is not None:
         log_ratio = np.where(both, log_ratio, 0)
 
     # The main path: KL = log1p(Σ q (e^f − 1 − f) + Σ_{q=0} e^x).
-    tiny_teacher = np.min(teacher_probs) < info.tiny
     large_ratio = np.max(log_ratio) > exp_limit
     terms = exp_minus_one_minus_x(np.minimum(log_ratio, exp_limit) if large_ratio else log_ratio)
     terms *= teacher_probs
@@ -303,10 +367,9 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
     needs_log_domain = None
     if tiny_teacher or large_ratio:
         needs_log_domain = (log_ratio > exp_limit) | ((teacher_probs < info.tiny) & (np.abs(log_ratio) > 1))
-    gap = student_only_log_mass = None
+    student_only_log_mass = None
     if student_only is not None:
-        with np.errstate(over="ignore"):
-            gap = tempered_difference(student, take_along_last(student, top), T)
+        gap = student_gap(student, top, T)
         student_only_log_mass = np.where(
             student_only, gap + take_along_last(teacher_log_probs, top) - centre, -np.inf
         )
@@ -323,6 +386,9 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         kl[fallback] = _log_domain_kl(
             teacher_log_probs[fallback],
             log_ratio[fallback],
+            student_gap(student[fallback], top[fallback], T)
+            + take_along_last(teacher_log_probs, top)[fallback]
+            - centre[fallback],
             None if both is None else both[fallback],
             None if student_only_log_mass is None else student_only_log_mass[fallback],
         )
@@ -341,7 +407,6 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         log_ratio=log_ratio,
         student_only=student_only,
         student_only_log_mass=student_only_log_mass,
-        student_only_gap=gap,
         centre=centre,
         top=top,
         both=both,
@@ -353,9 +418,18 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
     )
 
 
+def student_gap(student: np.ndarray, top: np.ndarray, T: float) -> np.ndarray:
+    """(z_i − z_k)/T for every class, k = ``top`` (masked classes give −inf, without warnings)."""
+    reference = take_along_last(student, top)
+    with np.errstate(over="ignore", invalid="ignore"):
+        gap = tempered_difference(student, np.where(np.isfinite(reference), reference, 0), T)
+    return gap
+
+
 def _log_domain_kl(
     teacher_log_probs: np.ndarray,
     log_ratio: np.ndarray,
+    log_mass: np.ndarray,
     both: np.ndarray | None,
     student_only_log_mass: np.ndarray | None,
 ) -> np.ndarray:
@@ -365,6 +439,12 @@ def _log_domain_kl(
     """
     with np.errstate(invalid="ignore"):
         log_terms = teacher_log_probs + log_exp_minus_one_minus_x(log_ratio)
+        # For large f, log q_i + log(e^f − 1 − f) = log q_i + f_i + log1p(−(1 + f_i) e^{−f_i}); log q_i and f_i
+        # may both be ~1e300 with a moderate sum x_i = log q_i + f_i = gap_i + log q_k − c (``log_mass``),
+        # which is computed without them.
+        large = log_ratio > 30
+        safe_ratio = np.where(large, log_ratio, 31)
+        log_terms = np.where(large, log_mass + np.log1p(-(1 + safe_ratio) * np.exp(-safe_ratio)), log_terms)
     if both is not None:
         log_terms = np.where(both, log_terms, -np.inf)
     if student_only_log_mass is not None:

@@ -272,7 +272,10 @@ def _logit_difference(student_logits: ArrayLike, teacher_logits: ArrayLike, cent
         diff = tempered_difference(student, teacher, 1.0)
         if centered:
             # (z − z̄) − (v − v̄) = (z − v) − mean(z − v): centre the difference, not each input, so a
-            # large common offset in z and v cannot round the small differences away.
+            # large common offset in z and v cannot round the small differences away; subtract the first
+            # class's difference first (exactly, for nearby values) so the mean is taken of small numbers
+            # and a constant difference gives exactly 0.
+            diff = diff - diff[..., :1]
             diff = diff - np.mean(diff, axis=-1, keepdims=True)
     finite = np.all(np.isfinite(diff), axis=-1, keepdims=True)
     return np.where(finite, diff, np.nan)

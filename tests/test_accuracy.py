@@ -90,3 +90,32 @@ class TestExactness:
         naive = scipy.special.rel_entr(scipy.special.softmax(v, -1), scipy.special.softmax(z, -1)).sum(-1)
         assert relative_error(naive, expected) > 1e-3
         assert relative_error(kdcore.kl_divergence(z, v, 1.0, "none"), expected) <= RTOL
+
+
+class TestOracleFuzzRegressions:
+    """Cases the oracle's fuzzing found wrong in an earlier kdcore (each pinned with what was wrong)."""
+
+    CASES = [
+        # log q_0 = −6e284 and f_0 = +6e284 summed to garbage in the log-domain path (KL was log 2).
+        ([1.0, 3.0, 0.0], [-2.8e282, -4e-253, -np.inf], 0.0044),
+        # ∂KL/∂T: D·f and (D − q f)(v/T − E_q v/T) cancelled on a class whose q underflows (off by 100×).
+        ([2.0, 0.0, -1.0, -1.0], [-np.inf, 1.6e75, -4e-120, -np.inf], 761.5),
+        # q_1 = e^{-746} underflows but q_1·f_1 = 1e-24 does not: the centre missed it.
+        ([0.0, -1e300], [0.0, -746.0], 1.0),
+        # A finite teacher logit (q > 0 in exact arithmetic) on a class the student masks: KL = +inf.
+        ([0.0, -np.inf], [0.0, -1.7e308], 1.0),
+    ]
+
+    @pytest.mark.parametrize("student, teacher, T", CASES)
+    def test_against_oracle(self, student, teacher, T):
+        import oracle
+
+        z, v = np.array([student]), np.array([teacher])
+        for value, grad, name in (
+            (kdcore.kl_divergence, kdcore.kl_divergence_grad, "kl_divergence"),
+            (kdcore.soft_cross_entropy, kdcore.soft_cross_entropy_grad, "soft_cross_entropy"),
+        ):
+            assert relative_error(value(z, v, T, "none"), getattr(oracle, name)(z, v, T)) <= RTOL
+            for wrt in ("student", "teacher", "temperature"):
+                expected = getattr(oracle, f"{name}_grad")(z, v, T, wrt)
+                assert relative_error(grad(z, v, T, "none", wrt), expected) <= RTOL, (name, wrt)
