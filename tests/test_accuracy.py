@@ -95,7 +95,7 @@ class TestExactness:
 class TestOracleFuzzRegressions:
     """Cases the oracle's fuzzing found wrong in an earlier kdcore (each pinned with what was wrong)."""
 
-    CASES = [
+    CASES = (
         # log q_0 = −6e284 and f_0 = +6e284 summed to garbage in the log-domain path (KL was log 2).
         ([1.0, 3.0, 0.0], [-2.8e282, -4e-253, -np.inf], 0.0044),
         # ∂KL/∂T: D·f and (D − q f)(v/T − E_q v/T) cancelled on a class whose q underflows (off by 100×).
@@ -104,7 +104,7 @@ class TestOracleFuzzRegressions:
         ([0.0, -1e300], [0.0, -746.0], 1.0),
         # A finite teacher logit (q > 0 in exact arithmetic) on a class the student masks: KL = +inf.
         ([0.0, -np.inf], [0.0, -1.7e308], 1.0),
-    ]
+    )
 
     @pytest.mark.parametrize("student, teacher, T", CASES)
     def test_against_oracle(self, student, teacher, T):
