@@ -176,7 +176,7 @@ class Match:
         if self.fallback is not None:
             # In log-domain rows f, c or KL may be huge, and f − KL then carries a large absolute error; the
             # expm1 form is kept only where all three are moderate (its error is eps·(|f| + |c| + KL)).
-            moderate = (np.abs(self.log_ratio) <= 1e3) & (np.abs(self.centre) <= 1e3) & (kl <= 1e3)
+            moderate = (np.abs(self.log_ratio) <= 1e3) & (np.abs(self.centre) <= 1e3) & (self.kl <= 1e3)
             direct = direct | (self.fallback & ~moderate)
         if direct.any():
             diff = np.where(direct, self.student_probs() - self.teacher_probs, diff)
