@@ -34,6 +34,11 @@ kdcore's own checks are tighter than the notes' centred differences allow: with 
 extrapolation used here a smooth float64 function checks to about 1e-10, so the default tolerance is
 ``DEFAULT_RTOL = 1e-6`` (the reasons are next to its definition).
 
+Near zero the relative error means nothing: where the true derivative is 0 (a loss at its minimum,
+:math:`\cos` at :math:`\pi/2`) both values are rounding noise and their relative error is ~1. The checks
+measure that noise from the function values they already have, judge such rows by their absolute error
+instead, and mark them ``ok (noise)`` in the table.
+
 Everything here runs in float64. Inputs of other dtypes are converted to a float64 copy (a float32 ``x``
 is checked at the float64 point with the same value, and the report says so), because a finite difference
 in float32 is only good to about 1e-3 and would drown any bug smaller than that. No input is ever
@@ -74,6 +79,8 @@ __all__ = [
 
 _FLOAT64 = np.dtype(np.float64)
 _EPS = float(np.finfo(np.float64).eps)
+# The spacing of float64 numbers near 0: below ~2e-308 (subnormals) rounding is absolute, not eps·|f|.
+_SUBNORMAL = float(np.finfo(np.float64).smallest_subnormal)
 
 # The step, relative to max(1, |x|). A Richardson-extrapolated central difference (see _richardson) errs by
 # about 3·eps·|f|/h from rounding (each value of f is off by ~eps·|f|, and the quotient divides by h) plus
@@ -105,8 +112,9 @@ COORDINATE_DIRECTIONS_MAX_SIZE = 64
 # R(h) and R(h/2) — Ridders' error estimate — contains the rounding noise of the differences (and their
 # remaining truncation error). Rounding noise near x hardly depends on the direction, and one measurement
 # can be small by chance, so the rows pool their measurements (the largest of all directions) and allow
-# NOISE_FACTOR times it. Two floors are added: NOISE_ULPS·eps·|f|·3/h (3/h is how much the Richardson
-# quotient magnifies the rounding of f) for functions whose rounding happens to cancel at the probes, and
+# NOISE_FACTOR times it. Two floors are added: NOISE_ULPS·(eps·|f| + the subnormal spacing)·3/h (3/h is
+# how much the Richardson quotient magnifies the rounding of f) for functions whose rounding happens to
+# cancel at the probes, and
 # NOISE_ULPS·eps·(G + Σ|terms of the analytic inner product|) for the analytic value. G is the size of
 # the derivatives around x: an analytic gradient computed with cancellation — 2·((z − z̄) − (v − v̄)) at a
 # stationary point — is rounded at the size its terms have, which the value itself no longer shows, and no
@@ -115,6 +123,12 @@ COORDINATE_DIRECTIONS_MAX_SIZE = 64
 # the same probes (and one value at x); the other checks take G = 0.
 NOISE_ULPS = 16
 NOISE_FACTOR = 4
+
+# Measured noise up to (this many ulps of fn's values)·3/h is what float64 rounding of a function can
+# explain — a long sum or a mild cancellation loses a few thousand ulps. Noisier differences mean fn is
+# imprecise (float32 arithmetic is ~5e8 float64 ulps), and at an ordinary point such a check cannot vouch
+# for anything finer than its noise: rows hidden in that noise fail instead of passing (see _row).
+FLOAT64_ROUNDING_ULPS = 4096
 
 # The CS231n rule of thumb, printed under every table so that nobody has to look it up.
 _RULE_OF_THUMB = (
@@ -139,7 +153,8 @@ class GradcheckRow(NamedTuple):
         :math:`|a - n| / (|a| + |n|)`, see :func:`relative_error` (NaN or 1 when a value was not finite; such
         rows always fail).
     passed : bool
-        Whether this direction agrees (relative error within ``rtol``, or both values at rounding-noise level).
+        Whether this direction agrees: relative error within ``rtol``, or absolute error below the rounding
+        noise of the finite differences (see :func:`check_gradient`).
     note : str
         Why the row failed or was excused, in words (empty when there is nothing to add).
     """
@@ -174,8 +189,8 @@ class GradcheckReport:
     passed : bool
         True when every row passed.
     max_error : float
-        The largest relative error over the rows judged by relative error (rows at rounding-noise level are
-        judged by their absolute error instead); ``inf`` when some value was not finite.
+        The largest relative error over the rows judged by relative error (rows whose absolute error is
+        below the rounding noise pass on that, and are left out); ``inf`` when some value was not finite.
     rtol : float
         The tolerance the relative errors were held to.
     step : float
@@ -186,7 +201,7 @@ class GradcheckReport:
         What the ``analytic`` and ``numeric`` columns hold.
     notes : tuple of str
         Things the reader should know: an input upcast to float64, a function returning float32, rows that
-        were at rounding-noise level.
+        passed on their absolute error.
 
     Examples
     --------
@@ -206,10 +221,10 @@ class GradcheckReport:
     gradcheck 'forgot_the_two': FAILED, 3 of 3 directions disagree
       max relative error 3.3e-01 > rtol 1.0e-06; step h = 3.7e-04 (and h/2)
       analytic = ⟨grad(x), u⟩, numeric = d/dt fn(x + t·u) at t = 0
-      direction          analytic           numeric  rel. error
-      e[0]        1.000000000e+00   2.000000000e+00     3.3e-01  FAIL  analytic/numeric = 0.5
-      e[1]       -2.000000000e+00  -4.000000000e+00     3.3e-01  FAIL  analytic/numeric = 0.5
-      e[2]        3.000000000e+00   6.000000000e+00     3.3e-01  FAIL  analytic/numeric = 0.5
+      direction           analytic            numeric  rel. error
+      e[0]         1.000000000e+00    2.000000000e+00     3.3e-01  FAIL  analytic/numeric = 0.5
+      e[1]        -2.000000000e+00   -4.000000000e+00     3.3e-01  FAIL  analytic/numeric = 0.5
+      e[2]         3.000000000e+00    6.000000000e+00     3.3e-01  FAIL  analytic/numeric = 0.5
       relative error = |a − n| / (|a| + |n|); rule of thumb (CS231n, float64):
       > 1e-2 wrong, 1e-4..1e-2 suspicious, 1e-7..1e-4 fine only with kinks, < 1e-7 right
     """
@@ -260,14 +275,14 @@ class GradcheckReport:
         if self.description:
             lines.append(f"  {self.description}")
         width = max(9, *(len(row.label) for row in self.rows))
-        lines.append(f"  {'direction':<{width}}  {'analytic':>16}  {'numeric':>16}  rel. error")
+        lines.append(f"  {'direction':<{width}}  {'analytic':>17}  {'numeric':>17}  rel. error")
         for row in self.rows:
             if not row.passed:
                 status = f"FAIL  {row.note}" if row.note else "FAIL"
             else:
                 status = "ok (noise)" if row.at_noise_level else "ok"
             lines.append(
-                f"  {row.label:<{width}}  {row.analytic:16.9e}  {row.numeric:16.9e}  "
+                f"  {row.label:<{width}}  {row.analytic:17.9e}  {row.numeric:17.9e}  "
                 f"{row.relative_error:10.1e}  {status}".rstrip()
             )
         lines.extend(f"  note: {note}" for note in self.notes)
@@ -481,7 +496,7 @@ def relative_error(analytic: ArrayLike, numeric: ArrayLike) -> np.ndarray:
     Rule of thumb (CS231n, float64): above 1e-2 the gradient is wrong; 1e-4 to 1e-2 is suspicious; 1e-7 to
     1e-4 is fine only for functions with kinks; below 1e-7 the gradient is right. Near zero the measure is
     meaningless — two rounding noises have relative error ~1 — which is why the checks also accept a row
-    whose absolute error is at rounding-noise level.
+    whose absolute error is below the rounding noise of the finite differences.
 
     Examples
     --------
@@ -661,17 +676,28 @@ class _Probe(NamedTuple):
     problem: str | None  # why the row fails outright (a value that is not finite)
 
 
+class _Noise(NamedTuple):
+    """The rounding noise of one row, and whether float64 rounding of fn's values explains it."""
+
+    level: float  # |a − n| below this cannot be told from rounding
+    float64_accurate: bool  # the measured noise is within FLOAT64_ROUNDING_ULPS of fn's values
+
+
 def _judge(probes: list[_Probe], rtol: float, h: float, derivative_size: float = 0.0) -> list[GradcheckRow]:
     """Turn measured directions into rows, pooling the noise measurements of all of them (see NOISE_FACTOR)."""
     with np.errstate(all="ignore"):
-        spreads = [np.nan_to_num(probe.difference.spread, nan=0.0) for probe in probes]
-        measured = NOISE_FACTOR * np.maximum.reduce(spreads)
+        measured = NOISE_FACTOR * np.maximum.reduce([np.nan_to_num(p.difference.spread) for p in probes])
+        sizes = np.maximum.reduce([np.nan_to_num(p.difference.scale) for p in probes])
+        float64_budget = 3 / h * FLOAT64_ROUNDING_ULPS * (_EPS * sizes + _SUBNORMAL)
         numerics, noises = [], []
         for probe in probes:
             numerics.append(float(np.sum(probe.weights * probe.difference.estimate)))
-            per_value = np.maximum(3 / h * NOISE_ULPS * _EPS * probe.difference.scale, measured)
-            noise = float(np.sum(np.abs(probe.weights) * per_value))
-            noises.append(noise + NOISE_ULPS * _EPS * (derivative_size + probe.analytic_terms))
+            weights = np.abs(probe.weights)
+            floor = 3 / h * NOISE_ULPS * (_EPS * probe.difference.scale + _SUBNORMAL)
+            level = float(np.sum(weights * np.maximum(floor, measured)))
+            level += NOISE_ULPS * _EPS * (derivative_size + probe.analytic_terms)
+            accurate = bool(np.sum(weights * measured) <= np.sum(weights * float64_budget))
+            noises.append(_Noise(level, accurate))
     # The scale of the whole check: the largest derivative seen along any direction.
     scale = max(
         (
@@ -682,8 +708,10 @@ def _judge(probes: list[_Probe], rtol: float, h: float, derivative_size: float =
         default=0.0,
     )
     scale = scale if math.isfinite(scale) else 0.0
+    # A point is nearly stationary when its derivatives are tiny next to those a step of max(1, |x|) away.
+    stationary = scale <= math.sqrt(rtol) * derivative_size
     return [
-        _row(probe.label, probe.analytic, numeric, rtol, noise, scale, probe.problem)
+        _row(probe.label, probe.analytic, numeric, rtol, noise, scale, stationary, probe.problem)
         for probe, numeric, noise in zip(probes, numerics, noises, strict=True)
     ]
 
@@ -693,8 +721,9 @@ def _row(
     analytic: float,
     numeric: float,
     rtol: float,
-    noise: float,
+    noise: _Noise,
     scale: float,
+    stationary: bool,
     problem: str | None,
 ) -> GradcheckRow:
     """Judge one direction: by relative error, or by absolute error when its values are rounding noise."""
@@ -704,18 +733,21 @@ def _row(
     if error <= rtol:
         return GradcheckRow(label, analytic, numeric, error, True)
     difference = abs(analytic - numeric)
-    if difference <= noise:
-        # Within the noise, the row cannot tell right from wrong. That is acceptable when the noise is small
-        # next to the derivatives this check sees (at most √rtol of the largest: 1e-3 at the default), or
-        # when every derivative is noise (x is a stationary point). A check noisier than that could not
-        # tell a right gradient from one that is off by a fraction of a percent — a function computed in
-        # float32 lands here — so the row fails rather than pass unexamined.
-        if noise <= math.sqrt(rtol) * scale or scale <= noise:
-            note = f"|a − n| = {difference:.1e} is below the rounding noise {noise:.1e}"
+    if difference <= noise.level:
+        # Within the noise the row cannot tell right from wrong, and passes: no float64 check could do
+        # better. Except when fn itself is imprecise (its noise is more than float64 rounding of its values
+        # explains, and not small next to the derivatives: at most √rtol of the largest, 1e-3 at the
+        # default) at an ordinary point (not every derivative noise, not nearly stationary): typically fn
+        # computes in float32. There the check could not tell a right gradient from one that is off by a
+        # fraction of a percent, and the row fails rather than pass unexamined.
+        imprecise = not noise.float64_accurate and noise.level > math.sqrt(rtol) * scale
+        ordinary = scale > noise.level and not stationary
+        if not (imprecise and ordinary):
+            note = f"|a − n| = {difference:.1e} is below the rounding noise {noise.level:.1e}"
             return GradcheckRow(label, analytic, numeric, error, True, note)
         note = (
-            f"|a − n| = {difference:.1e} is within the rounding noise {noise:.1e} of the finite "
-            "differences, too coarse to check anything (is fn computed in low precision?)"
+            f"|a − n| = {difference:.1e} is within the noise {noise.level:.1e} of the finite differences, "
+            "more than float64 rounding of fn explains (fn computed in float32, or losing digits?)"
         )
         return GradcheckRow(label, analytic, numeric, error, False, note)
     note = ""
@@ -749,8 +781,8 @@ def _report(
     elif excused:
         notes = [
             *notes,
-            f"{len(excused)} row(s) ({', '.join(excused[:4])}{', …' if len(excused) > 4 else ''}) had values "
-            "at rounding-noise level and were judged by absolute error",
+            f"{len(excused)} row(s) ({', '.join(excused[:4])}{', …' if len(excused) > 4 else ''}) differ by "
+            "less than the rounding noise of the finite differences, and pass on that",
         ]
     passed = all(row.passed for row in rows)
     return GradcheckReport(name, passed, float(max_error), rtol, step, tuple(rows), description, tuple(notes))
@@ -822,12 +854,13 @@ def check_gradient(
     the Richardson-extrapolated central difference (error :math:`O(h^4)`, see :func:`numerical_gradient`).
     A direction passes when :math:`|a - n| / (|a| + |n|) \le` ``rtol``. When the true value is 0 both
     numbers are rounding noise and their relative error is ~1 whatever the gradient, so a direction also
-    passes when :math:`|a - n|` is below the rounding noise of the two values, provided that noise is at
-    most :math:`\sqrt{\text{rtol}}` of the largest derivative in the check, or every derivative is noise
-    (a stationary point); a check noisier than that fails, because it cannot tell right from wrong. The
-    noise of :math:`n` is measured, not assumed: two more probes at :math:`x \pm \tfrac{h}{4} u` give a
-    second estimate :math:`R(h/2)`, and :math:`|R(h) - R(h/2)|` (Ridders' error estimate), the largest
-    over all directions, times ``NOISE_FACTOR = 4``, is the noise. A direction where ``fn`` or ``grad`` is not finite fails with a
+    passes when :math:`|a - n|` is below the rounding noise of the two values — no float64 check can
+    resolve more — unless ``fn`` itself is imprecise (noisier than float64 rounding of its values
+    explains, as when it computes in float32) at an ordinary point, where the check could not tell a right
+    gradient from a slightly wrong one: then the direction fails, with a note. The noise of :math:`n` is
+    measured, not assumed: two more probes at :math:`x \pm \tfrac{h}{4} u` give a second estimate
+    :math:`R(h/2)`, and :math:`|R(h) - R(h/2)|` (Ridders' error estimate), the largest over all
+    directions, times ``NOISE_FACTOR = 4``, is the noise. A direction where ``fn`` or ``grad`` is not finite fails with a
     note. One random direction tests every entry of the gradient at once (an error :math:`\delta` in entry
     :math:`i` moves :math:`a` by :math:`\delta u_i`); coordinate directions test one entry each,
     undiluted. Each direction costs six calls of ``fn`` (four, and two to measure the noise), plus one call

@@ -464,7 +464,7 @@ class TestCheckGradient:
         assert first.relative_error > 0.5
         assert "rounding noise" in first.note
         assert "ok (noise)" in str(report)
-        assert any("rounding-noise level" in note for note in report.notes)
+        assert any("less than the rounding noise" in note for note in report.notes)
         assert report.max_error < RICHARDSON_RTOL  # noise rows do not count
 
     def test_loss_at_its_minimum(self, rng):
@@ -508,6 +508,14 @@ class TestCheckGradient:
         assert report.passed, str(report)
         assert not check_gradient(mse, lambda z: mse_grad(z) + 1e-9, student_logits).passed
 
+    def test_subnormal_values(self, rng):
+        # Below ~2e-308 floats are spaced 5e-324 apart whatever their size: the rounding is absolute, so
+        # the differences of a 1e-318 function carry only a few digits, which the noise level allows for.
+        x = rng.normal(size=3)
+        report = check_gradient(lambda v: 1e-318 * np.sum(np.sin(v)), lambda v: 1e-318 * np.cos(v), x)
+        assert report.passed, str(report)
+        assert not check_gradient(lambda v: 1e-318 * np.sum(np.sin(v)), lambda v: -1e-318 * np.cos(v), x)
+
     def test_wrong_value_near_zero_is_still_caught(self):
         # The noise level is tiny (~1e-11): an analytic 1e-6 where the truth is 0 is an error.
         report = check_gradient(sum_of_sines, lambda x: np.cos(x) + 1e-6, [np.pi / 2, 1.0], directions=0)
@@ -541,7 +549,7 @@ class TestCheckGradient:
         report = check_gradient(lambda v: np.sum(np.sin(v.astype(np.float32))), np.cos, x)
         assert not report.passed
         assert any("fn returned float32" in note for note in report.notes)
-        assert any("too coarse to check anything" in row.note for row in report.failures)
+        assert any("more than float64 rounding of fn explains" in row.note for row in report.failures)
 
     def test_list_point(self):
         assert check_gradient(sum_of_squares, sum_of_squares_grad, [[1, 2], [3, 4]]).passed
@@ -662,6 +670,20 @@ class TestCheckVjp:
     def test_scalar_output(self, rng):
         x = rng.normal(size=4)
         assert check_vjp(sum_of_sines, lambda v, c: c * np.cos(v), x).passed
+
+    def test_saturated_softmax(self):
+        # Derivatives ~1e-9 beside values ~1: the differences resolve them only to ~1e-4, so most rows pass
+        # on their absolute error (they differ by less than the measured noise) — but 0.1% is still caught.
+        logits = np.array([20.0, 0.0, -3.0])
+
+        def vjp(z, c):
+            probs = softmax(z)
+            return probs * (c - np.sum(probs * c))
+
+        report = check_vjp(softmax, vjp, logits)
+        assert report.passed, str(report)
+        assert any(row.at_noise_level for row in report.rows)
+        assert not check_vjp(softmax, lambda z, c: 1.001 * vjp(z, c), logits).passed
 
     def test_rows_and_seed(self, rng):
         A = self.A
