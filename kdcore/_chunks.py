@@ -2,8 +2,8 @@
 
 Every loss in kdcore treats samples (rows) independently, so a large batch can be cut into chunks of rows:
 
-* **memory stays bounded** — the accurate algorithms make a dozen temporaries the size of their input;
-  on a chunk of ~256 KiB they live in cache, and the peak extra memory is the output plus a few chunks;
+* **memory stays bounded** — the accurate algorithms make dozens of temporaries the size of their input;
+  per chunk of at most 2^18 elements, so the peak extra memory is the output plus a few chunks' worth;
 * **both cores work** — NumPy releases the GIL inside its ufuncs, so threads run chunks truly in parallel.
 
 Small inputs are computed directly: below ``PARALLEL_MIN_ELEMENTS`` the thread hand-off costs more than it
@@ -18,8 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-CHUNK_ELEMENTS = 1 << 16  # elements per chunk: 256 KiB of float32, 512 KiB of float64 per temporary
-PARALLEL_MIN_ELEMENTS = 1 << 17
+# Chunk size, measured (docs/performance.md): one chunk per worker up to CHUNK_ELEMENTS, never below
+# MIN_CHUNK_ELEMENTS. Smaller chunks lose to the per-call overhead of the ~50 NumPy operations of the
+# accurate algorithm (which runs under the GIL); larger ones to page faults on the temporaries.
+CHUNK_ELEMENTS = 1 << 18
+MIN_CHUNK_ELEMENTS = 1 << 15
+PARALLEL_MIN_ELEMENTS = 1 << 16
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -48,7 +52,8 @@ def map_rows(function: Callable[..., tuple[np.ndarray, ...]], *arrays: np.ndarra
     if total < PARALLEL_MIN_ELEMENTS or _workers() == 1 or n_rows == 1:
         results = function(*flat)
     else:
-        rows_per_chunk = max(1, CHUNK_ELEMENTS // max(n_classes, 1))
+        chunk = min(CHUNK_ELEMENTS, max(MIN_CHUNK_ELEMENTS, total // _workers()))
+        rows_per_chunk = max(1, chunk // max(n_classes, 1))
         starts = range(0, n_rows, rows_per_chunk)
         futures = [_get_pool().submit(function, *(a[i : i + rows_per_chunk] for a in flat)) for i in starts]
         parts = [future.result() for future in futures]
