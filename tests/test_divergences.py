@@ -434,3 +434,18 @@ class TestValidation:
             kl_divergence_grad(z, v, 2.0, wrt=wrt)
         np.testing.assert_array_equal(z, z_copy)
         np.testing.assert_array_equal(v, v_copy)
+
+
+class TestRowChunks:
+    """Large batches are computed in row chunks on a thread pool (kdcore/_chunks.py): same numbers."""
+
+    def test_chunked_equals_row_by_row(self, rng):
+        z, v = rng.normal(size=(300, 400)) * 3, rng.normal(size=(300, 400)) * 3  # 120 000 elements: chunked
+        for wrt in ("student", "teacher", "temperature"):
+            batch = kl_divergence_grad(z, v, 2.0, "none", wrt)
+            one_by_one = np.stack([kl_divergence_grad(z[i], v[i], 2.0, "none", wrt) for i in range(len(z))])
+            np.testing.assert_array_equal(batch, one_by_one)
+        np.testing.assert_array_equal(
+            soft_cross_entropy(z, v, 2.0, "none"),
+            [soft_cross_entropy(z[i], v[i], 2.0) for i in range(len(z))],
+        )
