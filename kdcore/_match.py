@@ -27,7 +27,7 @@ because the removed first-order term :math:`\sum_i q_i f_i` is exactly 0. Every 
 the result's relative precision down to the smallest KL float64 can hold. The formula is stationary in
 the centring constant (an error :math:`\delta` in it changes the sum only by :math:`O(\delta\,f)`), so
 rounding in the centre costs nothing to first order. The difference ``z − v`` is formed with an
-error-free transformation (``two_sum``) so that a large offset common to both logit vectors does not
+error-free transformation (``two_difference``) so that a large offset common to both logit vectors does not
 round the small differences away. Identical inputs give exactly 0.
 
 The same pieces give every derivative without cancellation:
@@ -59,7 +59,7 @@ from ._numerics import (
     log_exp_minus_one_minus_x,
     take_along_last,
     tempered_difference,
-    two_sum,
+    two_difference,
 )
 from .softmax import _tempered
 
@@ -170,15 +170,21 @@ class Match:
             diff = np.where(self.both, diff, 0)
             if self.student_only is not None:
                 diff = np.where(self.student_only, np.exp(self.student_only_log_mass - kl), diff)
-        direct = ~near
-        if self.infinite is not None:
-            direct = direct | self.infinite
+        far = ~near
+        if far.any():
+            # p_i > e^{1/2} q_i: nothing cancels in p_i − q_i, and p_i = exp(log q_i + f_i − KL) is accurate
+            # wherever f and KL are (the student's own softmax is not needed).
+            with np.errstate(over="ignore", invalid="ignore"):
+                student_far = np.exp(np.minimum(self.teacher_log_probs + np.where(far, exponent, 0), 0))
+            diff = np.where(far, student_far - self.teacher_probs, diff)
+        direct = self.infinite
         if self.fallback is not None:
             # In log-domain rows f, c or KL may be huge, and f − KL then carries a large absolute error; the
-            # expm1 form is kept only where all three are moderate (its error is eps·(|f| + |c| + KL)).
+            # forms above are kept only where all three are moderate (their error is eps·(|f| + |c| + KL)).
             moderate = (np.abs(self.log_ratio) <= 1e3) & (np.abs(self.centre) <= 1e3) & (self.kl <= 1e3)
-            direct = direct | (self.fallback & ~moderate)
-        if direct.any():
+            unreliable = self.fallback & ~moderate
+            direct = unreliable if direct is None else direct | unreliable
+        if direct is not None and direct.any():
             diff = np.where(direct, self.student_probs() - self.teacher_probs, diff)
         return self._nan_rows(diff)
 
@@ -321,14 +327,14 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
                 student_only = None
 
     # d_i − d_k with d = (z − v)/T, k the teacher's top class: the student–teacher difference z − v is
-    # split exactly into s + e (two_sum), then differences of it are taken, then divided by T. Logits far
+    # split exactly into s + e (two_difference), then differences of it are taken, then divided by T. Logits far
     # from the float range's end (the usual case) need no quartering against overflow.
     extent = max(_extent(student), _extent(teacher))
     safe = extent < info.max / 16  # then z − v cannot overflow, and neither can the differences below
     if safe:
-        s, e = two_sum(student, -teacher)
+        s, e = two_difference(student, teacher)
     else:
-        s, e = two_sum(student * 0.25, -(teacher * 0.25))
+        s, e = two_difference(student * 0.25, teacher * 0.25)
     s -= take_along_last(s, top)
     e -= take_along_last(e, top)
     s += e
