@@ -425,14 +425,19 @@ def format_table(results: dict) -> str:
             f"| {label} | {entry['sizes']} | {entry['mean'] * 100:.2f} ± {entry['std'] * 100:.2f} % |"
         )
     gain = results["distillation_gain"]
+    n_seeds = len(results["seeds"])
+    if n_seeds > 1:
+        spread = (
+            f"std {gain['std'] * 100:.2f}, standard error {gain['standard_error'] * 100:.2f} over {n_seeds} "
+            f"seeds; labels-only seed-to-seed spread (std): {results['student_baseline']['std'] * 100:.2f} points"
+        )
+    else:
+        spread = "one seed: no spread to compare it with (use several --seeds)"
     lines = [
         *rows,
         "",
         f"T = {results['T']:g}, alpha = {results['alpha']:g}, seeds = {results['seeds']}",
-        f"distillation gain (paired: same initialisation and batches): {gain['mean'] * 100:+.2f} points, "
-        f"std {gain['std'] * 100:.2f}, standard error {gain['standard_error'] * 100:.2f} over "
-        f"{len(results['seeds'])} seeds; labels-only seed-to-seed spread (std): "
-        f"{results['student_baseline']['std'] * 100:.2f} points",
+        f"distillation gain (paired: same initialisation and batches): {gain['mean'] * 100:+.2f} points, {spread}",
     ]
     omitted = results.get("omitted_class")
     if omitted:
