@@ -375,9 +375,8 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         needs_log_domain = (log_ratio > exp_limit) | ((teacher_probs < info.tiny) & (np.abs(log_ratio) > 1))
     student_only_log_mass = None
     if student_only is not None:
-        gap = student_gap(student, top, T)
         student_only_log_mass = np.where(
-            student_only, gap + take_along_last(teacher_log_probs, top) - centre, -np.inf
+            student_only, _log_mass(student, top, teacher_log_probs, centre, T), -np.inf
         )
         too_large = student_only_log_mass > exp_limit
         needs_log_domain = too_large if needs_log_domain is None else needs_log_domain | too_large
@@ -389,14 +388,13 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         fallback |= np.any(needs_log_domain, axis=-1, keepdims=True)
     fallback = fallback[..., 0]
     if fallback.any():
+        rows_log_probs = teacher_log_probs[fallback]
         kl[fallback] = _log_domain_kl(
-            teacher_log_probs[fallback],
+            rows_log_probs,
             log_ratio[fallback],
-            student_gap(student[fallback], top[fallback], T)
-            + take_along_last(teacher_log_probs, top)[fallback]
-            - centre[fallback],
+            _log_mass(student[fallback], top[fallback], rows_log_probs, centre[fallback], T),
             None if both is None else both[fallback],
-            None if student_only_log_mass is None else student_only_log_mass[fallback],
+            None if student_only is None else student_only[fallback],
         )
     if infinite is not None:
         kl = np.where(infinite, np.inf, kl)
@@ -432,12 +430,19 @@ def student_gap(student: np.ndarray, top: np.ndarray, T: float) -> np.ndarray:
     return gap
 
 
+def _log_mass(
+    student: np.ndarray, top: np.ndarray, teacher_log_probs: np.ndarray, centre: np.ndarray, T: float
+) -> np.ndarray:
+    """x_i = log q_i + f_i = (z_i − z_k)/T + log q_k − c, formed without log q_i or f_i (either may be huge)."""
+    return student_gap(student, top, T) + take_along_last(teacher_log_probs, top) - centre
+
+
 def _log_domain_kl(
     teacher_log_probs: np.ndarray,
     log_ratio: np.ndarray,
     log_mass: np.ndarray,
     both: np.ndarray | None,
-    student_only_log_mass: np.ndarray | None,
+    student_only: np.ndarray | None,
 ) -> np.ndarray:
     """KL = softplus(LSE_i log-terms), for rows whose terms under- or overflow in the linear domain.
 
@@ -453,8 +458,8 @@ def _log_domain_kl(
         log_terms = np.where(large, log_mass + np.log1p(-(1 + safe_ratio) * np.exp(-safe_ratio)), log_terms)
     if both is not None:
         log_terms = np.where(both, log_terms, -np.inf)
-    if student_only_log_mass is not None:
-        log_terms = np.logaddexp(log_terms, student_only_log_mass)
+    if student_only is not None:  # classes with student mass only: their term is e^{x_i}
+        log_terms = np.where(student_only, log_mass, log_terms)
     peak = np.max(log_terms, axis=-1, keepdims=True)
     safe_peak = np.where(np.isfinite(peak), peak, 0)
     with np.errstate(divide="ignore"):  # all terms 0 (f = 0 everywhere): log 0 = −inf, KL = 0
