@@ -47,6 +47,8 @@ def _distill(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         teacher_hidden=tuple(args.teacher_hidden),
         teacher_dropout=args.teacher_dropout,
+        teacher_input_dropout=args.teacher_input_dropout,
+        teacher_max_norm=args.teacher_max_norm,
         teacher_epochs=args.teacher_epochs,
         student_hidden=tuple(args.student_hidden),
         student_epochs=args.student_epochs,
@@ -138,7 +140,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     distill.add_argument("--data-dir", default=None, help="folder holding the IDX files")
     distill.add_argument("--teacher-hidden", type=int, nargs="+", default=[1200, 1200])
-    distill.add_argument("--teacher-dropout", type=float, default=0.5)
+    distill.add_argument("--teacher-dropout", type=float, default=0.5, help="hidden-layer dropout")
+    distill.add_argument(
+        "--teacher-input-dropout", type=float, default=0.0, help="input dropout (Hinton et al. 2012: 0.2)"
+    )
+    distill.add_argument(
+        "--teacher-max-norm",
+        type=float,
+        default=None,
+        help="max-norm bound on each teacher unit's incoming weights (default: none; e.g. 3.5)",
+    )
     distill.add_argument("--teacher-epochs", type=int, default=20)
     distill.add_argument("--student-hidden", type=int, nargs="+", default=[800, 800])
     distill.add_argument("--student-epochs", type=int, default=20)

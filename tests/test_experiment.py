@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from kdcore import checkpoint
 from kdcore.cli import main
 from kdcore.experiment import DEMO, format_table, run
 
@@ -97,11 +98,19 @@ class TestCommandLine:
             "--student-hidden", "8", "--student-epochs", "1", "--T", "3", "--alpha", "0.5", "--batch-size", "32",
             "--optimizer", "sgd", "--student-lr", "0.05", "--teacher-lr", "0.05", "--seeds", "0", "1",
             "--omit-class", "2", "--out", str(tmp_path), "--quiet",
+            "--teacher-dropout", "0.5", "--teacher-input-dropout", "0.2", "--teacher-max-norm", "2.5",
         ]  # fmt: skip
         assert main(argv) == 0
         results = json.loads((tmp_path / "results.json").read_text())
         assert results["T"] == 3 and results["alpha"] == 0.5 and results["omitted_class"]["class"] == 2
         assert results["config"]["optimizer"] == "sgd" and results["student_baseline"]["sizes"] == [64, 8, 10]
+        assert (
+            results["config"]["teacher_input_dropout"] == 0.2 and results["config"]["teacher_max_norm"] == 2.5
+        )
+        saved = checkpoint.load(tmp_path / "checkpoints" / "teacher.npz")
+        assert (saved.model.dropout, saved.model.input_dropout, saved.model.max_norm) == (0.5, 0.2, 2.5)
+        assert saved.dataset == "digits"
+        assert max(np.linalg.norm(W, axis=0).max() for W in saved.model.params[0::2]) <= 2.5 * (1 + 1e-6)
 
     def test_usage_errors_exit_2(self, capsys):
         with pytest.raises(SystemExit) as error:

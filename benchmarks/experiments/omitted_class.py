@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({np.sum(y_held == args.omit)} of class {args.omit})"
     )
 
-    teacher = protocol.load_teacher(out / args.teacher)
+    teacher = protocol.load_teacher(protocol.checkpoints_dir(args) / args.teacher)
     with protocol.blas_threads(args.threads):
         teacher_logits = protocol.logits_of(teacher, x_transfer)
     teacher_test = protocol.predict(teacher, x_test)
