@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
+import sys
 from types import ModuleType
 
 # Submodules that are not API: the command line (documented by `kdcore --help`) and `python -m kdcore`.
@@ -45,12 +47,38 @@ def module_members(module: ModuleType) -> list[str]:
     return sorted(names)
 
 
-def _directive(qualified: str, value: object) -> list[str]:
+def _doc_comment(module_name: str, name: str) -> str:
+    """The ``#:`` comment above ``name = ...`` in the module, or in the submodule that defines it."""
+    pattern = re.compile(rf"((?:^#:.*\n)+)^{re.escape(name)}\b\s*[:=]", re.MULTILINE)
+    candidates = [
+        m for key, m in sorted(sys.modules.items()) if key == module_name or key.startswith(module_name + ".")
+    ]
+    for module in candidates:
+        try:
+            source = inspect.getsource(module)
+        except (OSError, TypeError):
+            continue
+        found = pattern.search(source)
+        if found:
+            return " ".join(line[2:].strip() for line in found.group(1).splitlines())
+    return ""
+
+
+def _value(value: object) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _directive(qualified: str, value: object, module_name: str) -> list[str]:
     if inspect.isclass(value):
         return [f".. autoclass:: {qualified}", "   :members:", ""]
     if callable(value):
         return [f".. autofunction:: {qualified}", ""]
-    return [f".. autodata:: {qualified}", "   :annotation:", ""]
+    # A constant: autodoc would show the docstring of its *type* (numpy.ndarray's, for an array), so the
+    # entry is written here, with the value and the module's own ``#:`` comment.
+    lines = [f".. py:data:: {qualified}", f"   :value: {_value(value)}", ""]
+    comment = _doc_comment(module_name, qualified.rsplit(".", 1)[-1])
+    return lines + ([f"   {comment}", ""] if comment else [])
 
 
 def _heading(text: str, underline: str) -> list[str]:
@@ -83,7 +111,7 @@ def api_reference(package_name: str = "kdcore") -> str:
         for name in groups[module_name]:
             value = getattr(package, name)
             documented.add(id(value))
-            lines += _directive(name, value)
+            lines += _directive(name, value, module_name)
 
     # Every public submodule: those exported by name, then the rest. Members already documented at the
     # top level are left out (kdcore.softmax.softmax is kdcore.softmax), so nothing is documented twice.
@@ -103,7 +131,7 @@ def api_reference(package_name: str = "kdcore") -> str:
         for name in members:
             value = getattr(module, name)
             documented.add(id(value))
-            lines += _directive(name, value)
+            lines += _directive(name, value, module.__name__)
     return "\n".join(lines)
 
 
@@ -117,20 +145,30 @@ def setup(app):
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
+def anchors(reference: str) -> list[str]:
+    """The HTML ids Sphinx gives the entries of ``api_reference()``'s text, in order."""
+    ids, current = [], ""
+    for line in reference.splitlines():
+        directive = re.match(r"^\.\. (?:auto(\w+)|py:data|currentmodule)::\s*(\S+)", line)
+        if not directive:
+            continue
+        kind, name = directive.groups()
+        if line.startswith(".. currentmodule::"):
+            current = name
+        elif kind == "module":
+            ids.append(f"module-{name}")
+        else:
+            ids.append(f"{current}.{name}")
+    return ids
+
+
 def missing_from_site(html: str, package_name: str = "kdcore") -> list[str]:
-    """Public names with no anchor in the built API page (``id="kdcore.softmax"``, ...)."""
-    package = importlib.import_module(package_name)
-    expected = [f"{package_name}.{name}" for name in package.__all__ if not name.startswith("__")]
-    for short in public_submodules(package):
-        module = importlib.import_module(f"{package_name}.{short}")
-        if module_members(module):
-            expected.append(f"module-{module.__name__}")
-    return [name for name in expected if f'id="{name}"' not in html]
+    """Entries of the API reference with no anchor in the built page (``id="kdcore.softmax"``, ...)."""
+    return [name for name in anchors(api_reference(package_name)) if f'id="{name}"' not in html]
 
 
 if __name__ == "__main__":
     # `make docs` runs this on the built page: every public name must have made it onto the site.
-    import sys
     from pathlib import Path
 
     missing = missing_from_site(Path(sys.argv[1]).read_text(encoding="utf-8"))
