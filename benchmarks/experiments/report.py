@@ -150,20 +150,31 @@ def teacher_errors(item: tuple, teachers: dict[str, dict]) -> float:
 
 
 def omitted_table(records: list[dict]) -> str:
-    lines = [
-        "| student (transfer set without the class) | teacher (its accuracy on the class) | test errors "
-        "| omitted class correct | bias chosen on held-out accuracy → class, all | "
-        "bias matching the class prior → class, all |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
+    """The omitted-class runs (a bias added to the class), or the only-these-classes runs (subtracted)."""
+    only = bool(records) and "transfer_classes" in records[0]
+    if only:
+        classes = " and ".join(map(str, records[0]["transfer_classes"]))
+        header = (
+            f"| student (transfer set of only {classes}) | teacher (its accuracy on them) | test errors "
+            f"| {classes} correct | bias chosen on held-out accuracy → {classes}, all | "
+            f"bias matching the classes' prior → {classes}, all |"
+        )
+    else:
+        header = (
+            "| student (transfer set without the class) | teacher (its accuracy on the class) | test errors "
+            "| omitted class correct | bias chosen on held-out accuracy → class, all | "
+            "bias matching the class prior → class, all |"
+        )
+    lines = [header, "|---|---|---:|---:|---:|---:|"]
+    sign = "−" if only else "+"
     for r in sorted(records, key=lambda r: (r["distilled"], r["teacher"] or "", r["T"] or 0, r["seed"])):
         what = f"distilled, T = {r['T']:g}, α = {r['alpha']:g}" if r["distilled"] else "labels only"
         teacher = f"{r['teacher']} ({r['teacher_class_accuracy']:.1%})" if r["distilled"] else "—"
         lines.append(
             f"| {shape_name(r['sizes'])} {what}, seed {r['seed']} | {teacher} | {r['test_errors']} "
             f"| {r['class_accuracy']:.1%} "
-            f"| +{r['bias_by_heldout_accuracy']:g} → {r['class_accuracy_bias_heldout']:.1%}, {r['test_accuracy_bias_heldout']:.2%} "
-            f"| +{r['bias_by_prior']:g} → {r['class_accuracy_bias_prior']:.1%}, {r['test_accuracy_bias_prior']:.2%} |"
+            f"| {sign}{r['bias_by_heldout_accuracy']:g} → {r['class_accuracy_bias_heldout']:.1%}, {r['test_accuracy_bias_heldout']:.2%} "
+            f"| {sign}{r['bias_by_prior']:g} → {r['class_accuracy_bias_prior']:.1%}, {r['test_accuracy_bias_prior']:.2%} |"
         )
     return "\n".join(lines)
 
