@@ -1014,7 +1014,8 @@ def run_sweep(
     >>> sweep["format"], len(sweep["accuracy"]), len(sweep["accuracy"][0]), len(sweep["accuracy"][0][0])
     ('kdcore-sweep', 1, 1, 1)
     """
-    from . import __version__, data
+    from . import data
+    from ._version import __version__
 
     temperatures = [float(T) for T in _temperatures(temperatures)]
     alpha_values = [check_alpha(alpha) for alpha in alphas]
