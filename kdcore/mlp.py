@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._arrays import _describe
+from ._arrays import _describe, check_int, check_real
 
 __all__ = ["ACTIVATIONS", "MLP"]
 
@@ -203,12 +203,8 @@ class MLP:
             allowed = ", ".join(repr(a) for a in ACTIVATIONS)
             raise ValueError(f"activation must be one of {allowed}, got activation={_describe(activation)}")
         self.activation = activation
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got dropout={_describe(dropout)}")
-        self.dropout = float(dropout)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got seed={_describe(seed)}")
-        self.seed = int(seed)
+        self.dropout = check_real(dropout, "dropout", 0.0, 1.0, open_high=True)
+        self.seed = check_int(seed, "seed", 0)
         self.dtype = _check_dtype(dtype)
 
         init_rng = np.random.default_rng(self.seed)
