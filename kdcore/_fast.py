@@ -54,7 +54,8 @@ class _Rows(NamedTuple):
 
     kl: np.ndarray
     entropy: np.ndarray | None
-    certified: np.ndarray  # (rows,) bool
+    margin: np.ndarray  # (rows,): the largest bound / (tolerance × size) over value and gradient; ≤ 1 passes
+    certified: np.ndarray  # (rows,) bool: margin ≤ 1 and KL > 0
 
 
 def _fast_chunk(
@@ -103,7 +104,7 @@ def _fast_chunk(
             bound = bound + entropy_error_bound(dtype, n, teacher_entropy)
             value = kl + teacher_entropy
         tolerance = CERTIFIED_RTOL[dtype]
-        certified = (bound <= tolerance * value) & (kl > 0)
+        margin = bound / (tolerance * value)
         if grad_out is not None:
             a -= sigma.astype(dtype)
             np.multiply(b, a, out=grad_out)
@@ -114,8 +115,9 @@ def _fast_chunk(
             grad_bound = grad_error_bound(
                 dtype, n, sigma, centre, f_max, f_min, weighted_square, normaliser, grad_max, scale
             )
-            certified &= grad_bound <= tolerance * grad_max
-    return _Rows(kl, teacher_entropy, certified[:, 0])
+            margin = np.maximum(margin, grad_bound / (tolerance * grad_max))
+        certified = (margin <= 1) & (kl > 0)  # NaN (a non-finite row) compares False: not certified
+    return _Rows(kl, teacher_entropy, margin[:, 0], certified[:, 0])
 
 
 def _careful_rows(z, v, T, entropy: bool, want_grad: bool, scale: float):
