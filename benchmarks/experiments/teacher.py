@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--name", default="teacher", help="file stem of the checkpoints (default teacher)")
     parser.add_argument("--restart", action="store_true", help="ignore an existing <name>_last.npz")
+    parser.add_argument(
+        "--reschedule",
+        action="store_true",
+        help="resume a run with another --epochs: the cosine schedule continues from the current epoch "
+        "towards the new total (for time-boxing a run on a busy machine; recorded in the results)",
+    )
     args = parser.parse_args(argv)
 
     out = protocol.checkpoints_dir(args)
@@ -84,15 +90,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     optimizer = SGD(lr=args.lr, momentum=protocol.MOMENTUM)
     schedule = CosineLR(args.lr, total=args.epochs)
-    start, curve = 0, []
+    start, curve, reschedules = 0, [], []
     if last.exists() and not args.restart:
         saved = checkpoint.load(last)
-        if saved.config.get("epochs") != args.epochs or saved.config.get("hidden") != args.hidden:
+        reschedules = saved.config.get("reschedules", [])
+        if saved.config.get("hidden") != args.hidden:
+            sys.exit(f"{last} was trained with other settings: pass --restart to start over")
+        if saved.config.get("epochs") != args.epochs and args.reschedule:
+            change = {
+                "at_epoch": saved.epoch,
+                "from_epochs": saved.config.get("epochs"),
+                "to_epochs": args.epochs,
+            }
+            reschedules = [*reschedules, change]
+            protocol.log(f"rescheduling {args.name}: {change}")
+        elif saved.config.get("epochs") != args.epochs:
             sys.exit(f"{last} was trained with other settings: pass --restart to start over")
         model, optimizer, start = saved.model, saved.optimizer, saved.epoch
         curve = saved.metadata["history"]["test_accuracy"]
         protocol.log(f"resuming {args.name} after epoch {start}")
-    config = {k: v for k, v in vars(args).items() if k not in ("results", "data_dir", "checkpoints")}
+    config = {
+        k: v for k, v in vars(args).items() if k not in ("results", "data_dir", "checkpoints", "reschedule")
+    }
+    # Changes of the total number of epochs on resumption: at epoch e the schedule switched from
+    # cosine(lr, from_epochs) to cosine(lr, to_epochs) evaluated at e (a step in the learning rate).
+    config["reschedules"] = reschedules
 
     started, cpu_started = time.perf_counter(), time.process_time()
     with protocol.blas_threads(args.threads):
