@@ -11,7 +11,7 @@ JAX        := jax==0.10.2 jaxlib==0.10.2
 TENSORFLOW := tensorflow-cpu==2.21.0
 FRAMEWORKS := $(TORCH) $(JAX) $(TENSORFLOW)
 
-.PHONY: help venv demo test test-frameworks lint bench clean
+.PHONY: help venv demo test test-frameworks lint bench docs clean
 
 help:
 	@echo "make demo             set up .venv and run 'kdcore demo' (digits, no network, < 1 min)"
@@ -19,6 +19,7 @@ help:
 	@echo "make test-frameworks  also install $(FRAMEWORKS) and run the framework comparisons"
 	@echo "make lint             ruff"
 	@echo "make bench            quick benchmarks against PyTorch (< 5 min)"
+	@echo "make docs             the documentation site, tutorial executed, into build/docs/html (< 1 min)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,18 @@ test-frameworks: $(VENV)/.frameworks-installed
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check kdcore tests benchmarks
 	$(BIN)/ruff format --check kdcore tests benchmarks
+
+# The site: Sphinx with the pinned [docs] extra; every warning is an error; the tutorial notebook is executed
+# (a failing cell fails the build); then every public name must appear in the API reference.
+$(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	rm -rf build/docs
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs build/docs/html
+	$(BIN)/python docs/_ext/kdcore_api.py build/docs/html/api.html
+	@echo "open build/docs/html/index.html"
 
 bench: $(VENV)/.frameworks-installed
 	$(BIN)/python benchmarks/bench_losses.py --quick

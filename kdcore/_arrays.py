@@ -126,11 +126,10 @@ def check_real(
     ...
     ValueError: dropout must be a number in [0, 1), got dropout=1.0
     """
-    interval = (
-        f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-        if math.isfinite(low) or math.isfinite(high)
-        else "(-inf, inf)"
-    )
+    # Infinite bounds are never reached (the value must be finite), so they print as open.
+    left = "(" if open_low or not math.isfinite(low) else "["
+    right = ")" if open_high or not math.isfinite(high) else "]"
+    interval = f"{left}{low:g}, {high:g}{right}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number in {interval}, got {name}={_describe(value)}")
     number = float(value)
