@@ -42,6 +42,10 @@ class ExperimentConfig:
     data_dir: str | None = None
     teacher_hidden: tuple[int, ...] = (256, 256)
     teacher_dropout: float = 0.3
+    # Hinton et al. (2012)'s full regularisation of the teacher: 20 % input dropout and a max-norm bound on
+    # each unit's incoming weights (kdcore.mlp.MLP's input_dropout and max_norm). Off in the demo.
+    teacher_input_dropout: float = 0.0
+    teacher_max_norm: float | None = None
     teacher_epochs: int = 60
     student_hidden: tuple[int, ...] = (10,)
     student_epochs: int = 30
@@ -115,13 +119,22 @@ def _train(
     lr: float,
     epochs: int,
     dropout: float = 0.0,
+    input_dropout: float = 0.0,
+    max_norm: float | None = None,
     teacher_logits: np.ndarray | None = None,
     T: float | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     checkpoint: Path | None = None,
     progress: bool = False,
 ) -> tuple[MLP, History]:
-    model = MLP(sizes, dropout=dropout, seed=seed, dtype=np.dtype(config.dtype))
+    model = MLP(
+        sizes,
+        dropout=dropout,
+        input_dropout=input_dropout,
+        max_norm=max_norm,
+        seed=seed,
+        dtype=np.dtype(config.dtype),
+    )
     x_val, labels_val = validation if validation is not None else (None, None)
     history = fit(
         model,
@@ -139,6 +152,7 @@ def _train(
         progress=progress,
         checkpoint=checkpoint,
         resume=checkpoint is not None,
+        dataset=config.dataset,
     )
     if history.interrupted:
         raise KeyboardInterrupt
@@ -285,6 +299,8 @@ def run(config: ExperimentConfig = DEMO, out: str | Path | None = None, *, progr
             lr=config.teacher_lr,
             epochs=config.teacher_epochs,
             dropout=config.teacher_dropout,
+            input_dropout=config.teacher_input_dropout,
+            max_norm=config.teacher_max_norm,
             checkpoint=_checkpoint_path(out, "teacher"),
             progress=progress and big_data,
         )

@@ -7,6 +7,8 @@ docs/math.md, and :class:`TestDocs` checks that every test the docs cite exists.
 
 import ast
 import functools
+import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -327,6 +329,7 @@ class TestAccurateKl:
 # ------------------------------------------------------------------------------------------ docs hygiene
 
 CITATION = re.compile(r"`(tests/[\w/]+\.py)::(\w+)::(\w+)`")
+NOTEBOOK_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 
@@ -361,8 +364,9 @@ class TestDocs:
 
     @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: p.name)
     def test_every_code_block_is_a_doctest(self, path):
-        # `make test` runs every `>>>` session in docs/; a block without one would be code nobody runs.
-        for block in FENCE.findall(path.read_text(encoding="utf-8")):
+        # `make test` runs every `>>>` session in docs/ and every notebook cell (TestTutorial); any other
+        # block would be code nobody runs.
+        for block in FENCE.findall(NOTEBOOK_CELL.sub("", path.read_text(encoding="utf-8"))):
             assert block.lstrip().startswith(">>> "), (
                 f"{path.name}: a code block is not a doctest:\n{block[:200]}"
             )
@@ -420,3 +424,84 @@ class TestNumbersQuoted:
         assert f"worst error measured is {worst:.1e}" in readme
         assert f"within {contract} relative of a 50-digit mpmath oracle" in readme
         assert "1e-15" not in readme  # the old, unmeasured claim
+
+
+class TestTutorial:
+    """docs/tutorial.md is a MyST notebook: `make docs` executes it (myst-nb), and so does this test."""
+
+    def test_is_a_myst_notebook(self):
+        text = (DOCS / "tutorial.md").read_text(encoding="utf-8")
+        front = text.split("---", 2)[1]
+        assert "format_name: myst" in front and "name: python3" in front
+        assert len(NOTEBOOK_CELL.findall(text)) >= 15
+
+    def test_every_cell_runs(self, monkeypatch):
+        # The cells run in order in one namespace, in docs/ (as the docs build runs them), with the warnings
+        # filter of the test suite: a cell that raises, fails an assertion or warns fails `make test`.
+        pytest.importorskip("matplotlib")
+        pytest.importorskip("sklearn")
+        monkeypatch.chdir(DOCS)
+        namespace = {"__name__": "__tutorial__"}
+        for number, cell in enumerate(
+            NOTEBOOK_CELL.findall((DOCS / "tutorial.md").read_text(encoding="utf-8"))
+        ):
+            # IPython magics (`%matplotlib inline`) only set up the notebook's display; plain Python skips them.
+            python = "\n".join(line for line in cell.splitlines() if not line.startswith("%"))
+            code = compile(python, f"docs/tutorial.md, cell {number}", "exec")
+            exec(code, namespace)  # our own notebook: running it is the test
+        assert np.mean(namespace["distilled"]) > np.mean(namespace["labels_only"])  # the training cells ran
+
+    def test_the_fifty_minute_path_adds_up(self):
+        text = (DOCS / "tutorial.md").read_text(encoding="utf-8")
+        rows = re.findall(r"^\| \d+ \| core: [^|]+\| (\d+) \|", text, re.MULTILINE)
+        assert sum(int(minutes) for minutes in rows) == 50
+        headings = re.findall(r"^## \d+\. .* \(core, (\d+) min\)$", text, re.MULTILINE)
+        assert sorted(headings) == sorted(rows)
+
+    def test_exercises_have_solutions(self):
+        text = (DOCS / "tutorial.md").read_text(encoding="utf-8")
+        exercises, solutions = text.split("## Appendix: solutions")
+        for label in re.findall(r"^- \*\*([PC]\d)\.\*\*", exercises, re.MULTILINE):
+            assert f"**{label}.**" in solutions, f"exercise {label} has no solution"
+
+
+def api_generator():
+    """docs/_ext/kdcore_api.py, which writes the site's API reference (it needs no Sphinx to import)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kdcore_api", DOCS / "_ext" / "kdcore_api.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestApiReference:
+    def test_every_public_name_is_documented(self):
+        generator = api_generator()
+        text = generator.api_reference()
+        for name in kdcore.__all__:
+            if name.startswith("__"):
+                continue
+            value = getattr(kdcore, name)
+            if inspect.ismodule(value):
+                assert f".. automodule:: {value.__name__}" in text, name
+            else:
+                assert re.search(rf"^\.\. (?:auto\w+|py:data):: {name}$", text, re.MULTILINE), (
+                    f"kdcore.{name} is not in the API page"
+                )
+        for short in generator.public_submodules(kdcore):
+            module = importlib.import_module(f"kdcore.{short}")
+            for name in generator.module_members(module):
+                value = getattr(module, name)
+                listed = re.search(rf"^\.\. (?:auto\w+|py:data):: {name}$", text, re.MULTILINE)
+                assert listed, f"kdcore.{short}.{name} is not in the API page"
+                assert value is not None
+
+    def test_the_site_check_catches_a_missing_name(self):
+        generator = api_generator()
+        ids = generator.anchors(generator.api_reference())
+        assert "kdcore.softmax" in ids and "module-kdcore.gradcheck" in ids
+        assert "kdcore.gradcheck.check_gradient" in ids
+        page = " ".join(f'id="{name}"' for name in ids)
+        assert generator.missing_from_site(page) == []
+        assert generator.missing_from_site(page.replace('id="kdcore.softmax"', "")) == ["kdcore.softmax"]
