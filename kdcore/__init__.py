@@ -11,16 +11,20 @@ from ._chunks import get_num_threads
 from ._chunks import num_threads
 from ._chunks import set_num_threads
 from .cross_entropy import cross_entropy
+from .cross_entropy import cross_entropy_and_grad
 from .cross_entropy import cross_entropy_grad
 from .distillation import distillation_loss
 from .distillation import distillation_loss_and_grad
 from .distillation import distillation_loss_grad
 from .distillation import logit_mse
+from .distillation import logit_mse_and_grad
 from .distillation import logit_mse_grad
 from .divergences import kl_divergence
+from .divergences import kl_divergence_and_grad
 from .divergences import kl_divergence_grad
 from .divergences import kl_divergence_hessian
 from .divergences import soft_cross_entropy
+from .divergences import soft_cross_entropy_and_grad
 from .divergences import soft_cross_entropy_grad
 from .softmax import log_softmax
 from .softmax import logsumexp
@@ -34,6 +38,7 @@ __all__ = [
     "MLP",
     "__version__",
     "cross_entropy",
+    "cross_entropy_and_grad",
     "cross_entropy_grad",
     "distillation_loss",
     "distillation_loss_and_grad",
@@ -42,15 +47,18 @@ __all__ = [
     "get_num_threads",
     "gradcheck",
     "kl_divergence",
+    "kl_divergence_and_grad",
     "kl_divergence_grad",
     "kl_divergence_hessian",
     "log_softmax",
     "logit_mse",
+    "logit_mse_and_grad",
     "logit_mse_grad",
     "logsumexp",
     "num_threads",
     "set_num_threads",
     "soft_cross_entropy",
+    "soft_cross_entropy_and_grad",
     "soft_cross_entropy_grad",
     "softmax",
     "softmax_jacobian",
