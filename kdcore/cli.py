@@ -209,6 +209,7 @@ def _validate_sweep(args: argparse.Namespace) -> None:
         _check_alpha("--alphas", alpha)
     _require(len(args.seeds) > 0, "--seeds", args.seeds, "at least one seed")
     _check_seeds("--seeds", args.seeds)
+    _require(1 <= args.folds <= 20, "--folds", args.folds, "an integer from 1 to 20")
     _check_data_present(args.dataset, None)
 
 
@@ -297,6 +298,7 @@ def _sweep(args: argparse.Namespace) -> int:
         temperatures=tuple(args.temperatures),
         alphas=tuple(args.alphas),
         seeds=tuple(args.seeds),
+        folds=args.folds,
     )
     save_sweep(result, args.out)
     print(f"wrote {args.out}")
@@ -433,6 +435,12 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--temperatures", type=float, nargs="+", default=[1, 2, 4, 8, 16])
     sweep.add_argument("--alphas", type=float, nargs="+", default=[0.1, 0.5, 0.9])
     sweep.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    sweep.add_argument(
+        "--folds",
+        type=int,
+        default=1,
+        help="1: evaluate on the test split; K >= 2: K-fold cross-validation on every image (default: %(default)s)",
+    )
     sweep.set_defaults(run=_sweep, validate=_validate_sweep)
 
     check = commands.add_parser(
