@@ -49,7 +49,7 @@ lint: $(VENV)/.test-installed
 
 # The site: Sphinx with the pinned [docs] extra; every warning is an error; the tutorial notebook is executed
 # (a failing cell fails the build); then every public name must appear in the API reference.
-$(VENV)/.docs-installed: setup.cfg pyproject.toml | $(BIN)/python
+$(VENV)/.docs-installed: $(wildcard setup.cfg) pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[docs]'
 	touch $@
 
