@@ -19,6 +19,9 @@ from .divergences import kl_divergence_grad
 from .divergences import kl_divergence_hessian
 from .divergences import soft_cross_entropy
 from .divergences import soft_cross_entropy_grad
+from .reverse_kl import reverse_kl_divergence
+from .reverse_kl import reverse_kl_divergence_grad
+from .reverse_kl import reverse_kl_divergence_hessian
 from .softmax import log_softmax
 from .softmax import logsumexp
 from .softmax import softmax
@@ -44,6 +47,9 @@ __all__ = [
     "logit_mse",
     "logit_mse_grad",
     "logsumexp",
+    "reverse_kl_divergence",
+    "reverse_kl_divergence_grad",
+    "reverse_kl_divergence_hessian",
     "soft_cross_entropy",
     "soft_cross_entropy_grad",
     "softmax",
