@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # PyTorch is pinned: this exact CPU build is the one the framework comparisons are calibrated on.
 TORCH  := torch==2.13.0
 
-.PHONY: help venv demo test test-frameworks lint bench clean
+.PHONY: help venv demo test test-frameworks lint bench docs clean
 
 help:
 	@echo "make demo             set up .venv and run 'kdcore demo' (digits, no network, < 1 min)"
@@ -13,6 +13,7 @@ help:
 	@echo "make test-frameworks  also install $(TORCH) (CPU) and run the PyTorch comparisons"
 	@echo "make lint             ruff"
 	@echo "make bench            quick benchmarks against PyTorch (< 5 min)"
+	@echo "make docs             the documentation site, tutorial executed, into build/docs/html (< 1 min)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +46,18 @@ test-frameworks: $(VENV)/.torch-installed
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check kdcore tests benchmarks
 	$(BIN)/ruff format --check kdcore tests benchmarks
+
+# The site: Sphinx with the pinned [docs] extra; every warning is an error; the tutorial notebook is executed
+# (a failing cell fails the build); then every public name must appear in the API reference.
+$(VENV)/.docs-installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	rm -rf build/docs
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs build/docs/html
+	$(BIN)/python docs/_ext/kdcore_api.py build/docs/html/api.html
+	@echo "open build/docs/html/index.html"
 
 bench: $(VENV)/.torch-installed
 	$(BIN)/python benchmarks/bench_losses.py --quick

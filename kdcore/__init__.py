@@ -7,6 +7,9 @@ Notation used throughout: student logits ``z``, teacher logits ``v``, temperatur
 __version__ = "0.1.0"
 
 from . import gradcheck
+from ._chunks import get_num_threads
+from ._chunks import num_threads
+from ._chunks import set_num_threads
 from .cross_entropy import cross_entropy
 from .cross_entropy import cross_entropy_grad
 from .distillation import distillation_loss
@@ -39,6 +42,7 @@ __all__ = [
     "distillation_loss_and_grad",
     "distillation_loss_grad",
     "fit",
+    "get_num_threads",
     "gradcheck",
     "kl_divergence",
     "kl_divergence_grad",
@@ -47,9 +51,11 @@ __all__ = [
     "logit_mse",
     "logit_mse_grad",
     "logsumexp",
+    "num_threads",
     "reverse_kl_divergence",
     "reverse_kl_divergence_grad",
     "reverse_kl_divergence_hessian",
+    "set_num_threads",
     "soft_cross_entropy",
     "soft_cross_entropy_grad",
     "softmax",

@@ -6,7 +6,9 @@ The format is NumPy's own ``.npz`` (a zip of ``.npy`` files) holding numeric arr
 * ``optimizer_step, optimizer_velocity0, …`` — the optimiser's :meth:`state_dict` arrays, prefixed;
 * ``metadata`` — a uint8 array of UTF-8 JSON: the format name and version, ``kdcore.__version__``, the
   model's constructor arguments and dropout-generator state, the optimiser's hyperparameters, the
-  training configuration, the epoch and the history so far.
+  training configuration, the epoch, the history so far, and the name of the data set the model was trained
+  on (``dataset``: one of :data:`kdcore.data.DATASETS` or a user's own name; null when not given, and for
+  checkpoints written before the field existed).
 
 Two promises, both tested:
 
@@ -72,6 +74,11 @@ class Checkpoint:
         return self.metadata["epoch"]
 
     @property
+    def dataset(self) -> str | None:
+        """The data set the model was trained on, as given to :func:`save` (None: not recorded)."""
+        return self.metadata.get("dataset")
+
+    @property
     def config(self) -> dict:
         """The training configuration passed to :func:`save`."""
         return self.metadata["config"]
@@ -90,6 +97,7 @@ def save(
     *,
     epoch: int | None = None,
     history: Mapping | None = None,
+    dataset: str | None = None,
 ) -> Path:
     r"""Write a checkpoint atomically: either the new file is complete, or the old one is untouched.
 
@@ -107,6 +115,10 @@ def save(
         The number of completed epochs.
     history : mapping, optional
         The training history so far, JSON-serialisable (``History.to_dict()`` from :mod:`kdcore.train`).
+    dataset : str, optional
+        The name of the data set the model was trained on — one of :data:`kdcore.data.DATASETS`
+        (``kdcore.data.load``'s names) or a user's own, non-empty. Read back as :attr:`Checkpoint.dataset`,
+        so a checkpoint's user (``kdcore figures --checkpoint``) need not guess it from the input width.
 
     Returns
     -------
@@ -121,10 +133,11 @@ def save(
     >>> from kdcore import checkpoint
     >>> model = MLP([4, 8, 3], seed=0)
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     path = checkpoint.save(pathlib.Path(tmp) / "model.npz", model, config={"T": 4.0}, epoch=3)
+    ...     path = pathlib.Path(tmp) / "model.npz"
+    ...     _ = checkpoint.save(path, model, config={"T": 4.0}, epoch=3, dataset="digits")
     ...     loaded = checkpoint.load(path)
-    >>> loaded.epoch, loaded.config
-    (3, {'T': 4.0})
+    >>> loaded.epoch, loaded.config, loaded.dataset
+    (3, {'T': 4.0}, 'digits')
     >>> all(np.array_equal(a, b) for a, b in zip(loaded.model.params, model.params))
     True
     """
@@ -136,6 +149,9 @@ def save(
         isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0
     ):
         raise ValueError(f"epoch must be a non-negative integer or None, got epoch={epoch!r}")
+    problem = _dataset_problem(dataset)
+    if problem:
+        raise ValueError(f"dataset must be {problem}, got dataset={dataset!r}")
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -145,6 +161,7 @@ def save(
         "config": {} if config is None else dict(config),
         "epoch": None if epoch is None else int(epoch),
         "history": None if history is None else dict(history),
+        "dataset": dataset,
     }
     try:
         text = json.dumps(metadata)
@@ -160,6 +177,15 @@ def save(
     path = Path(path)
     _atomic_write(path, arrays)
     return path
+
+
+def _dataset_problem(dataset: object) -> str | None:
+    """What is wrong with a ``dataset`` entry (None if nothing): None or a short non-empty name."""
+    if dataset is None:
+        return None
+    if not isinstance(dataset, str) or not dataset.strip() or len(dataset) > 200 or not dataset.isprintable():
+        return "None or a non-empty printable name of at most 200 characters"
+    return None
 
 
 def _write_npz(file, arrays: Mapping[str, np.ndarray]) -> None:
@@ -267,6 +293,10 @@ def _read_metadata(path: Path, arrays: Mapping[str, np.ndarray]) -> dict:
         raise _malformed(path, f"metadata 'epoch' must be a non-negative integer or null, got {epoch!r}")
     if not isinstance(metadata["config"], dict):
         raise _malformed(path, "metadata 'config' must be a JSON object")
+    # Optional: checkpoints written before the field existed have no 'dataset' (read as None).
+    problem = _dataset_problem(metadata.get("dataset"))
+    if problem:
+        raise _malformed(path, f"metadata 'dataset' must be {problem}, got {metadata['dataset']!r}")
     return metadata
 
 
@@ -322,6 +352,9 @@ def load(path: str | os.PathLike) -> Checkpoint:
             dropout=model_config["dropout"],
             seed=model_config["seed"],
             dtype=model_config["dtype"],
+            # Absent from checkpoints written before these options existed: their models had neither.
+            input_dropout=model_config.get("input_dropout", 0.0),
+            max_norm=model_config.get("max_norm"),
         )
         model.dropout_rng.bit_generator.state = model_config["dropout_rng_state"]
     except (TypeError, ValueError) as error:

@@ -12,19 +12,215 @@ Each sub-command is a thin layer over a library function, imported only when tha
 ``kdcore check``           verify another framework's distillation loss and say what is wrong
 ``kdcore vectors``         write the golden test vectors (JSON) for implementations in any language
 =========================  ==========================================================================
+
+Exit status: 0 on success; 1 when the work failed (a download, or ``check``'s findings); 2 for a bad
+argument — a value out of range (``--T 0``, ``--alpha 1.5``), an unknown data set, a missing or corrupt
+file — reported as one line on stderr that names the option and its value, before any data is loaded or any
+model trained; 130 on Ctrl-C (the last completed epoch's checkpoint is kept).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
+from ._arrays import check_alpha, check_choice, check_temperature
 
 __all__ = ["main"]
+
+
+# --- Argument validation. Every command's arguments are checked before it does any work (loads data, trains,
+# writes): a bad one is reported as ONE line on stderr, naming the option and its value, with exit status 2
+# (the usage-error status of argparse and of most Unix tools), and no traceback.
+
+
+class _UsageError(Exception):
+    """A bad command-line argument; ``main`` prints it as one line and exits with status 2."""
+
+
+def _require(ok: bool, flag: str, value: object, requirement: str) -> None:
+    if not ok:
+        raise _UsageError(f"{flag} must be {requirement}, got {flag} {value!r}")
+
+
+def _check_with(check: Callable[[object], object], flag: str, value: object, requirement: str) -> None:
+    # Reuse the library's validator (the rule lives in one place), but name the command-line flag.
+    try:
+        check(value)
+    except (TypeError, ValueError):
+        _require(False, flag, value, requirement)
+
+
+def _check_temperature(flag: str, value: float) -> None:
+    _check_with(check_temperature, flag, value, "a positive finite number")
+
+
+def _check_alpha(flag: str, value: float) -> None:
+    _check_with(check_alpha, flag, value, "in [0, 1]")
+
+
+def _check_count(flag: str, value: int, minimum: int = 1) -> None:
+    _require(value >= minimum, flag, value, f"an integer ≥ {minimum}")
+
+
+def _check_rate(flag: str, value: float) -> None:
+    _require(math.isfinite(value) and value > 0, flag, value, "a positive finite number")
+
+
+def _check_dropout(flag: str, value: float) -> None:
+    _require(0.0 <= value < 1.0, flag, value, "a probability in [0, 1)")
+
+
+def _check_seeds(flag: str, seeds: Sequence[int]) -> None:
+    for seed in seeds:
+        _require(seed >= 0, flag, seed, "non-negative integers")
+    _require(len(set(seeds)) == len(seeds), flag, list(seeds), "distinct seeds")
+
+
+def _check_dataset(value: str) -> None:
+    from .data import DATASETS
+
+    _check_with(
+        lambda v: check_choice(v, "dataset", DATASETS), "--dataset", value, f"one of {', '.join(DATASETS)}"
+    )
+
+
+def _check_data_present(dataset: str, data_dir: str | None) -> None:
+    """The data set's files exist (IDX data sets) or its loader is installed (digits), before any training."""
+    from .data import IDX_DATASETS, _locate_split
+
+    if data_dir is not None:
+        _require(Path(data_dir).is_dir(), "--data-dir", data_dir, "an existing directory")
+    if dataset in IDX_DATASETS:
+        for split in ("train", "test"):
+            try:
+                _locate_split(dataset, split, data_dir)
+            except FileNotFoundError as error:
+                # kdcore.data's message spans several lines (which files, where searched): keep it on one.
+                raise _UsageError(" ".join(line.strip() for line in str(error).splitlines())) from None
+    elif dataset == "digits":
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            raise _UsageError("--dataset digits needs scikit-learn: pip install 'kdcore[data]'") from None
+
+
+def _check_output_dir(flag: str, value: str) -> None:
+    path = Path(value)
+    _require(not path.exists() or path.is_dir(), flag, value, "a directory (it is an existing file)")
+
+
+def _check_output_file(flag: str, value: str) -> None:
+    path = Path(value)
+    _require(not path.is_dir(), flag, value, "a file path (it is a directory)")
+    _require(path.parent.is_dir(), flag, value, f"in an existing directory ({path.parent} does not exist)")
+
+
+def _check_input_file(flag: str, value: str) -> None:
+    path = Path(value)
+    _require(path.exists(), flag, value, "an existing file (there is none)")
+    _require(path.is_file(), flag, value, "a regular file")
+
+
+def _check_checkpoint_file(flag: str, value: str) -> None:
+    from . import checkpoint
+
+    _check_input_file(flag, value)
+    try:
+        checkpoint.load(value)
+    except ValueError as error:  # corrupt, truncated, not a kdcore checkpoint: the message says which
+        raise _UsageError(f"{flag} {value!r}: {error}") from None
+
+
+def _check_resumable(out: str) -> None:
+    """Checkpoints left in ``out/checkpoints`` by an earlier run are read when it resumes: check them now."""
+    for path in sorted((Path(out) / "checkpoints").glob("*.npz")):
+        _check_checkpoint_file("--out", str(path))
+
+
+def _validate_demo(args: argparse.Namespace) -> None:
+    if args.seeds is not None:
+        _check_count("--seeds", args.seeds)
+    _check_output_dir("--out", args.out)
+    _check_data_present("digits", None)
+    _check_resumable(args.out)
+
+
+def _validate_distill(args: argparse.Namespace) -> None:
+    _check_dataset(args.dataset)
+    for flag, widths in (
+        ("--teacher-hidden", args.teacher_hidden),
+        ("--student-hidden", args.student_hidden),
+    ):
+        for width in widths:
+            _check_count(flag, width)
+    _check_dropout("--teacher-dropout", args.teacher_dropout)
+    _check_dropout("--teacher-input-dropout", args.teacher_input_dropout)
+    if args.teacher_max_norm is not None:
+        _check_rate("--teacher-max-norm", args.teacher_max_norm)
+    _check_count("--teacher-epochs", args.teacher_epochs)
+    _check_count("--student-epochs", args.student_epochs)
+    _check_temperature("--T", args.T)
+    _check_alpha("--alpha", args.alpha)
+    _check_count("--batch-size", args.batch_size)
+    _check_rate("--teacher-lr", args.teacher_lr)
+    _check_rate("--student-lr", args.student_lr)
+    _check_seeds("--seeds", args.seeds)
+    if args.omit_class is not None:
+        _require(0 <= args.omit_class < 10, "--omit-class", args.omit_class, "a class index in [0, 10)")
+    _check_temperature("--omit-T", args.omit_T)
+    _check_output_dir("--out", args.out)
+    _check_data_present(args.dataset, args.data_dir)
+    _check_resumable(args.out)
+
+
+def _validate_download(args: argparse.Namespace) -> None:
+    if args.dest is not None:
+        _check_output_dir("--dest", args.dest)
+
+
+def _validate_figures(args: argparse.Namespace) -> None:
+    _check_output_dir("--out", args.out)
+    if args.checkpoint is not None:
+        _check_checkpoint_file("--checkpoint", args.checkpoint)
+    if args.sweep is not None:
+        from .sweep_file import load_sweep
+
+        _check_input_file("--sweep", args.sweep)
+        try:
+            load_sweep(args.sweep)
+        except ValueError as error:
+            raise _UsageError(f"--sweep {args.sweep!r}: {error}") from None
+
+
+def _validate_sweep(args: argparse.Namespace) -> None:
+    _check_output_file("--out", args.out)
+    _check_dataset(args.dataset)
+    _require(len(args.temperatures) > 0, "--temperatures", args.temperatures, "at least one temperature")
+    for T in args.temperatures:
+        _check_temperature("--temperatures", T)
+    _require(len(args.alphas) > 0, "--alphas", args.alphas, "at least one value")
+    for alpha in args.alphas:
+        _check_alpha("--alphas", alpha)
+    _require(len(args.seeds) > 0, "--seeds", args.seeds, "at least one seed")
+    _check_seeds("--seeds", args.seeds)
+    _check_data_present(args.dataset, None)
+
+
+def _validate_vectors(args: argparse.Namespace) -> None:
+    _check_output_file("--out", args.out)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with its errors (unknown option, unparsable number, bad choice) on one line."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -47,6 +243,8 @@ def _distill(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         teacher_hidden=tuple(args.teacher_hidden),
         teacher_dropout=args.teacher_dropout,
+        teacher_input_dropout=args.teacher_input_dropout,
+        teacher_max_norm=args.teacher_max_norm,
         teacher_epochs=args.teacher_epochs,
         student_hidden=tuple(args.student_hidden),
         student_epochs=args.student_epochs,
@@ -120,9 +318,7 @@ def _vectors(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kdcore", description="Knowledge-distillation math, exact and checked."
-    )
+    parser = _Parser(prog="kdcore", description="Knowledge-distillation math, exact and checked.")
     parser.add_argument("--version", action="version", version=f"kdcore {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -130,7 +326,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="kdcore-out", help="output folder (default: %(default)s)")
     demo.add_argument("--seeds", type=int, default=None, help="number of student seeds (default: 10)")
     demo.add_argument("--quiet", action="store_true", help="print only the final table")
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=_demo, validate=_validate_demo)
 
     distill = commands.add_parser("distill", help="a full-size distillation experiment, resumable")
     distill.add_argument(
@@ -138,7 +334,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     distill.add_argument("--data-dir", default=None, help="folder holding the IDX files")
     distill.add_argument("--teacher-hidden", type=int, nargs="+", default=[1200, 1200])
-    distill.add_argument("--teacher-dropout", type=float, default=0.5)
+    distill.add_argument("--teacher-dropout", type=float, default=0.5, help="hidden-layer dropout")
+    distill.add_argument(
+        "--teacher-input-dropout", type=float, default=0.0, help="input dropout (Hinton et al. 2012: 0.2)"
+    )
+    distill.add_argument(
+        "--teacher-max-norm",
+        type=float,
+        default=None,
+        help="max-norm bound on each teacher unit's incoming weights (default: none; e.g. 3.5)",
+    )
     distill.add_argument("--teacher-epochs", type=int, default=20)
     distill.add_argument("--student-hidden", type=int, nargs="+", default=[800, 800])
     distill.add_argument("--student-epochs", type=int, default=20)
@@ -153,7 +358,7 @@ def _parser() -> argparse.ArgumentParser:
     distill.add_argument("--omit-T", type=float, default=8.0, help="temperature of the omitted-class student")
     distill.add_argument("--out", default="kdcore-distill", help="output and checkpoint folder")
     distill.add_argument("--quiet", action="store_true")
-    distill.set_defaults(run=_distill)
+    distill.set_defaults(run=_distill, validate=_validate_distill)
 
     data = commands.add_parser("data", help="data set files")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -161,7 +366,7 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("name", choices=["mnist", "fashion-mnist"])
     download.add_argument("--dest", default=None, help="target folder (default: ~/.cache/kdcore/NAME)")
     download.add_argument("--quiet", action="store_true")
-    download.set_defaults(run=_download)
+    download.set_defaults(run=_download, validate=_validate_download)
 
     figures = commands.add_parser("figures", help="write the temperature-effect figures")
     figures.add_argument("--out", required=True, help="output folder")
@@ -170,7 +375,7 @@ def _parser() -> argparse.ArgumentParser:
         "--checkpoint", default=None, help="a teacher checkpoint (.npz) for the data figures"
     )
     figures.add_argument("--sweep", default=None, help="a sweep JSON written by 'kdcore sweep'")
-    figures.set_defaults(run=_figures)
+    figures.set_defaults(run=_figures, validate=_validate_figures)
 
     sweep = commands.add_parser("sweep", help="student accuracy over T and alpha, saved as JSON")
     sweep.add_argument("--out", required=True, help="the JSON file to write")
@@ -178,7 +383,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--temperatures", type=float, nargs="+", default=[1, 2, 4, 8, 16])
     sweep.add_argument("--alphas", type=float, nargs="+", default=[0.1, 0.5, 0.9])
     sweep.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    sweep.set_defaults(run=_sweep)
+    sweep.set_defaults(run=_sweep, validate=_validate_sweep)
 
     check = commands.add_parser("check", help="verify a distillation loss written in another framework")
     check.add_argument("target", help="MODULE:FUNCTION or path/to/file.py:FUNCTION")
@@ -189,7 +394,7 @@ def _parser() -> argparse.ArgumentParser:
 
     vectors = commands.add_parser("vectors", help="write the golden test vectors as JSON")
     vectors.add_argument("--out", required=True, help="the JSON file to write")
-    vectors.set_defaults(run=_vectors)
+    vectors.set_defaults(run=_vectors, validate=_validate_vectors)
     return parser
 
 
@@ -203,6 +408,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     SystemExit: 0
     """
     args = _parser().parse_args(argv)
+    validate = getattr(args, "validate", None)
+    if validate is not None:
+        try:
+            validate(args)
+        except _UsageError as error:
+            command = " ".join(
+                part for part in ("kdcore", args.command, getattr(args, "data_command", None)) if part
+            )
+            print(f"{command}: {error}", file=sys.stderr)
+            return 2
     try:
         return args.run(args)
     except KeyboardInterrupt:

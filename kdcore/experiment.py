@@ -29,7 +29,7 @@ import numpy as np
 from .data import load
 from .mlp import MLP
 from .optim import SGD, Adam
-from .train import History, fit
+from .train import History, _accuracy, fit
 
 __all__ = ["DEMO", "ExperimentConfig", "format_table", "run"]
 
@@ -42,6 +42,10 @@ class ExperimentConfig:
     data_dir: str | None = None
     teacher_hidden: tuple[int, ...] = (256, 256)
     teacher_dropout: float = 0.3
+    # Hinton et al. (2012)'s full regularisation of the teacher: 20 % input dropout and a max-norm bound on
+    # each unit's incoming weights (kdcore.mlp.MLP's input_dropout and max_norm). Off in the demo.
+    teacher_input_dropout: float = 0.0
+    teacher_max_norm: float | None = None
     teacher_epochs: int = 60
     student_hidden: tuple[int, ...] = (10,)
     student_epochs: int = 30
@@ -95,10 +99,6 @@ def _optimizer(config: ExperimentConfig, lr: float) -> SGD | Adam:
     raise ValueError(f"optimizer must be 'adam' or 'sgd', got optimizer={config.optimizer!r}")
 
 
-def _accuracy(model: MLP, x: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(model.predict(x) == labels))
-
-
 def _summary(values: list[float]) -> dict:
     array = np.asarray(values, dtype=float)
     std = float(array.std(ddof=1)) if array.size > 1 else 0.0
@@ -119,13 +119,22 @@ def _train(
     lr: float,
     epochs: int,
     dropout: float = 0.0,
+    input_dropout: float = 0.0,
+    max_norm: float | None = None,
     teacher_logits: np.ndarray | None = None,
     T: float | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     checkpoint: Path | None = None,
     progress: bool = False,
 ) -> tuple[MLP, History]:
-    model = MLP(sizes, dropout=dropout, seed=seed, dtype=np.dtype(config.dtype))
+    model = MLP(
+        sizes,
+        dropout=dropout,
+        input_dropout=input_dropout,
+        max_norm=max_norm,
+        seed=seed,
+        dtype=np.dtype(config.dtype),
+    )
     x_val, labels_val = validation if validation is not None else (None, None)
     history = fit(
         model,
@@ -143,6 +152,7 @@ def _train(
         progress=progress,
         checkpoint=checkpoint,
         resume=checkpoint is not None,
+        dataset=config.dataset,
     )
     if history.interrupted:
         raise KeyboardInterrupt
@@ -289,6 +299,8 @@ def run(config: ExperimentConfig = DEMO, out: str | Path | None = None, *, progr
             lr=config.teacher_lr,
             epochs=config.teacher_epochs,
             dropout=config.teacher_dropout,
+            input_dropout=config.teacher_input_dropout,
+            max_norm=config.teacher_max_norm,
             checkpoint=_checkpoint_path(out, "teacher"),
             progress=progress and big_data,
         )
@@ -362,51 +374,12 @@ def run(config: ExperimentConfig = DEMO, out: str | Path | None = None, *, progr
     results["wall_time_seconds"] = time.perf_counter() - start
     if out is not None:
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        _plot(results, teacher, x_test, labels_test, out)
+        # Drawn by kdcore.figures (when matplotlib is installed), in its own style context: the caller's
+        # matplotlib backend and rcParams are left as they were.
+        from .figures.experiment import write_experiment_figures
+
+        write_experiment_figures(results, teacher, x_test, labels_test, out)
     return results
-
-
-def _plot(results: dict, teacher: MLP, x_test: np.ndarray, labels_test: np.ndarray, out: Path) -> None:
-    """Learning curves and the teacher's confusion matrix, if matplotlib is installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    colours = {"student_baseline": "#E69F00", "student_distilled": "#0072B2"}
-    labels_text = {"student_baseline": "labels only", "student_distilled": f"distilled (T={results['T']:g})"}
-    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
-    for name, colour in colours.items():
-        curves = np.asarray(results[name]["histories"]) * 100
-        epochs = np.arange(1, curves.shape[1] + 1)
-        ax.plot(epochs, curves.mean(axis=0), color=colour, label=labels_text[name])
-        ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), color=colour, alpha=0.2, linewidth=0)
-    ax.axhline(results["teacher"]["test_accuracy"] * 100, color="0.4", linestyle="--", label="teacher")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (%)  — mean, min–max over seeds")
-    ax.set_title(f"{results['dataset']}: student {results['student_baseline']['sizes']}")
-    # Zoom on where the curves separate: the first epochs climb from chance and would squash the rest.
-    late = min(np.asarray(results[name]["histories"])[:, len(epochs) // 3 :].min() for name in colours) * 100
-    ax.set_ylim(max(0.0, np.floor(late) - 2), 100)
-    ax.legend(loc="lower right")
-    fig.savefig(out / "learning_curves.png", dpi=150, metadata={"Software": None})
-    plt.close(fig)
-
-    n = int(labels_test.max()) + 1
-    confusion = np.zeros((n, n), dtype=int)
-    np.add.at(confusion, (labels_test, teacher.predict(x_test)), 1)
-    fig, ax = plt.subplots(figsize=(5, 4.5), layout="constrained")
-    image = ax.imshow(confusion, cmap="Blues")
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title("teacher: test confusion matrix")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    fig.savefig(out / "confusion.png", dpi=150, metadata={"Software": None})
-    plt.close(fig)
 
 
 def format_table(results: dict) -> str:

@@ -3,7 +3,14 @@ r"""A fully connected network with a hand-written backward pass.
 Each layer operation below comes as a pair, value then derivative, so the reader checks one against the
 other without scrolling: ``_linear`` / ``_linear_backward``, ``_relu`` / ``_relu_backward``,
 ``_tanh`` / ``_tanh_backward``, ``_dropout`` / ``_dropout_backward``. :class:`MLP` chains them: its
-``forward`` calls the values in order, its ``backward`` calls the derivatives in reverse order.
+``forward_with_cache`` calls the values in order and returns, with the logits, the :class:`Cache` of what the
+derivatives need; its ``backward`` takes that cache and calls the derivatives in reverse order.
+
+The model keeps no tape between the two calls (CS231n's layer style): a forward pass's cache is a value the
+caller holds, so an evaluation pass, a prediction or a second forward pass in between cannot change the
+gradients of the first. The one constraint of dropout training, a max-norm bound on each unit's incoming
+weights (Hinton et al. 2012; Srivastava et al. 2014), is a projection applied after the optimiser's step:
+:func:`max_norm_` and :meth:`MLP.apply_max_norm`.
 """
 
 from __future__ import annotations
@@ -11,13 +18,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ._arrays import _describe
 
-__all__ = ["ACTIVATIONS", "MLP"]
+__all__ = ["ACTIVATIONS", "MLP", "Cache", "max_norm_"]
 
 #: The hidden-layer activations :class:`MLP` knows.
 ACTIVATIONS = ("relu", "tanh")
@@ -74,18 +81,77 @@ def _dropout_backward(grad_a: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return grad_a * mask
 
 
+def max_norm_(W: np.ndarray, max_norm: float) -> np.ndarray:
+    r"""Project each column of ``W`` (one unit's incoming weights) into the ball of radius ``max_norm``, in place.
+
+    .. math::
+
+        W_{:, j} \leftarrow W_{:, j} \cdot \min\Bigl(1, \frac{c}{\lVert W_{:, j} \rVert_2}\Bigr)
+
+    the Euclidean projection onto :math:`\{W : \lVert W_{:, j}\rVert_2 \le c \ \forall j\}`: a column
+    inside the ball is left bitwise unchanged, one outside is scaled back onto its surface, keeping its
+    direction. With :math:`W` of shape ``(fan_in, fan_out)`` as in :class:`MLP`, column :math:`j` holds the
+    weights into unit :math:`j`. PyTorch's ``torch.renorm(W.T, 2, 0, c)`` is the same map except that it
+    divides by :math:`\lVert w\rVert + 10^{-7}`, so its scaled columns end slightly inside the ball.
+
+    Parameters
+    ----------
+    W : numpy.ndarray, shape (fan_in, fan_out)
+        Float weights, modified in place (its dtype is kept).
+    max_norm : float
+        :math:`c > 0`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``W`` itself.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore.mlp import max_norm_
+    >>> W = np.array([[3.0, 0.3], [4.0, 0.4]])  # column norms 5 and 0.5
+    >>> max_norm_(W, 2.0).tolist()
+    [[1.2, 0.3], [1.6, 0.4]]
+    """
+    norms = np.sqrt(np.einsum("ij,ij->j", W, W))
+    over = norms > max_norm
+    if over.any():  # most steps change nothing: skip the multiplication
+        # norms[over] > max_norm > 0, so the division is safe; the factor is < 1.
+        W[:, over] *= (max_norm / norms[over]).astype(W.dtype, copy=False)
+    return W
+
+
 _FORWARD = {"relu": _relu, "tanh": _tanh}
 _BACKWARD = {"relu": _relu_backward, "tanh": _tanh_backward}
 
 
-@dataclass
-class _Tape:
-    """What ``backward`` needs from the last ``forward``: each layer's input and each hidden output."""
+@dataclass(frozen=True)
+class Cache:
+    r"""What :meth:`MLP.backward` needs from one :meth:`MLP.forward_with_cache` call.
 
-    layer_inputs: list[np.ndarray] = field(default_factory=list)  # a_0 = x, a_1, …, a_{L-1}
-    hidden: list[np.ndarray] = field(default_factory=list)  # h_k = act(z_k), before dropout
-    masks: list[np.ndarray | None] = field(default_factory=list)  # None where no dropout was applied
-    batch_shape: tuple[int, ...] = ()
+    A plain value owned by the caller: the model does not keep it, so nothing another call does (an
+    evaluation pass, a prediction, another forward pass) changes it.
+
+    Attributes
+    ----------
+    layer_inputs : tuple of numpy.ndarray
+        :math:`a_0, …, a_{L-1}`: each affine layer's input (:math:`a_0` is the input after input dropout).
+    hidden : tuple of numpy.ndarray
+        :math:`h_k = \operatorname{act}(z_k)` of each hidden layer, before dropout.
+    masks : tuple of numpy.ndarray or None
+        Each hidden layer's dropout mask (0 or ``1/(1 - dropout)``), None where none was applied.
+    input_mask : numpy.ndarray or None
+        The input dropout mask (0 or ``1/(1 - input_dropout)``), None where none was applied.
+    batch_shape : tuple of int
+        The logits' shape, ``(n, sizes[-1])``: the shape ``dlogits`` must have.
+    """
+
+    layer_inputs: tuple[np.ndarray, ...]
+    hidden: tuple[np.ndarray, ...]
+    masks: tuple[np.ndarray | None, ...]
+    input_mask: np.ndarray | None
+    batch_shape: tuple[int, ...]
 
 
 def _check_sizes(sizes: object) -> tuple[int, ...]:
@@ -126,7 +192,14 @@ class MLP:
         Applied after every hidden layer, never after the last (the logits are affine).
     dropout : float
         Probability in [0, 1) of zeroing each hidden activation during training (inverted dropout: the
-        kept ones are scaled by ``1 / (1 - dropout)``). Never applied to inputs or logits.
+        kept ones are scaled by ``1 / (1 - dropout)``). Never applied to the logits.
+    input_dropout : float
+        Probability in [0, 1) of zeroing each input during training, the same way (Hinton et al. 2012 drop
+        20 % of the pixels). 0, the default, draws no input mask at all.
+    max_norm : float, optional
+        :math:`c > 0`: after every optimiser step, :func:`kdcore.train.fit` calls :meth:`apply_max_norm`,
+        which scales back each unit's incoming weight vector whose Euclidean norm exceeds ``c`` (biases are
+        not constrained). None, the default, leaves the weights free.
     seed : int
         Seeds the initial weights and, through an independent stream, the dropout masks. The same seed
         gives bitwise identical parameters and masks.
@@ -139,9 +212,8 @@ class MLP:
         ``[W_1, b_1, W_2, b_2, …]`` with ``W_k`` of shape ``(sizes[k-1], sizes[k])`` and ``b_k`` of
         shape ``(sizes[k],)``. Optimisers update these arrays in place.
     dropout_rng : numpy.random.Generator
-        Draws the dropout masks; its state is saved in checkpoints, so a resumed run draws the same masks.
-    dropout_masks : list of numpy.ndarray or None
-        The masks the last :meth:`forward` used, one per hidden layer (None where none was applied).
+        Draws the dropout masks (the input mask first, then the hidden layers' in order); its state is saved
+        in checkpoints, so a resumed run draws the same masks.
 
     Notes
     -----
@@ -149,11 +221,12 @@ class MLP:
 
     .. math::
 
+        a_0 = x \odot m_0, \qquad
         z_k = a_{k-1} W_k + b_k, \qquad
         a_k = \operatorname{act}(z_k) \odot m_k \quad (k < L), \qquad
         \text{logits} = z_L,
 
-    where :math:`m_k` is the dropout mask (all ones in evaluation). Given :math:`g_L = \partial L /
+    where :math:`m_0` is the input dropout mask and :math:`m_k` the hidden ones (all ones in evaluation). Given :math:`g_L = \partial L /
     \partial z_L`, the backward pass runs the chain rule from the top:
 
     .. math::
@@ -174,6 +247,8 @@ class MLP:
        :doi:`10.1109/ICCV.2015.123`.
     .. [2] N. Srivastava et al., "Dropout: a simple way to prevent neural networks from overfitting",
        JMLR 15 (2014).
+    .. [3] G. Hinton et al., "Improving neural networks by preventing co-adaptation of feature detectors",
+       :arxiv:`1207.0580` (2012): 20 % input dropout, 50 % hidden dropout, max-norm on incoming weights.
 
     Examples
     --------
@@ -182,10 +257,11 @@ class MLP:
     >>> model = MLP([4, 8, 3], seed=0)
     >>> [p.shape for p in model.params]
     [(4, 8), (8,), (8, 3), (3,)]
-    >>> logits = model.forward(np.ones((2, 4)))
+    >>> logits = model.forward(np.ones((2, 4)))  # evaluation: records nothing
     >>> logits.shape, logits.dtype
     ((2, 3), dtype('float32'))
-    >>> grads = model.backward(np.ones((2, 3)))
+    >>> logits, cache = model.forward_with_cache(np.ones((2, 4)), train=True)
+    >>> grads = model.backward(np.ones((2, 3)), cache)
     >>> [g.shape for g in grads] == [p.shape for p in model.params]
     True
     """
@@ -197,6 +273,8 @@ class MLP:
         dropout: float = 0.0,
         seed: int = 0,
         dtype: type | np.dtype = np.float32,
+        input_dropout: float = 0.0,
+        max_norm: float | None = None,
     ) -> None:
         self.sizes = _check_sizes(sizes)
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
@@ -206,6 +284,24 @@ class MLP:
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a probability in [0, 1), got dropout={_describe(dropout)}")
         self.dropout = float(dropout)
+        if (
+            isinstance(input_dropout, bool)
+            or not isinstance(input_dropout, numbers.Real)
+            or not 0.0 <= input_dropout < 1.0
+        ):
+            raise ValueError(
+                f"input_dropout must be a probability in [0, 1), got input_dropout={_describe(input_dropout)}"
+            )
+        self.input_dropout = float(input_dropout)
+        if max_norm is not None and (
+            isinstance(max_norm, bool)
+            or not isinstance(max_norm, numbers.Real)
+            or not 0.0 < max_norm < math.inf
+        ):
+            raise ValueError(
+                f"max_norm must be a positive finite number or None, got max_norm={_describe(max_norm)}"
+            )
+        self.max_norm = None if max_norm is None else float(max_norm)
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got seed={_describe(seed)}")
         self.seed = int(seed)
@@ -220,7 +316,8 @@ class MLP:
         # A child of the same seed, independent of the initialisation stream: changing the architecture
         # (which changes how many numbers initialisation draws) does not shift the dropout masks.
         self.dropout_rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
-        self._tape: _Tape | None = None
+        if self.max_norm is not None:
+            self.apply_max_norm()  # start inside the constraint set (He-initialised columns have norm ≈ √2)
 
     # --- Description
 
@@ -242,26 +339,33 @@ class MLP:
             "dropout": self.dropout,
             "seed": self.seed,
             "dtype": self.dtype.name,
+            "input_dropout": self.input_dropout,
+            "max_norm": self.max_norm,
         }
 
     def __repr__(self) -> str:
+        extra = ""
+        if self.input_dropout:
+            extra += f", input_dropout={self.input_dropout}"
+        if self.max_norm is not None:
+            extra += f", max_norm={self.max_norm}"
         return (
             f"MLP(sizes={list(self.sizes)}, activation={self.activation!r}, dropout={self.dropout}, "
-            f"seed={self.seed}, dtype={self.dtype.name})"
+            f"seed={self.seed}, dtype={self.dtype.name}{extra})"
         )
 
     # --- Forward and backward
 
     def forward(self, x: np.ndarray, train: bool = False, dropout_seed: int | None = None) -> np.ndarray:
-        r"""The logits for a batch, remembering what :meth:`backward` needs.
+        r"""The logits for a batch; records nothing (use :meth:`forward_with_cache` to differentiate).
 
         Parameters
         ----------
         x : array_like, shape (n, sizes[0])
             One sample per row; cast to the model's dtype.
         train : bool
-            Apply dropout to the hidden activations (when ``dropout > 0``). In evaluation
-            (``train=False``) every unit is kept and nothing is rescaled.
+            Apply dropout to the inputs and the hidden activations (when ``input_dropout`` or ``dropout``
+            is positive). In evaluation (``train=False``) every unit is kept and nothing is rescaled.
         dropout_seed : int, optional
             Draw this call's masks from ``numpy.random.default_rng(dropout_seed)`` instead of the model's
             own generator, which is then left untouched: every call with the same seed uses the same masks,
@@ -284,56 +388,99 @@ class MLP:
         >>> bool(np.array_equal(model.forward(x), model.forward(x)))  # evaluation is deterministic
         True
         """
+        return self._forward(x, train, dropout_seed, keep=False)[0]
+
+    def forward_with_cache(
+        self, x: np.ndarray, train: bool = False, dropout_seed: int | None = None
+    ) -> tuple[np.ndarray, Cache]:
+        r"""The logits for a batch and the :class:`Cache` that :meth:`backward` needs to differentiate them.
+
+        Takes the arguments of :meth:`forward`, and draws the same masks from the same generator. The cache
+        is returned, not stored: pass it to :meth:`backward`. Any number of forward passes (for training,
+        evaluation or prediction) may happen in between without affecting it.
+
+        Returns
+        -------
+        logits : numpy.ndarray, shape (n, sizes[-1])
+        cache : Cache
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdcore.mlp import MLP
+        >>> model = MLP([3, 16, 2], dropout=0.5, input_dropout=0.2, seed=1)
+        >>> logits, cache = model.forward_with_cache(np.ones((4, 3)), train=True)
+        >>> len(cache.masks), cache.input_mask.shape
+        (1, (4, 3))
+        """
+        logits, cache = self._forward(x, train, dropout_seed, keep=True)
+        assert cache is not None
+        return logits, cache
+
+    def _forward(
+        self, x: np.ndarray, train: bool, dropout_seed: int | None, keep: bool
+    ) -> tuple[np.ndarray, Cache | None]:
         x = np.asarray(x)
         if x.dtype.kind not in "biuf":
             raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(f"x must have shape (n, {self.sizes[0]}), got shape {x.shape}")
         a = x.astype(self.dtype, copy=False)
-        drop = train and self.dropout > 0.0
+        drop_inputs = train and self.input_dropout > 0.0
+        drop_hidden = train and self.dropout > 0.0
         rng = None
-        if drop:
+        if drop_inputs or drop_hidden:
             rng = self.dropout_rng if dropout_seed is None else np.random.default_rng(dropout_seed)
         act = _FORWARD[self.activation]
 
-        tape = _Tape(batch_shape=(x.shape[0], self.sizes[-1]))
+        # The input mask is drawn first, and only when input dropout is on: a model without it draws exactly
+        # the hidden masks it always drew.
+        input_mask = self._draw_mask(rng, a.shape, self.input_dropout) if drop_inputs else None
+        if input_mask is not None:
+            a = _dropout(a, input_mask)
+        layer_inputs, hidden, masks = [], [], []
         for k in range(self.n_layers):
             W, b = self.params[2 * k], self.params[2 * k + 1]
-            tape.layer_inputs.append(a)
+            layer_inputs.append(a)
             z = _linear(a, W, b)
             if k == self.n_layers - 1:
                 logits = z  # the last layer is affine: logits may be any real numbers
                 break
             h = act(z)
-            tape.hidden.append(h)
-            mask = self._draw_mask(rng, h.shape) if drop else None
-            tape.masks.append(mask)
+            mask = self._draw_mask(rng, h.shape, self.dropout) if drop_hidden else None
+            if keep:
+                hidden.append(h)
+                masks.append(mask)
             a = h if mask is None else _dropout(h, mask)
-        self._tape = tape
-        return logits
+        if not keep:
+            return logits, None
+        cache = Cache(
+            layer_inputs=tuple(layer_inputs),
+            hidden=tuple(hidden),
+            masks=tuple(masks),
+            input_mask=input_mask,
+            batch_shape=(x.shape[0], self.sizes[-1]),
+        )
+        return logits, cache
 
-    def _draw_mask(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    def _draw_mask(self, rng: np.random.Generator, shape: tuple[int, ...], rate: float) -> np.ndarray:
         # Drawn in the model's dtype, so a float32 model never builds a float64 array of the batch's size.
-        keep = rng.random(shape, dtype=self.dtype) >= self.dropout
+        keep = rng.random(shape, dtype=self.dtype) >= rate
         mask = keep.astype(self.dtype)
-        mask *= self.dtype.type(1.0 / (1.0 - self.dropout))
+        mask *= self.dtype.type(1.0 / (1.0 - rate))
         return mask
 
-    @property
-    def dropout_masks(self) -> list[np.ndarray | None]:
-        """The masks of the last :meth:`forward`, one per hidden layer: 0 or ``1/(1-dropout)``, or None."""
-        if self._tape is None:
-            return []
-        return list(self._tape.masks)
-
-    def backward(self, dlogits: np.ndarray) -> list[np.ndarray]:
+    def backward(self, dlogits: np.ndarray, cache: Cache) -> list[np.ndarray]:
         r"""The gradient of a loss with respect to every parameter, given its gradient w.r.t. the logits.
 
         Parameters
         ----------
         dlogits : array_like, shape (n, sizes[-1])
-            :math:`\partial L / \partial \text{logits}` for the batch of the last :meth:`forward` (for a
+            :math:`\partial L / \partial \text{logits}` for the batch of ``cache``'s forward pass (for a
             batch-mean loss it already carries the 1/n).
+        cache : Cache
+            What :meth:`forward_with_cache` returned with those logits. The weights are read from the
+            model when ``backward`` runs, so call it before the optimiser changes them.
 
         Returns
         -------
@@ -347,18 +494,23 @@ class MLP:
         >>> import numpy as np
         >>> from kdcore.mlp import MLP
         >>> model = MLP([2, 1], dtype=np.float64)
-        >>> _ = model.forward([[3.0, 4.0]])
-        >>> grad_W, grad_b = model.backward([[2.0]])
+        >>> _, cache = model.forward_with_cache([[3.0, 4.0]])
+        >>> grad_W, grad_b = model.backward([[2.0]], cache)
         >>> grad_W.ravel().tolist(), grad_b.tolist()
         ([6.0, 8.0], [2.0])
         """
-        if self._tape is None:
-            raise RuntimeError("backward needs the tape of a forward pass: call forward first")
-        tape = self._tape
+        if not isinstance(cache, Cache):
+            raise TypeError(
+                f"cache must be the Cache that forward_with_cache returned, got {type(cache).__name__}"
+            )
+        if len(cache.layer_inputs) != self.n_layers or any(
+            a.shape[1] != size for a, size in zip(cache.layer_inputs, self.sizes[:-1], strict=True)
+        ):
+            raise ValueError(f"cache was made by a model of other sizes than {list(self.sizes)}")
         grad_z = np.asarray(dlogits)
-        if grad_z.shape != tape.batch_shape:
+        if grad_z.shape != cache.batch_shape:
             raise ValueError(
-                f"dlogits must have the shape of the last forward's logits {tape.batch_shape}, "
+                f"dlogits must have the shape of the cached forward pass's logits {cache.batch_shape}, "
                 f"got shape {grad_z.shape}"
             )
         grad_z = grad_z.astype(self.dtype, copy=False)
@@ -367,13 +519,36 @@ class MLP:
         grads: list[np.ndarray] = [np.empty(0)] * len(self.params)
         for k in reversed(range(self.n_layers)):
             W = self.params[2 * k]
-            grad_a, grads[2 * k], grads[2 * k + 1] = _linear_backward(grad_z, tape.layer_inputs[k], W, k > 0)
+            grad_a, grads[2 * k], grads[2 * k + 1] = _linear_backward(grad_z, cache.layer_inputs[k], W, k > 0)
             if grad_a is None:
-                break  # the first layer: nothing below it to differentiate
-            mask = tape.masks[k - 1]
+                # The first layer: nothing below it to differentiate. (Its input a_0 = x ⊙ m_0 already holds
+                # the input mask, so dL/dW_1 = a_0ᵀ g_1 needs no separate dropout step.)
+                break
+            mask = cache.masks[k - 1]
             grad_h = grad_a if mask is None else _dropout_backward(grad_a, mask)
-            grad_z = act_backward(grad_h, tape.hidden[k - 1])
+            grad_z = act_backward(grad_h, cache.hidden[k - 1])
         return grads
+
+    def apply_max_norm(self) -> None:
+        """Project every weight matrix with :func:`max_norm_` (each unit's incoming weights to norm ≤ ``max_norm``).
+
+        Does nothing when ``max_norm`` is None. :func:`kdcore.train.fit` calls it after every optimiser step,
+        which makes the step a projected gradient step (Srivastava et al. 2014, §5.1).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdcore.mlp import MLP
+        >>> model = MLP([4, 3, 2], max_norm=0.5, seed=0)
+        >>> model.params[0][:] = 10.0
+        >>> model.apply_max_norm()
+        >>> np.linalg.norm(model.params[0], axis=0).round(6).tolist()
+        [0.5, 0.5, 0.5]
+        """
+        if self.max_norm is None:
+            return
+        for W in self.params[0::2]:
+            max_norm_(W, self.max_norm)
 
     # --- Conveniences
 
@@ -408,7 +583,6 @@ class MLP:
                 raise TypeError(f"params[{k}] must hold real numbers, got dtype {value.dtype}")
         for old, value in zip(self.params, new, strict=True):
             old[...] = value
-        self._tape = None  # the tape belonged to the old parameters
 
     def copy(self) -> MLP:
         """An independent model with equal parameters and dropout generator state.
@@ -422,7 +596,7 @@ class MLP:
         >>> bool((twin.params[0] != model.params[0]).all())
         True
         """
-        twin = MLP(self.sizes, self.activation, self.dropout, self.seed, self.dtype)
+        twin = MLP(**self.config())
         twin.set_params(self.params)
         twin.dropout_rng.bit_generator.state = self.dropout_rng.bit_generator.state
         return twin

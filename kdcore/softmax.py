@@ -213,7 +213,7 @@ def logsumexp(logits: ArrayLike, T: float = 1.0, axis: int = -1) -> np.ndarray:
 
 
 def softmax_jacobian(probs: ArrayLike) -> np.ndarray:
-    r"""The softmax's Jacobian written as a matrix, :math:`J = \operatorname{diag}(s) - s s^\top`.
+    r"""The softmax's Jacobian with respect to its argument :math:`x = z/T`: :math:`\operatorname{diag}(s) - s s^\top`.
 
     Parameters
     ----------
@@ -223,8 +223,10 @@ def softmax_jacobian(probs: ArrayLike) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (..., N, N)
-        :math:`J_{ij} = \partial s_i / \partial x_j` where :math:`s = \operatorname{softmax}(x)`. For the
-        tempered softmax in terms of the logits :math:`z = T x`, divide by :math:`T`.
+        :math:`\partial s_i / \partial x_j` where :math:`s = \operatorname{softmax}(x)`. For the tempered
+        softmax :math:`s = \operatorname{softmax}(z/T)` the argument is :math:`x = z/T`, so the Jacobian with
+        respect to the logits is ``softmax_jacobian(s) / T`` (``probs`` do not carry :math:`T`; see
+        docs/math.md §1).
 
     Notes
     -----
@@ -247,7 +249,7 @@ def softmax_jacobian(probs: ArrayLike) -> np.ndarray:
 
 
 def softmax_vjp(probs: ArrayLike, upstream: ArrayLike) -> np.ndarray:
-    r"""Vector-Jacobian product of the softmax, :math:`J^\top u = s \odot (u - \langle s, u\rangle)`.
+    r"""Vector-Jacobian product of the softmax w.r.t. its argument :math:`x = z/T`: :math:`s \odot (u - \langle s, u\rangle)`.
 
     Parameters
     ----------
@@ -261,7 +263,8 @@ def softmax_vjp(probs: ArrayLike, upstream: ArrayLike) -> np.ndarray:
     numpy.ndarray, shape (..., N)
         :math:`\partial L/\partial x` for :math:`s = \operatorname{softmax}(x)`: the same as
         ``softmax_jacobian(probs) @ upstream`` (the Jacobian is symmetric) in :math:`O(N)`.
-        For the tempered softmax in terms of the logits, divide by :math:`T`.
+        For the tempered softmax in terms of the logits :math:`z` (:math:`x = z/T`), divide by :math:`T`:
+        :math:`\partial L/\partial z = ` ``softmax_vjp(s, u) / T``.
 
     Notes
     -----

@@ -194,6 +194,7 @@ def fit(
     resume: bool = False,
     t2_scaling: bool = True,
     soft: str = "cross_entropy",
+    dataset: str | None = None,
 ) -> History:
     r"""Train ``model`` in place with mini-batch gradient descent, on labels alone or distilling a teacher.
 
@@ -238,6 +239,10 @@ def fit(
         training starts from scratch.
     t2_scaling, soft
         Passed to :func:`kdcore.distillation_loss` (ignored without a teacher).
+    dataset : str, optional
+        The name of the data set ``x`` comes from, recorded in every checkpoint
+        (:attr:`kdcore.checkpoint.Checkpoint.dataset`); resuming from a checkpoint of another data set is
+        refused.
 
     Returns
     -------
@@ -296,6 +301,9 @@ def fit(
     epochs = _check_int(epochs, "epochs", 0)
     batch_size = _check_int(batch_size, "batch_size", 1)
     seed = _check_int(seed, "seed", 0)
+    problem = checkpoints._dataset_problem(dataset)
+    if problem:
+        raise ValueError(f"dataset must be {problem}, got dataset={dataset!r}")
     n = x.shape[0]
     if n == 0:
         raise ValueError("x has no rows to train on")
@@ -315,6 +323,7 @@ def fit(
         "teacher": teacher_kind,
         "n_samples": n,
         "schedule": None if schedule is None else schedule.config(),
+        "dataset": dataset,
     }
     history = History()
     start_epoch = 0
@@ -360,7 +369,13 @@ def fit(
                 )
                 if checkpoint is not None:
                     checkpoints.save(
-                        checkpoint, model, optimizer, config, epoch=epoch + 1, history=record.to_dict()
+                        checkpoint,
+                        model,
+                        optimizer,
+                        config,
+                        epoch=epoch + 1,
+                        history=record.to_dict(),
+                        dataset=dataset,
                     )
                 history = record  # the epoch counts as completed only once its checkpoint is on disk
             except KeyboardInterrupt:
@@ -408,14 +423,16 @@ def _run_epoch(
     try:
         for batch, start in enumerate(range(0, n, batch_size)):
             index = order[start : start + batch_size]
-            student_logits = model.forward(x[index], train=True)
+            # The cache is ours alone: nothing else (an evaluation pass, a callback) can overwrite it.
+            student_logits, cache = model.forward_with_cache(x[index], train=True)
             loss, dlogits = objective(student_logits, index)
             if not math.isfinite(loss):
                 raise FloatingPointError(
                     f"the loss is {loss} at epoch {epoch + 1}, batch {batch + 1}: the learning rate "
                     f"({optimizer.lr}) is probably too high"
                 )
-            optimizer.step(model.params, model.backward(dlogits))
+            optimizer.step(model.params, model.backward(dlogits, cache))
+            model.apply_max_norm()  # a projected step when the model has a max-norm constraint; else nothing
 
             # Statistics weighted by batch size, so a short last batch counts for what it holds.
             loss_sum += loss * len(index)
@@ -433,7 +450,7 @@ def _run_epoch(
 def _resume(path: Path, model: MLP, optimizer: SGD | Adam | None, config: dict):
     """Load ``path`` into ``model`` (and ``optimizer``); return the start epoch, history and optimiser."""
     saved = checkpoints.load(path)
-    for key in ("sizes", "activation", "dropout", "dtype"):
+    for key in ("sizes", "activation", "dropout", "dtype", "input_dropout", "max_norm"):
         if saved.model.config()[key] != model.config()[key]:
             raise ValueError(
                 f"cannot resume from {path}: the checkpoint's model has {key}={saved.model.config()[key]!r}, "
@@ -446,6 +463,11 @@ def _resume(path: Path, model: MLP, optimizer: SGD | Adam | None, config: dict):
                 f"cannot resume from {path}: it was trained with {key}={saved.config.get(key)!r}, "
                 f"this run asks for {key}={config[key]!r}"
             )
+    if saved.dataset is not None and config["dataset"] is not None and saved.dataset != config["dataset"]:
+        raise ValueError(
+            f"cannot resume from {path}: it was trained on dataset={saved.dataset!r}, "
+            f"this run asks for dataset={config['dataset']!r}"
+        )
     if saved.epoch is None or saved.metadata.get("history") is None:
         raise ValueError(f"cannot resume from {path}: it records no epoch or history (not saved by fit)")
     model.set_params(saved.model.params)

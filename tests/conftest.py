@@ -30,3 +30,40 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 def rng():
     """A fresh, seeded generator per test: deterministic and independent of test order."""
     return np.random.default_rng(20150309)  # the date Hinton et al. posted the paper
+
+
+# ------------------------------------------------------------- models shared by the figure and sweep tests
+# Tiny budgets (a teacher of 2 epochs, students of 1), trained once per session: the tests that use them
+# check plumbing and plotted numbers, not accuracy.
+
+
+@pytest.fixture(scope="session")
+def teacher():
+    """A 64-16-10 digits teacher after 2 epochs."""
+    pytest.importorskip("sklearn")
+    from kdcore.sweeps import train_teacher
+
+    return train_teacher(hidden=(16,), epochs=2)
+
+
+@pytest.fixture(scope="session")
+def sweep(teacher):
+    """A 2 × 2 × 2 (T, α, seed) sweep record, its axes deliberately unsorted."""
+    from kdcore.sweeps import run_sweep
+
+    return run_sweep(
+        temperatures=[4.0, 1.0],
+        alphas=[0.5, 0.0],
+        seeds=[0, 1],
+        teacher=teacher,
+        student_hidden=(4,),
+        epochs=1,
+    )
+
+
+@pytest.fixture(scope="session")
+def capacity(teacher):
+    """A width sweep over widths 2 and 4, two seeds."""
+    from kdcore.sweeps import run_capacity
+
+    return run_capacity(widths=(2, 4), teacher=teacher, seeds=(0, 1), epochs=1)

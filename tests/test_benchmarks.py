@@ -179,6 +179,29 @@ class TestExperiments:
         omitted = [json.loads(line) for line in (results / "omitted_class.jsonl").read_text().splitlines()]
         assert [r["distilled"] for r in omitted] == [False, True]
         assert all(r["class_accuracy"] == 0.0 for r in omitted if not r["distilled"])
+        # The paper's other transfer set: only 7s and 8s; their biases are lowered, not raised.
+        run_script(
+            EXPERIMENTS / "omitted_class.py",
+            *common,
+            "--only",
+            "7,8",
+            "--hidden",
+            "8,8",
+            "--T",
+            "4",
+            "--epochs",
+            "1",
+        )
+        only = [json.loads(line) for line in (results / "only_classes.jsonl").read_text().splitlines()]
+        assert [(r["distilled"], r["transfer_classes"], r["bias_sign"]) for r in only] == [
+            (False, [7, 8], -1.0),
+            (True, [7, 8], -1.0),
+        ]
+        for record in only:
+            # Lowering the logits of 7 and 8 can only move predictions away from them: the fraction predicted
+            # as 7 or 8 never grows with the bias.
+            fraction = np.array(record["test_curves"]["predicted_fraction"])
+            assert np.all(np.diff(fraction) <= 0) and len(fraction) == len(record["biases"])
         if importlib.util.find_spec("matplotlib") is not None:
             figures = tmp_path / "figures"
             stdout = run_script(

@@ -31,8 +31,8 @@ def trained(optimizer, dtype=np.float32, dropout=0.25):
     model = MLP([5, 8, 6, 3], dropout=dropout, seed=3, dtype=dtype)
     x = np.random.default_rng(0).standard_normal((4, 5))
     for _ in range(2):
-        logits = model.forward(x, train=True)
-        optimizer.step(model.params, model.backward(np.ones_like(logits)))
+        logits, cache = model.forward_with_cache(x, train=True)
+        optimizer.step(model.params, model.backward(np.ones_like(logits), cache))
     return model, optimizer
 
 
@@ -300,6 +300,9 @@ class TestRefusals:
             ({"epoch": -1}, "'epoch'"),
             ({"config": [1]}, "'config'"),
             ({"optimizer": {"name": "rmsprop"}}, "optimizer"),
+            ({"dataset": 3}, "'dataset'"),
+            ({"dataset": ""}, "'dataset'"),
+            ({"dataset": ["mnist"]}, "'dataset'"),
         ],
     )
     def test_bad_metadata_values(self, saved, change, match):
@@ -315,6 +318,8 @@ class TestRefusals:
             ({"sizes": [5, 0, 3]}, "sizes"),
             ({"activation": "gelu"}, "activation"),
             ({"dtype": "int8"}, "dtype"),
+            ({"input_dropout": 1.5}, "input_dropout"),
+            ({"max_norm": -2}, "max_norm"),
         ],
     )
     def test_invalid_model_description(self, saved, change, match):
@@ -376,3 +381,41 @@ class TestRefusals:
         with pytest.raises(ValueError) as error:
             checkpoint.load(path)
         assert str(path) in str(error.value)
+
+
+class TestDataset:
+    """Checkpoints record the data set they were trained on (figures and resumes read it back)."""
+
+    def test_round_trip(self, tmp_path):
+        model, optimizer = trained(SGD(lr=0.1))
+        path = checkpoint.save(tmp_path / "m.npz", model, optimizer, dataset="fashion-mnist")
+        assert checkpoint.load(path).dataset == "fashion-mnist"
+
+    def test_not_given_is_none(self, saved):
+        path, _, _ = saved
+        assert checkpoint.load(path).dataset is None
+
+    def test_a_checkpoint_from_before_the_field_loads_with_none(self, saved):
+        path, model, _ = saved
+        arrays = arrays_of(path)
+        metadata = metadata_of(arrays)
+        del metadata["dataset"]
+        for key in ("input_dropout", "max_norm"):  # the model options came later too
+            del metadata["model"][key]
+        write_npz(path, **with_metadata(arrays, metadata))
+        loaded = checkpoint.load(path)
+        assert loaded.dataset is None
+        assert loaded.model.input_dropout == 0.0 and loaded.model.max_norm is None
+        for a, b in zip(loaded.model.params, model.params, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    @pytest.mark.parametrize("bad", ["", "   ", 7, ["mnist"], "line\nbreak"])
+    def test_save_refuses_a_bad_name_before_writing(self, tmp_path, bad):
+        with pytest.raises(ValueError, match="dataset"):
+            checkpoint.save(tmp_path / "m.npz", MLP([2, 2]), dataset=bad)
+        assert not (tmp_path / "m.npz").exists()
+
+    def test_model_options_round_trip(self, tmp_path):
+        model = MLP([4, 6, 2], dropout=0.5, input_dropout=0.2, max_norm=3.5, seed=1)
+        loaded = checkpoint.load(checkpoint.save(tmp_path / "m.npz", model)).model
+        assert loaded.config() == model.config()

@@ -7,6 +7,8 @@ docs/math.md, and :class:`TestDocs` checks that every test the docs cite exists.
 
 import ast
 import functools
+import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from kdcore import (
     kl_divergence,
     kl_divergence_grad,
     softmax,
+    softmax_jacobian,
+    softmax_vjp,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +33,111 @@ DOCS = REPO / "docs"
 
 def centred(x):
     return x - x.mean(axis=-1, keepdims=True)
+
+
+class TestSoftmaxDerivative:
+    """docs/math.md §1: J = ∂p/∂z = (diag p − p pᵀ)/T; softmax_jacobian/softmax_vjp differentiate w.r.t. z/T."""
+
+    def test_jacobian_is_with_respect_to_z_over_T(self, rng):
+        z, T = rng.normal(size=5) * 3, 4.0
+        p = softmax(z, T)
+        for i in range(z.size):
+            # ∇_z p_i, row by row, by kdcore's own checker: it must be softmax_jacobian(p)[i] / T.
+            report = kdcore.gradcheck.check_gradient(
+                lambda s, i=i: softmax(s, T)[i], lambda s, i=i: softmax_jacobian(softmax(s, T))[i] / T, z
+            )
+            assert report.passed, report
+        np.testing.assert_allclose(softmax_jacobian(p) / T, (np.diag(p) - np.outer(p, p)) / T, rtol=1e-15)
+        # Without the 1/T the check fails: the convention is not a matter of taste.
+        report = kdcore.gradcheck.check_gradient(
+            lambda s: softmax(s, T)[0], lambda s: softmax_jacobian(softmax(s, T))[0], z
+        )
+        assert not report.passed
+
+    def test_vjp_identity_as_written(self, rng):
+        # Jᵀu = p ⊙ (u − ⟨p, u⟩)/T = softmax_vjp(p, u)/T, with J = ∂p/∂z.
+        z, u, T = rng.normal(size=6), rng.normal(size=6), 2.5
+        p = softmax(z, T)
+        jacobian = (np.diag(p) - np.outer(p, p)) / T
+        np.testing.assert_allclose(jacobian.T @ u, p * (u - p @ u) / T, rtol=1e-13, atol=1e-16)
+        np.testing.assert_allclose(softmax_vjp(p, u) / T, jacobian.T @ u, rtol=1e-13, atol=1e-16)
+        report = kdcore.gradcheck.check_vjp(
+            lambda s: softmax(s, T), lambda s, c: softmax_vjp(softmax(s, T), c) / T, z
+        )
+        assert report.passed, report
+
+    def test_hessian_is_jacobian_over_T_squared(self, rng):
+        z, v, T = rng.normal(size=5), rng.normal(size=5), 3.0
+        np.testing.assert_allclose(
+            kdcore.kl_divergence_hessian(z, v, T), softmax_jacobian(softmax(z, T)) / T**2, rtol=1e-13
+        )
+
+
+class TestLogRatio:
+    """docs/math.md §2: f = d − E_q[d] with d = (z − v)/T, and log p − log q = f − KL."""
+
+    def test_log_ratio_identity(self, rng):
+        z, v, T = rng.normal(size=7) * 2, rng.normal(size=7) * 2, 1.7
+        p, q = softmax(z, T), softmax(v, T)
+        d = (z - v) / T
+        f = d - np.sum(q * d)
+        kl = kl_divergence(z, v, T)
+        assert np.sum(q * f) == pytest.approx(0, abs=1e-15)
+        np.testing.assert_allclose(p / q, np.exp(d) / np.sum(q * np.exp(d)), rtol=1e-13)
+        np.testing.assert_allclose(np.log(p) - np.log(q), f - kl, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(p, q * np.exp(f - kl), rtol=1e-13)
+        assert np.log(np.sum(q * np.exp(f))) == pytest.approx(kl, rel=1e-12)
+
+    def test_kl_is_not_a_function_of_d_alone(self, rng):
+        # The false claim the page once made: with d = (z − v)/T fixed, changing v changes q and so KL...
+        z, v, T = rng.normal(size=5), rng.normal(size=5), 1.0
+        shift = rng.normal(size=5)
+        assert abs(kl_divergence(z + shift, v + shift, T) - kl_divergence(z, v, T)) > 1e-3
+        # ...while a constant added to d (to z alone) changes nothing.
+        assert kl_divergence(z + 3.0, v, T) == pytest.approx(kl_divergence(z, v, T), rel=1e-12)
+
+
+class TestTeacherGradient:
+    def test_kl_teacher_gradient_as_derived(self, rng):
+        # docs/math.md §4, term by term: ∂(Σ q log q)/∂v_k = Σ (∂q_i/∂v_k) log q_i (the other sum is 0),
+        # = q_k (log q_k + H)/T; then ∂KL/∂v = that + ∂L_soft/∂v = −q ⊙ f / T.
+        z, v, T = rng.normal(size=6) * 2, rng.normal(size=6) * 2, 2.0
+        p, q = softmax(z, T), softmax(v, T)
+        dq_dv = (np.diag(q) - np.outer(q, q)) / T  # dq_dv[i, k] = ∂q_i/∂v_k
+        assert np.allclose(q @ (dq_dv / q[:, None]), 0, atol=1e-16)  # Σ_i q_i ∂log q_i/∂v_k = 0
+        entropy = -np.sum(q * np.log(q))
+        neg_entropy_grad = np.log(q) @ dq_dv
+        np.testing.assert_allclose(neg_entropy_grad, q * (np.log(q) + entropy) / T, rtol=1e-12, atol=1e-16)
+        soft_grad = kdcore.soft_cross_entropy_grad(z, v, T, wrt="teacher")
+        d = (z - v) / T
+        f = d - np.sum(q * d)
+        np.testing.assert_allclose(neg_entropy_grad + soft_grad, -q * f / T, rtol=1e-10, atol=1e-16)
+        np.testing.assert_allclose(
+            kl_divergence_grad(z, v, T, wrt="teacher"), -q * f / T, rtol=1e-12, atol=1e-16
+        )
+        assert np.allclose(np.log(p) - np.log(q), f - kl_divergence(z, v, T))
+
+
+class TestTemperatureGradient:
+    def test_assembled_closed_form(self, rng):
+        # docs/math.md §5: ∂KL/∂T = −(1/T) Σ [(p − q) f + (p − q − q f) c], c = v/T − E_q[v/T].
+        for T in (0.7, 2.0, 9.0):
+            z, v = rng.normal(size=8) * 3, rng.normal(size=8) * 3
+            p, q = softmax(z, T), softmax(v, T)
+            d = (z - v) / T
+            f = d - np.sum(q * d)
+            c = v / T - np.sum(q * v / T)
+            closed = -np.sum((p - q) * f + (p - q - q * f) * c) / T
+            assert kl_divergence_grad(z, v, T, wrt="temperature") == pytest.approx(closed, rel=1e-11)
+            # and the first form, before rearranging: −(⟨p − q, z/T⟩ − ⟨q f, v/T⟩)/T
+            chain = -(np.sum((p - q) * z / T) - np.sum(q * f * v / T)) / T
+            assert chain == pytest.approx(closed, rel=1e-10)
+            numeric = (kl_divergence(z, v, T * (1 + 1e-6)) - kl_divergence(z, v, T * (1 - 1e-6))) / (2e-6 * T)
+            assert numeric == pytest.approx(closed, rel=1e-6)
+            variance = np.sum(q * c**2)
+            assert kdcore.soft_cross_entropy_grad(z, v, T, wrt="temperature") == pytest.approx(
+                closed + variance / T, rel=1e-11
+            )
 
 
 class TestHighTemperatureExpansion:
@@ -47,6 +156,29 @@ class TestHighTemperatureExpansion:
         assert errors[-1] < 1e-3
         assert errors[0] / errors[1] == pytest.approx(10, rel=0.2)  # the remainder is O(1/T) in turn
         assert errors[1] / errors[2] == pytest.approx(10, rel=0.2)
+
+    def test_expansion_needs_t_large_against_the_spread_only(self, rng):
+        # §7: centre first, so the condition is T ≫ spread of the logits, not T ≫ max|z|. A common offset of
+        # 1e6 changes nothing: at T = 100 (≪ 1e6, ≫ the spread) the limit is as good as without the offset.
+        z, v = rng.normal(size=6), rng.normal(size=6)
+        T = 100.0
+        limit = (centred(z) - centred(v)) / 6
+        plain = T * T * kl_divergence_grad(z, v, T)
+        offset = T * T * kl_divergence_grad(z + 1e6, v + 1e6, T)
+        np.testing.assert_allclose(offset, plain, rtol=1e-6, atol=1e-12)
+        assert np.linalg.norm(offset - limit) / np.linalg.norm(limit) < 0.05
+
+    def test_uncentred_error_lies_along_the_ones_direction(self, rng):
+        z, v = rng.normal(size=7) + 4.0, rng.normal(size=7) - 1.0
+        n = z.size
+        for T in (1e2, 1e4):
+            exact = T * T * kl_divergence_grad(z, v, T)
+            assert abs(exact.sum()) < 1e-12 * np.abs(exact).max()  # no component along 1
+            error = (z - v) / n - exact
+            along_ones = error.mean()
+            assert along_ones == pytest.approx((z.mean() - v.mean()) / n, rel=1e-12 + 10 / T)
+            # what is left once the shift is removed vanishes like 1/T
+            assert np.linalg.norm(error - along_ones) < 5 / T * np.linalg.norm(exact)
 
     def test_zero_mean_special_case_is_the_general_limit(self, rng):
         z, v, T = centred(rng.normal(size=6)), centred(rng.normal(size=6)), 1e5
@@ -121,6 +253,25 @@ class TestSourceNotes:
         assert scaled[2] / scaled[3] == pytest.approx(1, rel=0.01)  # high T: constant
 
 
+class TestIntermediateTemperatures:
+    def test_very_negative_logits_are_ignored_at_moderate_temperature(self, rng):
+        # §12: noise on a teacher logit far below the others barely moves the student's (T²-scaled) gradient
+        # at moderate T, and moves it by the full centred amount Δ(1 − 1/N)/N at high T.
+        teacher = np.array([6.0, 3.0, 0.0, -12.0])
+        student = rng.normal(size=4) + np.array([5.0, 3.0, 0.0, -5.0])
+        n = teacher.size
+        for noise in (-4.0, 2.0, 4.0):
+            noisy = teacher + np.array([0.0, 0.0, 0.0, noise])
+
+            def pull(T, noisy=noisy):
+                change = kl_divergence_grad(student, noisy, T) - kl_divergence_grad(student, teacher, T)
+                return abs(T * T * change[3])
+
+            assert pull(2.0) < 0.02 * abs(noise)
+            assert pull(1e5) == pytest.approx(abs(noise) * (1 - 1 / n) / n, rel=1e-3)
+            assert pull(1.0) < pull(2.0) < pull(4.0) < pull(16.0)  # T sets how far down the student listens
+
+
 class TestReduction:
     def test_mean_over_elements_is_n_times_too_small(self, rng):
         z, v, T = rng.normal(size=(6, 10)), rng.normal(size=(6, 10)), 3.0
@@ -147,10 +298,38 @@ class TestAccurateKl:
         np.testing.assert_allclose(p - q, q * np.expm1(f - textbook), rtol=1e-10, atol=1e-16)
         assert kl_divergence(z, v, T) == pytest.approx(textbook, rel=1e-12)
 
+    def test_a_wrong_centre_costs_a_relative_error_of_its_own_size(self, rng):
+        # §11: with f − δ in place of f, log1p(Σ q (e^{f−δ} − 1 − (f − δ))) = KL − δ(1 − e^{−KL}) + δ²/2 + O(δ³).
+        # Evaluated with 60 digits (mpmath), so that the δ·KL term is not hidden by float64 rounding.
+        mpmath = pytest.importorskip("mpmath")
+        mpmath.mp.dps = 60
+        v = rng.normal(size=6)
+        z = v + 1e-4 * rng.normal(size=6)
+        q = [mpmath.mpf(x) for x in softmax(v)]  # any distribution will do; normalise it exactly
+        q = [x / mpmath.fsum(q) for x in q]
+        d = [mpmath.mpf(a) - mpmath.mpf(b) for a, b in zip(z, v, strict=True)]
+        centre = mpmath.fsum(qi * di for qi, di in zip(q, d, strict=True))
+        f = [di - centre for di in d]
+
+        def log1p_form(g):
+            return mpmath.log1p(
+                mpmath.fsum(qi * (mpmath.exp(gi) - 1 - gi) for qi, gi in zip(q, g, strict=True))
+            )
+
+        kl = log1p_form(f)
+        assert kl == pytest.approx(kl_divergence(z, v), rel=1e-12)
+        for delta in (mpmath.mpf("1e-16"), mpmath.mpf("-3e-15"), mpmath.mpf("1e-7")):
+            change = log1p_form([fi - delta for fi in f]) - kl
+            predicted = -delta * -mpmath.expm1(-kl) + delta**2 / 2
+            assert float(abs(change - predicted)) < 1e-3 * float(abs(predicted))
+            if abs(delta) < 1e-12:  # δ ≪ |f|: the first-order term, a relative error of δ, dominates
+                assert float(abs(change) / kl) == pytest.approx(float(abs(delta)), rel=1e-3)
+
 
 # ------------------------------------------------------------------------------------------ docs hygiene
 
 CITATION = re.compile(r"`(tests/[\w/]+\.py)::(\w+)::(\w+)`")
+NOTEBOOK_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 
@@ -185,8 +364,9 @@ class TestDocs:
 
     @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: p.name)
     def test_every_code_block_is_a_doctest(self, path):
-        # `make test` runs every `>>>` session in docs/; a block without one would be code nobody runs.
-        for block in FENCE.findall(path.read_text(encoding="utf-8")):
+        # `make test` runs every `>>>` session in docs/ and every notebook cell (TestTutorial); any other
+        # block would be code nobody runs.
+        for block in FENCE.findall(NOTEBOOK_CELL.sub("", path.read_text(encoding="utf-8"))):
             assert block.lstrip().startswith(">>> "), (
                 f"{path.name}: a code block is not a doctest:\n{block[:200]}"
             )
@@ -222,3 +402,106 @@ class TestDocs:
         text = (DOCS / "figures.md").read_text(encoding="utf-8")
         for name in FIGURES:
             assert f"img/{name}.png" in text, f"docs/figures.md does not show {name}"
+
+
+class TestNumbersQuoted:
+    """A number one page quotes from another is read from that page, not typed twice."""
+
+    @staticmethod
+    def measured_worst():
+        # docs/accuracy.md is written from benchmarks/accuracy_report.py's output, which ends with this line.
+        text = (DOCS / "accuracy.md").read_text(encoding="utf-8")
+        worst, contract = re.search(r"worst over everything: (\S+) \(contract: (\S+)\)", text).groups()
+        table = [float(x) for x in re.findall(r"\| (\d\.\de[-+]\d\d)", text)]
+        assert table and max(table) == pytest.approx(float(worst), rel=0.01), (
+            "accuracy.md disagrees with itself"
+        )
+        return float(worst), contract
+
+    def test_readme_quotes_the_measured_worst_and_the_contract(self):
+        worst, contract = self.measured_worst()
+        readme = (REPO / "README.md").read_text(encoding="utf-8")
+        assert f"worst error measured is {worst:.1e}" in readme
+        assert f"within {contract} relative of a 50-digit mpmath oracle" in readme
+        assert "1e-15" not in readme  # the old, unmeasured claim
+
+
+class TestTutorial:
+    """docs/tutorial.md is a MyST notebook: `make docs` executes it (myst-nb), and so does this test."""
+
+    def test_is_a_myst_notebook(self):
+        text = (DOCS / "tutorial.md").read_text(encoding="utf-8")
+        front = text.split("---", 2)[1]
+        assert "format_name: myst" in front and "name: python3" in front
+        assert len(NOTEBOOK_CELL.findall(text)) >= 15
+
+    def test_every_cell_runs(self, monkeypatch):
+        # The cells run in order in one namespace, in docs/ (as the docs build runs them), with the warnings
+        # filter of the test suite: a cell that raises, fails an assertion or warns fails `make test`.
+        pytest.importorskip("matplotlib")
+        pytest.importorskip("sklearn")
+        monkeypatch.chdir(DOCS)
+        namespace = {"__name__": "__tutorial__"}
+        for number, cell in enumerate(
+            NOTEBOOK_CELL.findall((DOCS / "tutorial.md").read_text(encoding="utf-8"))
+        ):
+            # IPython magics (`%matplotlib inline`) only set up the notebook's display; plain Python skips them.
+            python = "\n".join(line for line in cell.splitlines() if not line.startswith("%"))
+            code = compile(python, f"docs/tutorial.md, cell {number}", "exec")
+            exec(code, namespace)  # our own notebook: running it is the test
+        assert namespace["distilled"] > 0.8  # the last training cell ran
+
+    def test_the_fifty_minute_path_adds_up(self):
+        text = (DOCS / "tutorial.md").read_text(encoding="utf-8")
+        rows = re.findall(r"^\| \d+ \| core: [^|]+\| (\d+) \|", text, re.MULTILINE)
+        assert sum(int(minutes) for minutes in rows) == 50
+        headings = re.findall(r"^## \d+\. .* \(core, (\d+) min\)$", text, re.MULTILINE)
+        assert sorted(headings) == sorted(rows)
+
+    def test_exercises_have_solutions(self):
+        text = (DOCS / "tutorial.md").read_text(encoding="utf-8")
+        exercises, solutions = text.split("## Appendix: solutions")
+        for label in re.findall(r"^- \*\*([PC]\d)\.\*\*", exercises, re.MULTILINE):
+            assert f"**{label}.**" in solutions, f"exercise {label} has no solution"
+
+
+def api_generator():
+    """docs/_ext/kdcore_api.py, which writes the site's API reference (it needs no Sphinx to import)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kdcore_api", DOCS / "_ext" / "kdcore_api.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestApiReference:
+    def test_every_public_name_is_documented(self):
+        generator = api_generator()
+        text = generator.api_reference()
+        for name in kdcore.__all__:
+            if name.startswith("__"):
+                continue
+            value = getattr(kdcore, name)
+            if inspect.ismodule(value):
+                assert f".. automodule:: {value.__name__}" in text, name
+            else:
+                assert re.search(rf"^\.\. (?:auto\w+|py:data):: {name}$", text, re.MULTILINE), (
+                    f"kdcore.{name} is not in the API page"
+                )
+        for short in generator.public_submodules(kdcore):
+            module = importlib.import_module(f"kdcore.{short}")
+            for name in generator.module_members(module):
+                value = getattr(module, name)
+                listed = re.search(rf"^\.\. (?:auto\w+|py:data):: {name}$", text, re.MULTILINE)
+                assert listed, f"kdcore.{short}.{name} is not in the API page"
+                assert value is not None
+
+    def test_the_site_check_catches_a_missing_name(self):
+        generator = api_generator()
+        ids = generator.anchors(generator.api_reference())
+        assert "kdcore.softmax" in ids and "module-kdcore.gradcheck" in ids
+        assert "kdcore.gradcheck.check_gradient" in ids
+        page = " ".join(f'id="{name}"' for name in ids)
+        assert generator.missing_from_site(page) == []
+        assert generator.missing_from_site(page.replace('id="kdcore.softmax"', "")) == ["kdcore.softmax"]

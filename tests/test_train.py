@@ -437,3 +437,82 @@ class TestArguments:
         arguments = {"model": student(), "x": x, "labels": labels, "epochs": 1, "progress": False, **kwargs}
         with pytest.raises(error, match=match):
             fit(**arguments)
+
+
+class TestDatasetAndRegularisation:
+    def test_checkpoints_record_the_dataset(self, tmp_path):
+        x, labels = blobs()
+        path = tmp_path / "run.npz"
+        fit(student(), x, labels, epochs=1, checkpoint=path, dataset="synthetic", progress=False)
+        assert checkpoint.load(path).dataset == "synthetic"
+
+    def test_resume_refuses_another_dataset(self, tmp_path):
+        x, labels = blobs()
+        path = tmp_path / "run.npz"
+        fit(student(), x, labels, epochs=1, checkpoint=path, dataset="mnist", progress=False)
+        with pytest.raises(ValueError, match=r"dataset='mnist'.*dataset='fashion-mnist'"):
+            fit(student(), x, labels, epochs=2, checkpoint=path, resume=True, dataset="fashion-mnist")
+
+    def test_bad_dataset_name_is_refused_before_training(self):
+        x, labels = blobs()
+        model = student()
+        before = model.get_params()
+        with pytest.raises(ValueError, match="dataset=''"):
+            fit(model, x, labels, epochs=1, dataset="", progress=False)
+        assert_same_params(model, type(model)([DIM, 16, CLASSES], dropout=0.2, seed=1, dtype=np.float64))
+        assert all(np.array_equal(a, b) for a, b in zip(before, model.params, strict=True))
+
+    def test_resume_refuses_other_regularisation(self, tmp_path):
+        x, labels = blobs()
+        path = tmp_path / "run.npz"
+        fit(student(), x, labels, epochs=1, checkpoint=path, progress=False)
+        bound = MLP([DIM, 16, CLASSES], dropout=0.2, seed=1, dtype=np.float64, max_norm=2.0)
+        with pytest.raises(ValueError, match="max_norm"):
+            fit(bound, x, labels, epochs=2, checkpoint=path, resume=True, progress=False)
+
+    def test_full_regularisation_learns_and_resumes_bitwise(self, tmp_path):
+        # Input dropout, hidden dropout and max-norm together: an interrupted run resumed from its checkpoint
+        # equals an uninterrupted one (the input masks come from the same saved generator).
+        x, labels = blobs()
+
+        def model():
+            return MLP(
+                [DIM, 16, CLASSES], dropout=0.3, input_dropout=0.2, max_norm=1.5, seed=1, dtype=np.float64
+            )
+
+        straight_model = model()
+        straight = fit(
+            straight_model,
+            x,
+            labels,
+            epochs=3,
+            batch_size=BATCH,
+            optimizer=SGD(lr=0.1, momentum=0.9),
+            progress=False,
+        )
+        assert straight.train_accuracy[-1] > 0.8
+        path = tmp_path / "run.npz"
+        fit(
+            model(),
+            x,
+            labels,
+            epochs=1,
+            batch_size=BATCH,
+            optimizer=SGD(lr=0.1, momentum=0.9),
+            checkpoint=path,
+            progress=False,
+        )
+        resumed_model = model()
+        resumed = fit(
+            resumed_model,
+            x,
+            labels,
+            epochs=3,
+            batch_size=BATCH,
+            optimizer=SGD(lr=0.1, momentum=0.9),
+            checkpoint=path,
+            resume=True,
+            progress=False,
+        )
+        assert same_record(resumed, straight)
+        assert_same_params(resumed_model, straight_model)

@@ -20,17 +20,21 @@ import pytest
 import zoo
 
 import kdcore
-from kdcore import adapters, verify
+from kdcore import verify
 from kdcore.verify import (
     BATTERY,
     CATALOGUE,
     CaseResult,
     Finding,
     Report,
+    adapters,
+    battery,
     check_distillation_loss,
     check_soft_loss,
+    hypotheses,
     run_check,
 )
+from kdcore.verify.reports import jsonable
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "verify.md"
 
@@ -77,10 +81,10 @@ class TestBattery:
         assert {"ordinary", "near-equal", "equal", "extreme", "masked"} <= {spec.regime for spec in BATTERY}
 
     def test_both_dtypes_and_deterministic(self):
-        cases = verify._battery()
+        cases = battery.battery_cases()
         assert len(cases) == 2 * len(BATTERY)
         assert {case.dtype.name for case in cases} == {"float32", "float64"}
-        again = [verify._inputs(index, spec) for index, spec in enumerate(BATTERY)]
+        again = [battery.case_inputs(index, spec) for index, spec in enumerate(BATTERY)]
         for case in cases:
             student, teacher, labels, _ = again[case.index]
             np.testing.assert_array_equal(case.student_logits, student.astype(case.dtype))
@@ -88,20 +92,20 @@ class TestBattery:
             np.testing.assert_array_equal(case.labels, labels)
 
     def test_extreme_logits_are_large_and_masks_leave_labels_alone(self):
-        for case in verify._battery():
+        for case in battery.battery_cases():
             if case.spec.regime == "extreme":
                 assert 1e3 <= np.max(np.abs(case.student_logits)) <= 1e4
             if case.spec.regime == "masked":
                 assert case.mask.any() and (case.mask.sum(axis=1) <= case.spec.n_classes - 2).all()
                 assert not case.mask[np.arange(case.spec.batch_size), case.labels].any()
-                np.testing.assert_array_equal(case.student_logits[case.mask], verify.MASK_LOGIT)
+                np.testing.assert_array_equal(case.student_logits[case.mask], battery.MASK_LOGIT)
 
     def test_reference_is_finite_on_every_case(self):
-        for case in verify._battery():
+        for case in battery.battery_cases():
             for kind in ("soft", "distillation"):
-                prediction = verify._prediction(case, kind)
-                value, scale = prediction.value(verify._Hypothesis())
-                grad, _ = prediction.grad(verify._Hypothesis())
+                prediction = hypotheses.prediction(case, kind)
+                value, scale = prediction.value(hypotheses.Hypothesis())
+                grad, _ = prediction.grad(hypotheses.Hypothesis())
                 assert math.isfinite(value) and math.isfinite(scale) and np.all(np.isfinite(grad))
 
 
@@ -376,7 +380,7 @@ class TestReport:
 
     def test_finding_fields(self):
         finding = Finding("value-mismatch", "text", {"x": [1.0, math.inf]})
-        assert json.loads(json.dumps(verify._jsonable(finding.evidence))) == {"x": [1.0, "Infinity"]}
+        assert json.loads(json.dumps(jsonable(finding.evidence))) == {"x": [1.0, "Infinity"]}
 
 
 class TestCatalogueDocs:
@@ -551,7 +555,7 @@ class TestRunCheck:
                 f"the {framework!r} framework is not installed (pip install jax)"
             )
 
-        monkeypatch.setattr(verify, "get_adapter", missing)
+        monkeypatch.setattr(verify.command, "get_adapter", missing)
         code, output = run(f"{losses_file}:kd_loss", framework="jax")
         assert code == 2 and "pip install jax" in output
 

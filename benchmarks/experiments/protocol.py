@@ -59,6 +59,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory for the .jsonl results and checkpoints (default: benchmarks/results/experiments/<dataset>)",
     )
     parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=None,
+        help="directory of the teacher checkpoints (default: the results directory). Full-size teachers are "
+        "10–30 MB each: keep them outside the repository, e.g. /work/runs/mnist",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -75,6 +82,14 @@ def results_dir(args: argparse.Namespace) -> Path:
     path = args.results if args.results is not None else RESULTS / args.dataset
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def checkpoints_dir(args: argparse.Namespace) -> Path:
+    """Where teacher checkpoints are written and read: ``--checkpoints``, else the results directory."""
+    if args.checkpoints is None:
+        return results_dir(args)
+    args.checkpoints.mkdir(parents=True, exist_ok=True)
+    return args.checkpoints
 
 
 @contextlib.contextmanager

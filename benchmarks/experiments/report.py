@@ -57,13 +57,16 @@ def group(records: list[dict], *keys: str) -> dict[tuple, list[dict]]:
 
 def teacher_table(teachers: list[dict]) -> str:
     lines = [
-        "| teacher checkpoint | epochs | dropout | jitter | test errors (of 10 000) | test accuracy | training errors (of 60 000) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| teacher checkpoint | epochs | input dropout | dropout | max-norm | jitter | test errors (of 10 000) "
+        "| test accuracy | training errors (of 60 000) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for t in sorted(teachers, key=lambda r: (r["config"]["name"], r["epoch"])):
         c = t["config"]
+        max_norm = c.get("max_norm")  # absent from runs before the option existed: none
         lines.append(
-            f"| {t['checkpoint']} | {t['epoch']} of {c['epochs']} | {c['dropout']} | ±{c['jitter']} | {t['test_errors']} "
+            f"| {t['checkpoint']} | {t['epoch']} of {c['epochs']} | {c.get('input_dropout', 0.0)} | {c['dropout']} "
+            f"| {'—' if max_norm is None else max_norm} | ±{c['jitter']} | {t['test_errors']} "
             f"| {t['test_accuracy']:.2%} | {t['train_errors']} |"
         )
     return "\n".join(lines)
@@ -258,11 +261,24 @@ def figures(
     grid_teachers: list[str],
     capacity_teacher: str,
 ) -> list[Path]:
-    import matplotlib
+    # The gallery's house style (kdcore.figures): its palette and rcParams, each figure on its own canvas,
+    # byte-identical files; no pyplot, no backend switched.
+    from kdcore.figures import save_figure, style
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with style():
+        return _figures(
+            out, students, omitted, teachers, capacity_rows, grid_teachers, capacity_teacher, save_figure
+        )
 
+
+def _subplots():
+    from kdcore.figures import new_figure
+
+    figure = new_figure(6.4, 4.2)
+    return figure, figure.subplots()
+
+
+def _figures(out, students, omitted, teachers, capacity_rows, grid_teachers, capacity_teacher, save_figure):
     out.mkdir(parents=True, exist_ok=True)
     written = []
     by_name = {t["checkpoint"]: t for t in teachers}
@@ -278,7 +294,7 @@ def figures(
         temperatures = sorted({r["T"] for r in distilled})
         if len(temperatures) < 3:
             continue
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig, ax = _subplots()
         # A collapsed run (one class predicted: 90 % error) would squash every other point into a line:
         # the axis stops at TOP and such points are drawn at the top edge, labelled with their value.
         top = 25.0
@@ -328,15 +344,13 @@ def figures(
         ax.set_ylabel("test error (%)")
         ax.set_title(f"{shape_name(sizes)}, {epochs} epochs, lr {lr:g}, from {teacher}", fontsize=10)
         ax.legend(fontsize=8)
-        fig.tight_layout()
         path = out / f"temperature_{shape_name(sizes)}_{epochs}ep_lr{lr:g}_{teacher.removesuffix('.npz')}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path)
         written.append(path)
 
     # Capacity: width against test error.
     if capacity_rows:
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig, ax = _subplots()
         for label, index, marker in (("labels only", 2, "s"), ("distilled", 3, "o")):
             xs = [row[0] for row in capacity_rows]
             stats = [mean_std([v / 100 for v in row[index]]) for row in capacity_rows]
@@ -363,17 +377,15 @@ def figures(
         epochs = ", ".join(f"{row[0]}: {row[1]}" for row in capacity_rows)
         ax.set_title(f"Capacity sweep (Fashion-MNIST); epochs per width: {epochs}", fontsize=9)
         ax.legend(fontsize=8)
-        fig.tight_layout()
         path = out / "capacity.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path)
         written.append(path)
 
     # Omitted class: the bias added to the omitted class's logit against accuracy.
     distilled = [r for r in omitted if r["distilled"]]
     if distilled:
         r = distilled[0]
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig, ax = _subplots()
         ax.plot(
             r["biases"],
             [v * 100 for v in r["heldout_curves"]["on_class"]],
@@ -394,16 +406,14 @@ def figures(
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"Omitted class {r['omitted']}: distilled {shape_name(r['sizes'])}, T = {r['T']:g}")
         ax.legend(fontsize=8)
-        fig.tight_layout()
         path = out / "omitted_class.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path)
         written.append(path)
 
     # Learning curves of the big student: labels only against each distilled setting.
     big = [r for r in students if r["sizes"] == [784, 800, 800, 10] and r["seed"] == 0 and r["lr"] == 0.05]
     if big:
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig, ax = _subplots()
         for r in sorted(big, key=lambda r: (r["distilled"], r["T"] or 0, r["alpha"] or 0)):
             label = "labels only"
             if r["distilled"]:
@@ -415,16 +425,14 @@ def figures(
         ax.set_ylim(top=min(20, ax.get_ylim()[1]))
         ax.set_title("784-800-800-10 students, seed 0: test error during training")
         ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
         path = out / "curves_800-800.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path)
         written.append(path)
 
     # Teachers' learning curves.
     finals = [t for t in teachers if t.get("seconds_total") is not None]
     if finals:
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig, ax = _subplots()
         for t in finals:
             c = t["config"]
             errors = [(1 - a) * 100 for a in t["test_accuracy_curve"]]
@@ -437,10 +445,8 @@ def figures(
         ax.set_ylabel("test error (%)")
         ax.set_title("Teachers 784-1200-1200-10: test error during training")
         ax.legend(fontsize=8)
-        fig.tight_layout()
         path = out / "teachers.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path)
         written.append(path)
     return written
 

@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != "labels":
         # "a.npz+b.npz" is an ensemble: the mean of the members' logits, i.e. the normalised geometric mean
         # of their tempered distributions at every T (the paper's §2 combines ensembles by averaging).
-        members = [protocol.load_teacher(out / name) for name in args.teacher.split("+")]
+        members = [
+            protocol.load_teacher(protocol.checkpoints_dir(args) / name) for name in args.teacher.split("+")
+        ]
         with protocol.blas_threads(args.threads):
             teacher_logits = sum(protocol.logits_of(m, x_train) for m in members) / len(members)
             test_logits = sum(protocol.logits_of(m, x_test) for m in members) / len(members)

@@ -1,0 +1,94 @@
+r"""The catalogue of causes: every way :mod:`kdcore.verify` can say a distillation loss is wrong.
+
+Each :class:`Cause` is a code (the key), a one-line title and the fix. ``docs/verify.md`` documents each code
+with its symptom, its math and its fix; a test checks that every code here has its section there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CATALOGUE", "Cause", "message"]
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A catalogued reason why a loss disagrees with kdcore: what it is and how to fix it."""
+
+    title: str
+    fix: str
+
+
+CATALOGUE: dict[str, Cause] = {
+    "missing-T2-scaling": Cause(
+        "the soft term is not multiplied by T²",
+        "multiply the soft loss by T**2, as Hinton et al. (2015) prescribe: the soft gradient (p − q)/T "
+        "shrinks like 1/T², and T² keeps its weight against the hard loss independent of the temperature",
+    ),
+    "unexpected-T2-scaling": Cause(
+        "the soft term is multiplied by T², but the check was asked for t2_scaling=False",
+        "drop the T**2 factor, or check with t2_scaling=True (the default, Hinton's prescription)",
+    ),
+    "mean-over-classes": Cause(
+        "the loss averages over classes as well as samples (PyTorch's kl_div reduction='mean')",
+        "use reduction='batchmean' (sum over classes, mean over samples); 'mean' divides by B·N",
+    ),
+    "sum-over-batch": Cause(
+        "the loss sums over the samples instead of averaging them",
+        "divide by the batch size (kl_div reduction='batchmean', cross_entropy reduction='mean')",
+    ),
+    "probabilities-as-log-probabilities": Cause(
+        "the student's probabilities are used where its log-probabilities belong",
+        "pass log_softmax(student_logits / T) as kl_div's input (not softmax), or use log p in −Σ q·log p",
+    ),
+    "swapped-kl-direction": Cause(
+        "the divergence runs the wrong way: KL(student ‖ teacher) instead of KL(teacher ‖ student)",
+        "kl_div(input, target) computes KL(target ‖ input): the input is the student's log-probabilities, "
+        "the target the teacher's probabilities",
+    ),
+    "numerically-unstable": Cause(
+        "the loss is not finite for large but finite logits, where the true loss is",
+        "compute log-probabilities with log_softmax (never log(softmax(·)) or exp(·)/sum(exp(·))), and "
+        "zero the terms of masked classes instead of multiplying 0 by log 0",
+    ),
+    "non-finite": Cause(
+        "the loss is not finite even on ordinary logits",
+        "look for a log of a negative number or of 0; the usual culprit is kl_div(log_softmax(z/T), "
+        "log_softmax(v/T)) without log_target=True, which takes the log of log-probabilities",
+    ),
+    "temperature-on-hard-loss": Cause(
+        "the hard-label cross-entropy is computed on the tempered logits z/T",
+        "compute the hard term at T = 1: cross_entropy(student_logits, labels); T softens the teacher only",
+    ),
+    "alpha-swapped": Cause(
+        "the weights are exchanged: (1 − α) on the hard term and α on the soft term",
+        "the reference weighs the hard term by α and the soft term by (1 − α) (kdcore.distillation_loss); "
+        "swap them, or pass 1 − α",
+    ),
+    "gradient-mismatch": Cause(
+        "the value is right but the gradient w.r.t. the student logits is not",
+        "look for .detach() / stop_gradient / .item() / a NumPy round trip on the student's path, or a "
+        "custom backward that disagrees with the forward",
+    ),
+    "value-mismatch": Cause(
+        "the value disagrees with kdcore, and no catalogued cause explains it",
+        "compare the failing cases below with kdcore.kl_divergence / kdcore.distillation_loss on the same "
+        "inputs; typical causes are a softmax over the wrong axis, a temperature applied twice or not at "
+        "all, label smoothing, or a precision loss",
+    ),
+    "exception": Cause(
+        "the loss raised an exception on some inputs",
+        "the battery uses shapes (B, N) with B from 1 to 64 and N from 2 to 1000, float32 and float64; "
+        "see the message of each failing case",
+    ),
+    "not-scalar": Cause(
+        "the loss did not return a single number",
+        "reduce over the samples (mean, 'batchmean') so that the loss is a scalar",
+    ),
+}
+
+
+def message(code: str, detail: str = "") -> str:
+    """A finding's sentence: what is wrong (with ``detail``), then the fix from the catalogue."""
+    cause = CATALOGUE[code]
+    return f"{cause.title}{detail}. Fix: {cause.fix}."

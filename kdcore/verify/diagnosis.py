@@ -1,0 +1,307 @@
+r"""Diagnosis: fit the catalogue's hypotheses to what the loss returned, and name the cause.
+
+By fitting, not by pattern-matching source code: the report names the hypothesis that matches the loss on
+*all* finite cases within the tolerance; when none does, the finding is ``value-mismatch``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .battery import LARGE_LOGIT_REGIMES
+from .catalogue import message
+from .hypotheses import Hypothesis, all_hypotheses
+from .reports import CaseResult, Finding
+from .running import Outcome
+
+__all__ = ["diagnose"]
+
+
+def _fit(outcomes: list[Outcome], hypotheses: list[Hypothesis]) -> list[tuple[Hypothesis, float, int]]:
+    """Each hypothesis with its worst value error (in allowances) and how many cases it fits."""
+    results = []
+    for h in hypotheses:
+        errors = [o.prediction.value_error(h, o.value) for o in outcomes]
+        results.append((h, max(errors, default=0.0), sum(e <= 1.0 for e in errors)))
+    return results
+
+
+def _case_brief(outcome: Outcome, **extra: Any) -> dict[str, Any]:
+    spec = outcome.case.spec
+    brief = {"case": outcome.case.id, "B": spec.batch_size, "N": spec.n_classes, "T": spec.T}
+    if outcome.prediction.kind == "distillation":
+        brief["alpha"] = spec.alpha
+    return {**brief, **extra}
+
+
+_SCALING_CODES = frozenset(
+    {"missing-T2-scaling", "unexpected-T2-scaling", "mean-over-classes", "sum-over-batch"}
+)
+
+
+def _ratio_evidence(
+    outcomes: list[Outcome], reference: Hypothesis, fitted: Hypothesis, t2_scaling: bool
+) -> dict[str, Any]:
+    """For a soft loss off by a constant factor per case: got/expected next to what the fitted formula predicts."""
+    if outcomes[0].prediction.kind != "soft" or not set(fitted.codes(t2_scaling)) <= _SCALING_CODES:
+        return {}
+    rows = {}
+    for o in outcomes:
+        expected, predicted = o.prediction.value(reference)[0], o.prediction.value(fitted)[0]
+        key = (o.prediction.T, o.prediction.B, o.prediction.N)
+        if expected != 0 and key not in rows and not math.isclose(predicted / expected, 1.0):
+            rows[key] = {"T": key[0], "B": key[1], "N": key[2], "got/expected": o.value / expected,
+                         "predicted": predicted / expected}  # fmt: skip
+    return {"ratios": list(rows.values())[:5]} if rows else {}
+
+
+def diagnose(
+    kind: str, outcomes: list[Outcome], t2_scaling: bool
+) -> tuple[list[Finding], str | None, dict[str, CaseResult]]:
+    findings: list[Finding] = []
+    candidates = all_hypotheses(kind)
+    references = [h for h in candidates if not h.codes(t2_scaling) and h.t2 == t2_scaling]
+
+    def reference_for(convention: str) -> Hypothesis:
+        return next(h for h in references if h.convention == convention)
+
+    # 1. Cases that produced nothing to compare.
+    raised = [o for o in outcomes if o.error is not None]
+    if raised:
+        findings.append(
+            Finding(
+                "exception",
+                message("exception", f" ({len(raised)} of {len(outcomes)} cases)"),
+                {"cases": [_case_brief(o, error=o.error) for o in raised[:5]]},
+            )
+        )
+    not_scalar = [o for o in outcomes if o.not_scalar is not None]
+    if not_scalar:
+        findings.append(
+            Finding(
+                "not-scalar",
+                message("not-scalar"),
+                {"cases": [_case_brief(o, shape=list(o.not_scalar)) for o in not_scalar[:5]]},
+            )
+        )
+    evaluated = [o for o in outcomes if o.evaluation is not None]
+
+    # 2. Non-finite results where kdcore's loss is finite (it is finite on every case of the battery).
+    bad_value = [o for o in evaluated if not math.isfinite(o.value)]
+    bad_grad = [o for o in evaluated if math.isfinite(o.value) and o.has_gradient and not o.gradient_finite()]
+    non_finite = bad_value + bad_grad
+    if non_finite:
+        large_only = all(o.case.spec.regime in LARGE_LOGIT_REGIMES for o in non_finite)
+        code = "numerically-unstable" if large_only else "non-finite"
+        briefs = [
+            _case_brief(
+                o,
+                regime=o.case.spec.regime,
+                max_abs_logit=float(np.max(np.abs(o.case.student_logits))),
+                got=o.value if o in bad_value else "finite value, non-finite gradient",
+            )
+            for o in non_finite[:5]
+        ]
+        findings.append(
+            Finding(
+                code,
+                message(code, f" ({len(non_finite)} of {len(evaluated)} cases)"),
+                {"cases": briefs},
+            )
+        )
+    finite = [o for o in evaluated if math.isfinite(o.value)]
+
+    # 3. Fit the values: which hypotheses match every finite case?
+    fits = _fit(finite, candidates)
+    matching = [(h, worst) for h, worst, count in fits if count == len(finite)]
+    chosen: Hypothesis | None = None
+    convention: str | None = None
+    if finite and matching:
+
+        def rank(item: tuple[Hypothesis, float]) -> tuple:
+            h, worst = item
+            gradient_fits = all(
+                not (o.has_gradient and o.gradient_finite()) or o.grad_error(h) <= 1.0 for o in finite
+            )
+            return (len(h.codes(t2_scaling)), not gradient_fits, worst)
+
+        matching.sort(key=rank)
+        chosen = matching[0][0]
+        convention = chosen.convention if chosen.soft_form == "reference" else None
+        codes = chosen.codes(t2_scaling)
+        if codes:
+            reference = reference_for(chosen.convention)
+            reference_fits = sum(o.prediction.value_error(reference, o.value) <= 1.0 for o in finite)
+            alternatives = [h.describe(kind) for h, _ in matching[1:4] if h.codes(t2_scaling) != codes]
+            for code in codes:
+                evidence = {
+                    "fitted": chosen.describe(kind),
+                    "expected": reference.describe(kind),
+                    "fit": f"the fitted formula matches all {len(finite)} finite cases (worst at "
+                    f"{matching[0][1]:.2g} of the tolerance); the expected one matches {reference_fits}",
+                    **(
+                        _ratio_evidence(finite, reference, chosen, t2_scaling)
+                        if code in _SCALING_CODES
+                        else {}
+                    ),
+                }
+                if alternatives:
+                    evidence["also_consistent_with"] = alternatives
+                findings.append(Finding(code, message(code), evidence))
+    elif finite:
+        findings.append(_value_mismatch(kind, finite, fits, references, t2_scaling))
+
+    # 4. The gradient, against the fitted hypothesis (or the reference, if no hypothesis fits).
+    target = chosen if chosen is not None else reference_for("kl")
+    if chosen is not None:
+        wrong = [o for o in finite if o.has_gradient and o.gradient_finite() and o.grad_error(target) > 1.0]
+        if wrong:
+            findings.append(
+                _gradient_mismatch(kind, wrong, target, len([o for o in finite if o.has_gradient]))
+            )
+
+    # 5. The table: each case against the reference (the convention found, else the closer one).
+    results: dict[str, CaseResult] = {}
+    for o in outcomes:
+        results[o.case.id] = _case_result(o, convention, references, o in non_finite)
+    return findings, convention, results
+
+
+def _value_mismatch(
+    kind: str,
+    finite: list[Outcome],
+    fits: list[tuple[Hypothesis, float, int]],
+    references: list[Hypothesis],
+    t2_scaling: bool,
+) -> Finding:
+    reference = max(
+        references, key=lambda h: sum(o.prediction.value_error(h, o.value) <= 1.0 for o in finite)
+    )
+    failing = [o for o in finite if o.prediction.value_error(reference, o.value) > 1.0]
+    by_regime: dict[str, list[int]] = {}
+    for o in finite:
+        counts = by_regime.setdefault(f"{o.case.spec.regime}/{o.case.dtype.name}", [0, 0])
+        counts[0] += o in failing
+        counts[1] += 1
+    failing.sort(key=lambda o: -o.prediction.value_error(reference, o.value))
+    worst = [
+        _case_brief(
+            o,
+            expected=o.prediction.value(reference)[0],
+            got=o.value,
+            error_in_tolerances=o.prediction.value_error(reference, o.value),
+        )
+        for o in failing[:3]
+    ]
+    hints = []
+    regimes = {o.case.spec.regime for o in failing}
+    dtypes = {o.case.dtype.name for o in failing}
+    if failing and regimes <= LARGE_LOGIT_REGIMES:
+        hints.append(
+            "it agrees on ordinary logits but not on large ones: the formula loses precision for large "
+            "logits (log(softmax(·) + eps), clamping, or computing in low precision)"
+        )
+    if failing and dtypes == {"float32"}:
+        hints.append("only float32 cases fail: a precision problem (half-precision arithmetic?)")
+    if failing and dtypes == {"float64"} and len(regimes) > 1:
+        hints.append(
+            "only float64 cases fail, by float32-sized errors: the loss computes in float32 (.float()?)"
+        )
+    with_gradient = [o for o in finite if o.has_gradient and o.gradient_finite()]
+    if with_gradient and all(o.grad_error(reference) <= 1.0 for o in with_gradient):
+        hints.append(
+            "the gradient agrees with kdcore's, so the difference does not depend on the student logits: "
+            "an added constant, or a term of the teacher alone"
+        )
+    closest = max(fits, key=lambda item: (item[2], -len(item[0].codes(t2_scaling))))
+    evidence: dict[str, Any] = {
+        "expected": reference.describe(kind),
+        "failing_cases": f"{len(failing)} of {len(finite)}",
+        "failing_by_regime": {key: f"{n} of {m}" for key, (n, m) in by_regime.items() if n},
+        "worst": worst,
+    }
+    if closest[0].codes(t2_scaling):
+        evidence["closest_catalogued_cause"] = (
+            f"{', '.join(closest[0].codes(t2_scaling))}: {closest[0].describe(kind)} "
+            f"(fits {closest[2]} of {len(finite)} cases, not all)"
+        )
+    hint = (" (" + "; ".join(hints) + ")") if hints else ""
+    return Finding("value-mismatch", message("value-mismatch", hint), evidence)
+
+
+def _gradient_mismatch(kind: str, wrong: list[Outcome], target: Hypothesis, measured: int) -> Finding:
+    rows = []
+    for o in sorted(wrong, key=lambda o: -o.grad_error(target))[:3]:
+        expected, _ = o.prediction.grad(target)
+        row = _case_brief(o, error_in_tolerances=o.grad_error(target))
+        if o.evaluation is not None and o.evaluation.grad is not None:
+            got = o.evaluation.grad
+            norm_expected, norm_got = float(np.linalg.norm(expected)), float(np.linalg.norm(got))
+            if norm_expected:
+                row["norm_got/norm_expected"] = norm_got / norm_expected
+            else:
+                row["norm_got (expected: 0)"] = norm_got
+            if norm_expected and norm_got:
+                row["cosine"] = float(np.sum(got * expected) / (norm_got * norm_expected))
+        rows.append(row)
+    zero = all(
+        o.evaluation is not None and o.evaluation.grad is not None and not np.any(o.evaluation.grad)
+        for o in wrong
+    )
+    detail = " (it is exactly zero: nothing of the loss reaches the student logits)" if zero else ""
+    text = message("gradient-mismatch", detail)
+    evidence = {
+        "value_fits": target.describe(kind),
+        "failing_cases": f"{len(wrong)} of {measured}",
+        "worst": rows,
+    }
+    return Finding("gradient-mismatch", text, evidence)
+
+
+def _case_result(
+    o: Outcome,
+    convention: str | None,
+    references: list[Hypothesis],
+    non_finite: bool,
+) -> CaseResult:
+    spec = o.case.spec
+    base = {
+        "id": o.case.id,
+        "regime": spec.regime,
+        "dtype": o.case.dtype.name,
+        "batch_size": spec.batch_size,
+        "n_classes": spec.n_classes,
+        "T": spec.T,
+        "alpha": spec.alpha if o.prediction.kind == "distillation" else None,
+        "grad_source": o.grad_source,
+    }
+    if o.error is not None:
+        return CaseResult(**base, status="exception", detail=o.error)
+    if o.not_scalar is not None:
+        return CaseResult(**base, status="not-scalar", detail=f"returned shape {o.not_scalar}")
+    if convention is not None:
+        reference = next(h for h in references if h.convention == convention)
+    else:
+        reference = min(references, key=lambda h: o.prediction.value_error(h, o.value))
+    value_error = o.prediction.value_error(reference, o.value)
+    grad_error = o.grad_error(reference)  # the reference gradient is the same in both conventions
+    grad_error = None if math.isnan(grad_error) else grad_error
+    if non_finite:
+        status = "non-finite"
+    elif value_error > 1.0:
+        status = "value"
+    elif grad_error is not None and grad_error > 1.0:
+        status = "gradient"
+    else:
+        status = "ok"
+    return CaseResult(
+        **base,
+        status=status,
+        expected=o.prediction.value(reference)[0],
+        got=o.value,
+        value_error=value_error,
+        grad_error=grad_error,
+    )
