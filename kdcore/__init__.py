@@ -25,6 +25,12 @@ from .divergences import soft_cross_entropy_grad
 from .reverse_kl import reverse_kl_divergence
 from .reverse_kl import reverse_kl_divergence_grad
 from .reverse_kl import reverse_kl_divergence_hessian
+from .mixtures import jensen_shannon_divergence
+from .mixtures import jensen_shannon_divergence_grad
+from .mixtures import skew_kl_divergence
+from .mixtures import skew_kl_divergence_grad
+from .mixtures import skew_reverse_kl_divergence
+from .mixtures import skew_reverse_kl_divergence_grad
 from .softmax import log_softmax
 from .softmax import logsumexp
 from .softmax import softmax
@@ -44,6 +50,8 @@ __all__ = [
     "fit",
     "get_num_threads",
     "gradcheck",
+    "jensen_shannon_divergence",
+    "jensen_shannon_divergence_grad",
     "kl_divergence",
     "kl_divergence_grad",
     "kl_divergence_hessian",
@@ -56,6 +64,10 @@ __all__ = [
     "reverse_kl_divergence_grad",
     "reverse_kl_divergence_hessian",
     "set_num_threads",
+    "skew_kl_divergence",
+    "skew_kl_divergence_grad",
+    "skew_reverse_kl_divergence",
+    "skew_reverse_kl_divergence_grad",
     "soft_cross_entropy",
     "soft_cross_entropy_grad",
     "softmax",

@@ -43,6 +43,33 @@ for _wrt in WRT:
         lambda c, wrt=_wrt: oracle.reverse_kl_divergence_grad(c.student, c.teacher, c.T, wrt),
     )
 
+# The mixture divergences: value and the three derivatives, each at its representative weights.
+_MIXTURES = [
+    ("skew_kl_divergence", "skew", (SKEW,)),
+    ("skew_reverse_kl_divergence", "skew", (SKEW,)),
+    ("jensen_shannon_divergence", "beta", BETAS),
+]
+for _name, _keyword, _weights in _MIXTURES:
+    for _weight in _weights:
+        _label = f"{_name}({_keyword}={_weight:g})"
+        QUANTITIES[_label] = (
+            lambda c, name=_name, kw={_keyword: _weight}: getattr(kdcore, name)(
+                c.student, c.teacher, c.T, reduction="none", **kw
+            ),
+            lambda c, name=_name, kw={_keyword: _weight}: getattr(oracle, name)(
+                c.student, c.teacher, c.T, **kw
+            ),
+        )
+        for _wrt in WRT:
+            QUANTITIES[f"{_label}_grad[{_wrt}]"] = (
+                lambda c, name=_name, kw={_keyword: _weight}, wrt=_wrt: getattr(kdcore, f"{name}_grad")(
+                    c.student, c.teacher, c.T, reduction="none", wrt=wrt, **kw
+                ),
+                lambda c, name=_name, kw={_keyword: _weight}, wrt=_wrt: getattr(oracle, name)(
+                    c.student, c.teacher, c.T, wrt=wrt, **kw
+                ),
+            )
+
 
 def compare(case: Case, quantity: str) -> float:
     ours, theirs = QUANTITIES[quantity]

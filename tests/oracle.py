@@ -1083,29 +1083,62 @@ def relative_error(actual: object, expected: object, result_ndim: int = 0) -> np
 # --------------------------------------------------------------------------------------------------
 
 
-def _chain_rule(tempered: _Tempered, partials: list, T: Mpf) -> list:
-    """T ∂L/∂x_j = w_j (P_j − Σ_i w_i P_i) for w = softmax(x/T), ``partials`` P (None where w_j = 0)."""
+def _chain_rule(tempered: _Tempered, partials: list, T: Mpf, alternatives: Sequence[list] = ()) -> list:
+    """T ∂L/∂x_j = w_j (P_j − Σ_i w_i P_i) for w = softmax(x/T), ``partials`` P (None where w_j = 0).
+
+    ``alternatives`` are other forms of the same partials (each P plus a constant, None where it does not
+    exist), small where P is near a constant ≠ 0 — e.g. −(1 − λ)·a/m where P = −(1 − λ)(a/m − 1) → (1 − λ).
+    P_j − P_k is taken from the form in which |P_j| + |P_k| is smallest: a form near a constant would round
+    that constant the same way at every precision (point 3 of the module docstring) and lose the difference.
+    """
     k = tempered.top_index
-    reference = partials[k]
-    mean = mpmath.fsum(
-        tempered.probs[i] * (P - reference) for i, P in enumerate(partials) if i != k and P is not None
-    )
-    return [
-        mpmath.mpf(0) if P is None else tempered.probs[j] * ((P - reference) - mean)
-        for j, P in enumerate(partials)
-    ]
+    forms = [partials, *alternatives]
+
+    def difference(j):
+        candidates = [
+            (abs(form[j]) + abs(form[k]), form[j] - form[k])
+            for form in forms
+            if form[j] is not None and form[k] is not None
+        ]
+        return min(candidates, key=lambda candidate: candidate[0])[1]
+
+    differences = [None if P is None else difference(j) for j, P in enumerate(partials)]
+    mean = mpmath.fsum(tempered.probs[i] * d for i, d in enumerate(differences) if i != k and d is not None)
+    return [mpmath.mpf(0) if d is None else tempered.probs[j] * (d - mean) for j, d in enumerate(differences)]
 
 
-def _derivative(pair: _Pair, student_partials: list, teacher_partials: list, wrt: str) -> MpValue:
-    """∂L/∂z, ∂L/∂v or ∂L/∂T from the partials w.r.t. p and q."""
+def _psi(x: Mpf) -> Mpf:
+    """x/(1 + x) − log1p(x) = Σ_{n≥2} (−1)^{n+1} (n − 1)/n xⁿ, summed as a series for x < 1/2: the direct
+    form is the difference of two numbers ≈ x that equals −x²/2, which rounds to 0 at every precision below
+    2·log2(1/x) bits (x = 1e-152 occurs)."""
+    if x >= 0.5:
+        return x / (1 + x) - mpmath.log1p(x)
+    terms, n, power = [], 2, x * x
+    limit = mpmath.ldexp(abs(power), -mpmath.mp.prec - 8)
+    while abs(power) > limit or n == 2:
+        terms.append((-1) ** (n + 1) * (n - 1) * power / n)
+        n, power = n + 1, power * x
+    return mpmath.fsum(terms)
+
+
+def _derivative(
+    pair: _Pair,
+    student_partials: list,
+    teacher_partials: list,
+    wrt: str,
+    student_alternatives=(),
+    teacher_alternatives=(),
+) -> MpValue:
+    """∂L/∂z, ∂L/∂v or ∂L/∂T from the partials w.r.t. p and q (and their alternative forms)."""
     T = pair.T
+    student_grad = lambda: _chain_rule(pair.student, student_partials, T, student_alternatives)  # noqa: E731
+    teacher_grad = lambda: _chain_rule(pair.teacher, teacher_partials, T, teacher_alternatives)  # noqa: E731
     if wrt == "student":
-        return [g / T for g in _chain_rule(pair.student, student_partials, T)]
+        return [g / T for g in student_grad()]
     if wrt == "teacher":
-        return [g / T for g in _chain_rule(pair.teacher, teacher_partials, T)]
+        return [g / T for g in teacher_grad()]
     terms = []
-    for tempered, partials in ((pair.student, student_partials), (pair.teacher, teacher_partials)):
-        tempered_grad = _chain_rule(tempered, partials, T)
+    for tempered, tempered_grad in ((pair.student, student_grad()), (pair.teacher, teacher_grad())):
         terms += [g * s for g, s in zip(tempered_grad, tempered.scaled, strict=True) if s is not None]
     return -mpmath.fsum(terms) / T
 
@@ -1158,26 +1191,30 @@ class _Mixture:
     log_p_over_m: list
     q_over_m_minus_1: list
     p_over_m_minus_1: list
+    q_over_m: list
+    p_over_m: list
 
 
 def _mixture(pair: _Pair, w: Mpf) -> _Mixture:
     n_classes = len(pair.log_ratios)
-    log_q_m, log_p_m, q_m, p_m = ([None] * n_classes for _ in range(4))
+    log_q_m, log_p_m, q_m, p_m, q_over, p_over = ([None] * n_classes for _ in range(6))
     in_both = set(pair.both)
     for j in range(n_classes):
         has_q, has_p = pair.teacher.log_probs[j] is not None, pair.student.log_probs[j] is not None
         if j in in_both:
             x = (1 - w) * mpmath.expm1(-pair.log_ratios[j])  # M/q − 1
             y = w * mpmath.expm1(pair.log_ratios[j])  # M/p − 1
-            log_q_m[j], q_m[j] = -mpmath.log1p(x), -x / (1 + x)
-            log_p_m[j], p_m[j] = -mpmath.log1p(y), -y / (1 + y)
+            log_q_m[j], q_m[j], q_over[j] = -mpmath.log1p(x), -x / (1 + x), 1 / (1 + x)
+            log_p_m[j], p_m[j], p_over[j] = -mpmath.log1p(y), -y / (1 + y), 1 / (1 + y)
         elif has_q:  # the student masks the class: M = w q
             log_q_m[j] = -mpmath.log(w) if w > 0 else mpmath.inf
             q_m[j] = 1 / w - 1 if w > 0 else mpmath.inf
+            q_over[j] = 1 / w if w > 0 else mpmath.inf
         elif has_p:  # the teacher masks the class: M = (1 − w) p
             log_p_m[j] = -mpmath.log(1 - w) if w < 1 else mpmath.inf
             p_m[j] = 1 / (1 - w) - 1 if w < 1 else mpmath.inf
-    return _Mixture(log_q_m, log_p_m, q_m, p_m)
+            p_over[j] = 1 / (1 - w) if w < 1 else mpmath.inf
+    return _Mixture(log_q_m, log_p_m, q_m, p_m, q_over, p_over)
 
 
 def _weighted_log_sum(tempered: _Tempered, logs: list) -> Mpf:
@@ -1203,21 +1240,48 @@ def _mixture_kl(pair: _Pair, w: Mpf, anchor: str, wrt: str | None) -> MpValue:
     if any(x == mpmath.inf for x in logs if x is not None):
         return _nan_result(len(logs), wrt)
     q_m, p_m = mixture.q_over_m_minus_1, mixture.p_over_m_minus_1
+    n_classes = len(logs)
+    both = set(pair.both)
+    # x = (other's weight in M / own weight)·(other/own): small where the other distribution vanishes.
     if anchor == "teacher":
-        # ∂/∂q_j = log(q_j/M_j) + 1 − w q_j/M_j,   ∂/∂p_j = −(1 − w) q_j/M_j   (deviation form)
-        teacher_partials = [None if x is None else x - w * q_m[j] for j, x in enumerate(logs)]
-        student_partials = [
-            None if pair.student.log_probs[j] is None else -(1 - w) * (q_m[j] if q_m[j] is not None else -1)
-            for j in range(len(logs))
-        ]
+        own_weight, other_weight, own, other = w, 1 - w, pair.teacher, pair.student
+        sign = -1  # other/own = p/q = exp(−r)
     else:
-        # ∂/∂p_j = log(p_j/M_j) + 1 − (1 − w) p_j/M_j,   ∂/∂q_j = −w p_j/M_j
-        student_partials = [None if x is None else x - (1 - w) * p_m[j] for j, x in enumerate(logs)]
-        teacher_partials = [
-            None if pair.teacher.log_probs[j] is None else -w * (p_m[j] if p_m[j] is not None else -1)
-            for j in range(len(logs))
-        ]
-    return _derivative(pair, student_partials, teacher_partials, wrt)
+        own_weight, other_weight, own, other = 1 - w, w, pair.student, pair.teacher
+        sign = 1  # q/p = exp(r)
+    x = [None] * n_classes
+    if own_weight > 0:
+        for j in range(n_classes):
+            if own.log_probs[j] is None:
+                continue
+            if j in both:
+                x[j] = other_weight / own_weight * mpmath.exp(sign * pair.log_ratios[j])
+            elif other.log_probs[j] is None:
+                x[j] = mpmath.mpf(0)
+    own_m = q_m if anchor == "teacher" else p_m  # own/M − 1
+    own_over = mixture.q_over_m if anchor == "teacher" else mixture.p_over_m  # own/M, formed directly
+    # ∂/∂own_j = log(own_j/M_j) − λ(own_j/M_j − 1) (+ const), λ = own_weight; alternative form ψ(x_j)
+    own_partials = [None if lg is None else lg - own_weight * own_m[j] for j, lg in enumerate(logs)]
+    own_alternative = [None if xj is None else _psi(xj) for xj in x]
+    # ∂/∂other_j = −(1 − λ)(own_j/M_j − 1) (+ const); alternatives −(1 − λ)·own_j/M_j and c·x_j/(1 + x_j)
+    other_partials, other_ratio, other_small = [], [], []
+    for j in range(n_classes):
+        if other.log_probs[j] is None:
+            other_partials.append(None), other_ratio.append(None), other_small.append(None)
+            continue
+        deviation = own_m[j] if own_m[j] is not None else mpmath.mpf(-1)
+        other_partials.append(-other_weight * deviation)
+        other_ratio.append(-other_weight * (own_over[j] if own_over[j] is not None else 0))
+        other_small.append(
+            None if x[j] is None or own_weight == 0 else other_weight / own_weight * x[j] / (1 + x[j])
+        )
+    if anchor == "teacher":
+        return _derivative(
+            pair, other_partials, own_partials, wrt, (other_ratio, other_small), (own_alternative,)
+        )
+    return _derivative(
+        pair, own_partials, other_partials, wrt, (own_alternative,), (other_ratio, other_small)
+    )
 
 
 def _combine(parts: list, wrt: str | None) -> MpValue:
