@@ -4,7 +4,7 @@ Notation used throughout: student logits ``z``, teacher logits ``v``, temperatur
 ``student_probs = softmax(z/T)`` (p), ``teacher_probs = softmax(v/T)`` (q); class axis last.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from . import gradcheck
 from ._chunks import get_num_threads

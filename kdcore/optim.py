@@ -18,21 +18,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ._arrays import _describe
+from ._arrays import _describe, check_real
 
 __all__ = ["SGD", "Adam", "CosineLR", "StepLR", "from_config"]
 
 
 def _check_real(value: object, name: str, low: float, high: float = math.inf, *, open_low=False) -> float:
-    """``value`` as a float in [low, high) (or (low, high) with ``open_low``); ValueError naming ``name``."""
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
-    if ok:
-        number = float(value)
-        ok = (number > low if open_low else number >= low) and number < high
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{name} must be a number in {bracket}{low}, {high}), got {name}={_describe(value)}")
-    return number
+    """``value`` as a float in [low, high) (or (low, high) with ``open_low``), by kdcore's one error rule."""
+    return check_real(value, name, low, high, open_low=open_low, open_high=True)
 
 
 def _check_step_args(

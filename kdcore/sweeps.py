@@ -339,7 +339,7 @@ def run_sweep(
     >>> sweep["evaluation"]
     {'folds': 1, 'images': 451}
     """
-    from . import __version__
+    from ._version import __version__
 
     temperatures = [float(T) for T in _check_temperatures(temperatures)]
     alpha_values = [check_alpha(alpha) for alpha in alphas]
