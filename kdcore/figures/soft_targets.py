@@ -3,14 +3,13 @@ r"""A trained teacher's soft targets on real test images: the "dark knowledge" t
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._arrays import _describe
+from .._arrays import _describe, check_int
 from ..softmax import softmax
 from ..sweeps import _check_teacher_fits, _check_temperatures, _resolve_teacher
 from ..train import _accuracy
@@ -133,8 +132,7 @@ def soft_target_examples(
     """
     from .. import data
 
-    if isinstance(n_images, bool) or not isinstance(n_images, numbers.Integral) or n_images < 1:
-        raise ValueError(f"n_images must be a positive integer, got n_images={_describe(n_images)}")
+    check_int(n_images, "n_images", 1)
     low_T, high_T = _check_temperatures(temperatures)
     if not low_T < high_T:
         raise ValueError(f"temperatures must be (low, high) with low < high, got {_describe(temperatures)}")
