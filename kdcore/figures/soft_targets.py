@@ -173,7 +173,7 @@ def dark_knowledge(
     Lesson: at :math:`T = 1` a good teacher puts nearly all its mass on one class, and on a linear axis
     (what a student trained with these targets feels) the targets are the label; at :math:`T = 4` the
     look-alike class appears — which other digit this particular image resembles — and that is what the
-    student learns from. The log axis shows where it came from: every class rises, none changes rank.
+    student learns from. The log axis shows where it came from: every class but the top one rises, none changes rank.
 
     Parameters
     ----------
@@ -263,7 +263,7 @@ def dark_knowledge(
         )
         if row == 0:
             linear_ax.set_title("soft targets, linear axis: the look-alike appears", loc="left")
-            log_ax.set_title("log axis: all rise, none changes rank", loc="left")
+            log_ax.set_title("log axis: the others rise, none changes rank", loc="left")
         if row == len(examples) - 1:
             linear_ax.set_xlabel("class")
             log_ax.set_xlabel("class")
