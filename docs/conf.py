@@ -69,6 +69,8 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
 }
 html_show_sourcelink = False
+# Every page is top level (the navigation bar lists them): no empty left sidebar.
+html_sidebars = {"**": []}
 
 
 # -- pages the index does not list, and links the site cannot hold --------------------------------------

@@ -136,16 +136,23 @@ def num_threads(n: int) -> Iterator[None]:
         _context_threads.reset(token)
 
 
-def _chunk_rows(n_rows: int, n_classes: int, workers: int, scratch: int) -> int:
+def _chunk_rows(
+    n_rows: int, n_classes: int, workers: int, scratch: int, max_chunk: int = MAX_CHUNK_ELEMENTS
+) -> int:
     """Rows per chunk: all workers' ``scratch`` temporaries together at most one input's worth."""
     total = n_rows * max(n_classes, 1)
     elements = total // max(1, workers * scratch)
-    elements = min(MAX_CHUNK_ELEMENTS, max(MIN_CHUNK_ELEMENTS, elements))
+    elements = min(max_chunk, max(MIN_CHUNK_ELEMENTS, elements))
     return max(1, min(n_rows, elements // max(n_classes, 1)))
 
 
 def run_chunks(
-    kernel: Callable[[slice], None], n_rows: int, n_classes: int, scratch: int = 2, workers: int | None = None
+    kernel: Callable[[slice], None],
+    n_rows: int,
+    n_classes: int,
+    scratch: int = 2,
+    workers: int | None = None,
+    max_chunk: int = MAX_CHUNK_ELEMENTS,
 ) -> None:
     """Call ``kernel(rows)`` for consecutive row slices covering ``range(n_rows)``, on up to ``workers`` threads.
 
@@ -159,7 +166,7 @@ def run_chunks(
         workers = get_num_threads()
     if n_rows * n_classes < PARALLEL_MIN_ELEMENTS:
         workers = 1
-    rows = _chunk_rows(n_rows, n_classes, workers, scratch)
+    rows = _chunk_rows(n_rows, n_classes, workers, scratch, max_chunk)
     starts = range(0, n_rows, rows)
     workers = min(workers, len(starts))
     if workers == 1:

@@ -18,7 +18,7 @@ from ._arrays import REDUCTIONS, as_logits, check_choice, check_labels, reduce, 
 from ._numerics import take_along_last
 from .softmax import log_softmax
 
-__all__ = ["cross_entropy", "cross_entropy_grad"]
+__all__ = ["cross_entropy", "cross_entropy_and_grad", "cross_entropy_grad"]
 
 
 def _label_log_probs(logits: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,3 +103,49 @@ def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, reduction: str = "m
     grad = np.exp(log_probs)
     np.put_along_axis(grad, indices[..., None], np.expm1(label_log_probs), axis=-1)
     return reduce_grad(grad, reduction)
+
+
+def cross_entropy_and_grad(
+    logits: ArrayLike, labels: ArrayLike, reduction: str = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
+    r""":func:`cross_entropy` and :func:`cross_entropy_grad` from one log-softmax.
+
+    Parameters
+    ----------
+    logits : array_like, shape (..., N)
+        Student logits :math:`z`, class axis last.
+    labels : array_like of int, shape (...)
+        One class index in ``[0, N)`` per sample.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        As in :func:`cross_entropy`; the gradient is that of the reduced loss.
+
+    Returns
+    -------
+    loss : numpy.ndarray
+        As :func:`cross_entropy` returns it.
+    grad : numpy.ndarray, shape (..., N)
+        As :func:`cross_entropy_grad` returns it. Dtype rules as :func:`cross_entropy`.
+
+    Notes
+    -----
+    .. math::
+
+        \mathrm{CE} = -\log\operatorname{softmax}(z)_y, \qquad
+        \frac{\partial\,\mathrm{CE}}{\partial z} = \operatorname{softmax}(z) - e_y,
+
+    the label's entry computed as :math:`\operatorname{expm1}(\log p_y)`; the softmax is the exponential
+    of the log-softmax the loss already needs, written over it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import cross_entropy_and_grad
+    >>> loss, grad = cross_entropy_and_grad(np.array([0.0, 0.0]), 1, reduction="sum")
+    >>> round(float(loss), 6), grad
+    (0.693147, array([ 0.5, -0.5]))
+    """
+    check_choice(reduction, "reduction", REDUCTIONS)
+    log_probs, indices, label_log_probs = _label_log_probs(logits, labels)
+    grad = np.exp(log_probs, out=log_probs)
+    np.put_along_axis(grad, indices[..., None], np.expm1(label_log_probs), axis=-1)
+    return reduce(-label_log_probs[..., 0], reduction), reduce_grad(grad, reduction)

@@ -39,16 +39,18 @@ from ._arrays import (
     reduce,
     reduce_grad,
 )
-from ._chunks import map_rows
-from ._match import match
+from ._chunks import run_chunks
+from ._fast import soft_rows
 from ._numerics import tempered_difference
 from .cross_entropy import cross_entropy, cross_entropy_grad
+from .divergences import grad_scale
 
 __all__ = [
     "distillation_loss",
     "distillation_loss_and_grad",
     "distillation_loss_grad",
     "logit_mse",
+    "logit_mse_and_grad",
     "logit_mse_grad",
 ]
 
@@ -77,41 +79,48 @@ def _distillation(
     alpha: float,
     t2_scaling: bool,
     soft: str,
+    reduction: str,
     *,
     want_value: bool = True,
     want_grad: bool = True,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Per-sample loss and per-sample gradient (each only if wanted), over row chunks (see ``_chunks``).
+    """Per-sample loss (unreduced) and the gradient of the reduced loss, each only if wanted.
 
-    A term whose weight is 0 is left out entirely, so that ``alpha=1`` ignores an infinite soft loss rather
-    than returning ``0·inf = nan``.
+    The soft term goes through the fast kernel (``_fast.soft_rows``), which writes the gradient once into
+    its output with the weight and the mean's 1/B already applied; the hard term is then added into it,
+    chunk by chunk, so no second gradient-sized array is made. A term whose weight is 0 is left out
+    entirely, so that ``alpha=1`` ignores an infinite soft loss rather than returning ``0·inf = nan``.
     """
     dtype = student.dtype.type
     weight = _soft_weight(T, alpha, t2_scaling)
+    kind = "kl" if soft == "kl" else "soft_cross_entropy"
+    value = grad = None
+    if weight > 0:
+        scale = grad_scale(student.shape, reduction, weight / T) if want_grad else None
+        value, grad = soft_rows(student, teacher, T, value=kind if want_value else None, grad_scale=scale)
+        if value is not None:
+            value *= dtype(weight)
+    if want_value and value is None:
+        value = np.zeros(student.shape[:-1], dtype=student.dtype)
+    if want_grad and grad is None:
+        grad = np.zeros_like(student)
+    if alpha > 0:
+        n = student.shape[-1]
+        flat_student = student.reshape(-1, n)
+        flat_labels = labels.reshape(-1)
+        flat_value = None if value is None else value.reshape(-1)
+        flat_grad = None if grad is None else grad.reshape(-1, n)
+        hard_scale = dtype(grad_scale(student.shape, reduction, alpha))
 
-    def rows(z: np.ndarray, v: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        y = y[:, 0]
-        # Unwanted results are (rows, 0) placeholders, so that chunks still reassemble.
-        value = (
-            np.zeros(z.shape[0], dtype=z.dtype) if want_value else np.zeros((z.shape[0], 0), dtype=z.dtype)
-        )
-        grad = np.zeros_like(z) if want_grad else np.zeros((z.shape[0], 0), dtype=z.dtype)
-        if alpha > 0:
-            if want_value:
-                value = value + dtype(alpha) * cross_entropy(z, y, reduction="none")
-            if want_grad:
-                grad = grad + dtype(alpha) * cross_entropy_grad(z, y, reduction="none")
-        if weight > 0:
-            m = match(z, v, T)
-            if want_value:
-                soft_value = m.kl if soft == "kl" else m.kl + m.teacher_entropy
-                value = value + dtype(weight) * soft_value[:, 0]
-            if want_grad:
-                grad = grad + dtype(weight / T) * m.probs_diff()
-        return value, grad
+        def hard(rows: slice) -> None:
+            z, y = flat_student[rows], flat_labels[rows]
+            if flat_value is not None:
+                flat_value[rows] += dtype(alpha) * cross_entropy(z, y, reduction="none")
+            if flat_grad is not None:
+                flat_grad[rows] += hard_scale * cross_entropy_grad(z, y, reduction="none")
 
-    value, grad = map_rows(rows, student, teacher, labels[..., None])
-    return (value if want_value else None), (grad if want_grad else None)
+        run_chunks(hard, flat_student.shape[0], n, scratch=3)
+    return value, grad
 
 
 def distillation_loss(
@@ -169,7 +178,7 @@ def distillation_loss(
     True
     """
     inputs = _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction)
-    value, _ = _distillation(*inputs, t2_scaling, soft, want_grad=False)
+    value, _ = _distillation(*inputs, t2_scaling, soft, reduction, want_grad=False)
     return reduce(value, reduction)
 
 
@@ -217,8 +226,8 @@ def distillation_loss_grad(
     True
     """
     inputs = _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction)
-    _, grad = _distillation(*inputs, t2_scaling, soft, want_value=False)
-    return reduce_grad(grad, reduction)
+    _, grad = _distillation(*inputs, t2_scaling, soft, reduction, want_value=False)
+    return grad
 
 
 def distillation_loss_and_grad(
@@ -247,8 +256,9 @@ def distillation_loss_and_grad(
 
     Notes
     -----
-    Both share the softmaxes and the centred log-ratio of the soft term, so computing them together costs
-    little more than either alone.
+    Both share the teacher's softmax and the centred log-ratio of the soft term (the fast kernel of
+    docs/math.md, "The fast path and its certificate"), so computing them together costs little more
+    than either alone.
 
     Examples
     --------
@@ -262,8 +272,8 @@ def distillation_loss_and_grad(
     True
     """
     inputs = _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction)
-    value, grad = _distillation(*inputs, t2_scaling, soft)
-    return reduce(value, reduction), reduce_grad(grad, reduction)
+    value, grad = _distillation(*inputs, t2_scaling, soft, reduction)
+    return reduce(value, reduction), grad
 
 
 def _logit_difference(student_logits: ArrayLike, teacher_logits: ArrayLike, centered: bool) -> np.ndarray:
@@ -362,3 +372,47 @@ def logit_mse_grad(
     check_choice(reduction, "reduction", REDUCTIONS)
     diff = _logit_difference(student_logits, teacher_logits, centered)
     return reduce_grad(diff * diff.dtype.type(2.0 / diff.shape[-1]), reduction)
+
+
+def logit_mse_and_grad(
+    student_logits: ArrayLike, teacher_logits: ArrayLike, centered: bool = True, reduction: str = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
+    r""":func:`logit_mse` and :func:`logit_mse_grad` from one logit difference.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : array_like, shape (..., N)
+        Logits :math:`z` and :math:`v`, class axis last, same shape; finite.
+    centered : bool, default True
+        As in :func:`logit_mse`.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        As in :func:`logit_mse`; the gradient is that of the reduced loss.
+
+    Returns
+    -------
+    loss : numpy.ndarray
+        As :func:`logit_mse` returns it.
+    grad : numpy.ndarray, shape (..., N)
+        As :func:`logit_mse_grad` returns it. Dtype rules as :func:`kdcore.kl_divergence`.
+
+    Notes
+    -----
+    .. math::
+
+        \operatorname{logit\_mse} = \frac1N \sum_i d_i^2, \qquad \frac{\partial}{\partial z} = \frac{2d}{N},
+        \qquad d = (z - \bar z) - (v - \bar v) \ \text{(centred)}.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import logit_mse_and_grad
+    >>> loss, grad = logit_mse_and_grad(np.array([2.0, 0.0]), np.array([0.0, 0.0]))
+    >>> float(loss), grad
+    (1.0, array([ 1., -1.]))
+    """
+    check_choice(reduction, "reduction", REDUCTIONS)
+    diff = _logit_difference(student_logits, teacher_logits, centered)
+    with np.errstate(over="ignore"):  # |d| > 1e154: the square overflows, as it should
+        values = np.mean(diff * diff, axis=-1)
+    diff *= diff.dtype.type(grad_scale(diff.shape, reduction, 2.0 / diff.shape[-1]))
+    return reduce(values, reduction), diff

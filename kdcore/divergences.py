@@ -35,14 +35,17 @@ from numpy.typing import ArrayLike
 
 from ._arrays import REDUCTIONS, as_logit_pair, check_choice, check_temperature, reduce, reduce_grad
 from ._chunks import map_rows
+from ._fast import soft_rows
 from ._match import Match, match
 from .softmax import log_softmax
 
 __all__ = [
     "kl_divergence",
+    "kl_divergence_and_grad",
     "kl_divergence_grad",
     "kl_divergence_hessian",
     "soft_cross_entropy",
+    "soft_cross_entropy_and_grad",
     "soft_cross_entropy_grad",
 ]
 
@@ -50,15 +53,33 @@ WRT = ("student", "teacher", "temperature")
 
 
 def _per_sample(function, student_logits: ArrayLike, teacher_logits: ArrayLike, T: float) -> np.ndarray:
-    """Check the inputs, then ``function(match)`` for every sample, over row chunks (see ``_chunks``)."""
+    """Check the inputs, then ``function(match)`` for every sample, over row chunks (see ``_chunks``).
+
+    The careful algorithm for every row: used for the teacher and temperature derivatives, which the fast
+    kernel does not serve.
+    """
     T = check_temperature(T)
     student, teacher = as_logit_pair(student_logits, teacher_logits)
     (result,) = map_rows(lambda z, v: (function(match(z, v, T)),), student, teacher)
     return result
 
 
-def _soft_value(m: Match, name: str) -> np.ndarray:
-    return (m.kl + m.teacher_entropy if name == "soft_cross_entropy" else m.kl)[..., 0]
+def grad_scale(shape: tuple[int, ...], reduction: str, factor: float) -> float:
+    """``factor`` times 1/(number of samples) for ``reduction="mean"``: folded into the kernel's output, so
+    the gradient is written once (a division afterwards would allocate a second gradient-sized array)."""
+    if reduction != "mean":
+        return factor
+    return factor / max(int(np.prod(shape[:-1])), 1)
+
+
+def _soft(name: str, student_logits, teacher_logits, T, reduction, *, value: bool, grad: bool):
+    """The soft loss ``name`` per sample (reduced) and/or its student gradient, through the fast kernel."""
+    check_choice(reduction, "reduction", REDUCTIONS)
+    T = check_temperature(T)
+    student, teacher = as_logit_pair(student_logits, teacher_logits)
+    scale = grad_scale(student.shape, reduction, 1.0 / T) if grad else None
+    values, gradient = soft_rows(student, teacher, T, value=name if value else None, grad_scale=scale)
+    return (reduce(values, reduction) if value else None), gradient
 
 
 def soft_cross_entropy(
@@ -106,9 +127,10 @@ def soft_cross_entropy(
     >>> bool(np.isclose(soft_cross_entropy(z, v, 2.0) - kl_divergence(z, v, 2.0), h))
     True
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
-    values = _per_sample(lambda m: _soft_value(m, "soft_cross_entropy"), student_logits, teacher_logits, T)
-    return reduce(values, reduction)
+    value, _ = _soft(
+        "soft_cross_entropy", student_logits, teacher_logits, T, reduction, value=True, grad=False
+    )
+    return value
 
 
 def kl_divergence(
@@ -165,15 +187,12 @@ def kl_divergence(
     >>> print(f"{kl_divergence([0.0, 1.0], [0.0, 1.0 + 1e-12]):.12e}")  # naive formulas give noise here
     9.832344631301e-26
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
-    values = _per_sample(lambda m: _soft_value(m, "kl_divergence"), student_logits, teacher_logits, T)
-    return reduce(values, reduction)
+    value, _ = _soft("kl", student_logits, teacher_logits, T, reduction, value=True, grad=False)
+    return value
 
 
 def _soft_derivative(m: Match, name: str, wrt: str) -> np.ndarray:
-    """One sample's derivative of the soft loss ``name`` w.r.t. ``wrt`` (no reduction)."""
-    if wrt == "student":
-        return m.probs_diff() / m.T
+    """One sample's derivative of the soft loss ``name`` w.r.t. the teacher or T (no reduction)."""
     if wrt == "teacher":
         grad = m.kl_teacher_grad()
         return grad + m.entropy_teacher_grad() if name == "soft_cross_entropy" else grad
@@ -186,6 +205,10 @@ def _soft_derivative(m: Match, name: str, wrt: str) -> np.ndarray:
 def _soft_grad(name: str, student_logits, teacher_logits, T, reduction, wrt) -> np.ndarray:
     check_choice(reduction, "reduction", REDUCTIONS)
     check_choice(wrt, "wrt", WRT)
+    if wrt == "student":
+        kind = "kl" if name == "kl_divergence" else name
+        _, grad = _soft(kind, student_logits, teacher_logits, T, reduction, value=False, grad=True)
+        return grad
     grad = _per_sample(lambda m: _soft_derivative(m, name, wrt), student_logits, teacher_logits, T)
     return reduce(grad, reduction) if wrt == "temperature" else reduce_grad(grad, reduction)
 
@@ -308,6 +331,107 @@ def kl_divergence_grad(
     True
     """
     return _soft_grad("kl_divergence", student_logits, teacher_logits, T, reduction, wrt)
+
+
+def kl_divergence_and_grad(
+    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0, reduction: str = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
+    r""":func:`kl_divergence` and its gradient w.r.t. the student logits in one pass: what a training step needs.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : array_like, shape (..., N)
+        Logits :math:`z` and :math:`v`, class axis last, same shape. ``-inf`` masks a class.
+    T : float, default 1.0
+        Temperature applied to both, finite and positive.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        As in :func:`kl_divergence`; the gradient is that of the reduced loss (each sample's own for
+        ``"none"`` and ``"sum"``, divided by the number of samples for ``"mean"``).
+
+    Returns
+    -------
+    loss : numpy.ndarray
+        As :func:`kl_divergence` returns it: shape ``(...)`` for ``"none"``, a scalar otherwise.
+    grad : numpy.ndarray, shape (..., N)
+        As ``kl_divergence_grad(..., wrt="student")`` returns it. Rows sum to 0.
+        Both are float32 for float32 input, float64 for float64, integer or list input.
+
+    Notes
+    -----
+    .. math::
+
+        \mathrm{KL}(q\,\|\,p) = \operatorname{log1p}\Bigl(\sum_i q_i \operatorname{expm1}(f_i)\Bigr) - \sum_i q_i f_i,
+        \qquad \frac{\partial\,\mathrm{KL}}{\partial z} = \frac{p - q}{T}
+            = \frac{q \odot \operatorname{expm1}(f - \mathrm{KL})}{T},
+
+    with :math:`f = (z - v)/T - c` for any constant :math:`c`. Both come from the same few passes over the
+    data (the teacher's softmax, one ``expm1``), so asking for both costs little more than either; rows the
+    fast kernel cannot certify to the accuracy contract are recomputed by the careful algorithm
+    (docs/math.md, "The fast path and its certificate").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import kl_divergence, kl_divergence_and_grad, kl_divergence_grad
+    >>> z, v = np.array([[2.0, 1.0, 0.1]]), np.array([[3.0, 0.5, 0.2]])
+    >>> loss, grad = kl_divergence_and_grad(z, v, T=2.0)
+    >>> round(float(loss), 6)
+    0.049943
+    >>> bool(np.array_equal(grad, kl_divergence_grad(z, v, 2.0))), float(abs(grad.sum())) < 1e-16
+    (True, True)
+    """
+    value, grad = _soft("kl", student_logits, teacher_logits, T, reduction, value=True, grad=True)
+    return value, grad
+
+
+def soft_cross_entropy_and_grad(
+    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0, reduction: str = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
+    r""":func:`soft_cross_entropy` and its gradient w.r.t. the student logits in one pass.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : array_like, shape (..., N)
+        Logits :math:`z` and :math:`v`, class axis last, same shape. ``-inf`` masks a class.
+    T : float, default 1.0
+        Temperature applied to both, finite and positive.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        As in :func:`soft_cross_entropy`; the gradient is that of the reduced loss.
+
+    Returns
+    -------
+    loss : numpy.ndarray
+        As :func:`soft_cross_entropy` returns it.
+    grad : numpy.ndarray, shape (..., N)
+        As ``soft_cross_entropy_grad(..., wrt="student")`` returns it. Dtype rules as
+        :func:`soft_cross_entropy`.
+
+    Notes
+    -----
+    .. math::
+
+        L_\text{soft} = H(q) + \mathrm{KL}(q\,\|\,p), \qquad
+        H(q) = \log\sum_j e^{(v_j - m)/T} - \sum_i q_i \frac{v_i - m}{T}, \qquad
+        \frac{\partial L_\text{soft}}{\partial z} = \frac{p - q}{T},
+
+    with :math:`m = \max_j v_j` (both terms of :math:`H` are non-negative, so nothing cancels). The
+    gradient is the KL's: the two losses differ by :math:`H(q)`, a constant for the student.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import soft_cross_entropy, soft_cross_entropy_and_grad, softmax
+    >>> z, v = np.array([2.0, 1.0, 0.1]), np.array([3.0, 0.5, 0.2])
+    >>> loss, grad = soft_cross_entropy_and_grad(z, v, T=2.0)
+    >>> bool(np.isclose(loss, soft_cross_entropy(z, v, 2.0)))
+    True
+    >>> bool(np.allclose(grad, (softmax(z, 2.0) - softmax(v, 2.0)) / 2.0))
+    True
+    """
+    value, grad = _soft(
+        "soft_cross_entropy", student_logits, teacher_logits, T, reduction, value=True, grad=True
+    )
+    return value, grad
 
 
 def kl_divergence_hessian(student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0) -> np.ndarray:

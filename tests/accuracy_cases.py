@@ -14,6 +14,7 @@ import numpy as np
 import oracle
 
 import kdcore
+from kdcore import _fast
 
 # Results below this size are subnormal or nearly so: their relative precision is not float64's to give
 # (a subnormal has fewer than 53 significant bits), so errors are measured against at least this floor.
@@ -73,6 +74,12 @@ def cases() -> Iterator[Case]:
         near = z + 1e-10 * rng.normal(size=z.shape)
         near[:, 1] = -np.inf
         yield Case("masked", f"T={T:g} near-equal", z, near, T)
+    # The fast kernel's certificate boundary: rows just inside (margin 0.9, the fast result is returned) and
+    # just outside it (margin 1.1, recomputed by the careful algorithm); see tests/test_certificate.py.
+    for seed, (n, T, offset) in enumerate([(10, 1.0, 0.0), (100, 4.0, 2.0), (1000, 0.5, -5.0)]):
+        for margin in (0.9, 1.1):
+            z, v = boundary_pair(_rng(600 + seed), n, T, 3.0, offset, margin)
+            yield Case("certificate boundary", f"N={n} T={T:g} margin={margin}", z, v, T)
     # A large offset common to both inputs: only differences matter, and they must not be rounded away.
     for seed, offset in enumerate([1e6, 1e12]):
         rng = _rng(500 + seed)
@@ -84,6 +91,43 @@ def cases() -> Iterator[Case]:
             w + offset + 1e-3 * rng.normal(size=w.shape),
             1.0,
         )
+
+
+def fast_margin(student: np.ndarray, teacher: np.ndarray, T: float) -> np.ndarray:
+    """Per row: the fast kernel's certificate margin for KL and its student gradient (≤ 1: certified)."""
+    rows = _fast._fast_chunk(student, teacher, T, False, np.empty_like(student), 1.0)
+    return np.where(rows.kl[:, 0] > 0, rows.margin, np.inf)
+
+
+def boundary_pair(
+    rng: np.random.Generator,
+    n: int,
+    T: float,
+    scale: float,
+    offset: float,
+    margin: float,
+    dtype=np.float64,
+    rows: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose certificate margin is ``margin`` (to 1 %): teacher ~ N(0, scale²), student = teacher +
+    offset + T·η·noise, with η found by bisection (the margin falls as η grows)."""
+    teacher = (rng.normal(size=(rows, n)) * scale).astype(dtype)
+    noise = rng.normal(size=(rows, n))
+    student = np.empty_like(teacher)
+    for i in range(rows):
+
+        def row(log_eta, i=i):
+            return (teacher[i] + offset + T * np.exp(log_eta) * noise[i]).astype(dtype)[None]
+
+        low, high = np.log(1e-12), np.log(10.0)  # margin(low) > margin > margin(high)
+        for _ in range(60):
+            middle = (low + high) / 2
+            if fast_margin(row(middle), teacher[i : i + 1], T)[0] > margin:
+                low = middle
+            else:
+                high = middle
+        student[i] = row(high)[0]
+    return student, teacher
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:

@@ -449,7 +449,7 @@ class TestTutorial:
             python = "\n".join(line for line in cell.splitlines() if not line.startswith("%"))
             code = compile(python, f"docs/tutorial.md, cell {number}", "exec")
             exec(code, namespace)  # our own notebook: running it is the test
-        assert namespace["distilled"] > 0.8  # the last training cell ran
+        assert np.mean(namespace["distilled"]) > np.mean(namespace["labels_only"])  # the training cells ran
 
     def test_the_fifty_minute_path_adds_up(self):
         text = (DOCS / "tutorial.md").read_text(encoding="utf-8")

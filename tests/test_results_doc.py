@@ -45,7 +45,13 @@ def test_the_page_marks_its_numbers(paper_table):
     text = DOC.read_text(encoding="utf-8")
     names = [m.group(1) for m in paper_table.MARK.finditer(text)]
     assert len(names) > 40  # the tables and the in-text numbers
-    for required in ("mnist.teacher.errors", "mnist.800.labels", "mnist.800.T20", "fm.800.labels", "table.temperature"):
+    for required in (
+        "mnist.teacher.errors",
+        "mnist.800.labels",
+        "mnist.800.T20",
+        "fm.800.labels",
+        "table.temperature",
+    ):
         assert required in names
 
 
@@ -54,7 +60,9 @@ def test_side_by_side_tables_mark_every_kdcore_cell(paper_table):
     # only the paper's own numbers (quoted from Hinton et al. 2015) may be typed.
     text = DOC.read_text(encoding="utf-8")
     section = text.split("## The paper's table, side by side")[1].split("\n## ")[0]
-    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| experiment")]
+    rows = [
+        line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| experiment")
+    ]
     assert rows
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
@@ -64,7 +72,7 @@ def test_side_by_side_tables_mark_every_kdcore_cell(paper_table):
 
 
 def test_unknown_marks_are_refused(paper_table):
-    with pytest.raises(KeyError, match="no.such.value"):
+    with pytest.raises(KeyError, match=r"no\.such\.value"):
         paper_table.render("<!-- kdcore:no.such.value -->1<!-- /kdcore -->")
 
 

@@ -237,6 +237,27 @@ def _best_temperature(dataset: str, tag: str, results: Path) -> dict[str, str]:
             if r["distilled"] and r["T"] == T and r["alpha"] == 0.1 and r["teacher"] == "teacher.npz"
         ]
         out[f"{tag}.30.train.T{T:g}"] = spread(train, 1, " %")
+    slow = [
+        r
+        for r in read(dataset, "students", results)
+        if r["sizes"] == SMALL
+        and r["lr"] == 0.01
+        and r["n_train"] == 60_000
+        and r["epochs"] == EPOCHS["30-30"]
+    ]
+    slow_base = labels_only(slow)
+    gains = {}
+    for T in {r["T"] for r in slow if r["distilled"] and r["alpha"] == 0.1}:
+        soft = distilled(slow, T, 0.1)
+        seeds = [seed for seed in slow_base if soft.get(seed) is not None]
+        if seeds:
+            gains[T] = (statistics.fmean(soft[s] - slow_base[s] for s in seeds), paired(slow_base, soft))
+    if gains:
+        best = min(gains, key=lambda T: gains[T][0])
+        out[f"{tag}.30.lr0.01.best"] = f"T = {best:g} ({gains[best][1]})"
+        out[f"{tag}.30.lr0.01.worse"] = (
+            ", ".join(f"{T:g}" for T in sorted(gains) if gains[T][0] > 0) or "none"
+        )
     for alpha in (0.1, 0.5):
         means = {}
         for T in {
@@ -612,14 +633,24 @@ def figures(out: Path, results: Path = RESULTS) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
 
-    # 1. The 30-30 student against T, MNIST beside Fashion-MNIST.
+    # 1. The 30-30 student against T: MNIST, MNIST with few images, Fashion-MNIST.
     with style():
-        figure = new_figure(7.6, 3.8)
-        axes = figure.subplots(1, 2)
-        for ax, dataset, title in zip(
-            axes, ("mnist", "fashion-mnist"), ("MNIST", "Fashion-MNIST"), strict=True
-        ):
-            runs = students(dataset, SMALL, results)
+        figure = new_figure(11.0, 3.9)
+        axes = figure.subplots(1, 3)
+        panels = (
+            ("mnist", 60_000, "MNIST"),
+            ("mnist", SMALL_DATA, f"MNIST, {SMALL_DATA} training images"),
+            ("fashion-mnist", 60_000, "Fashion-MNIST"),
+        )
+        for ax, (dataset, n_train, title) in zip(axes, panels, strict=True):
+            runs = [
+                r
+                for r in read(dataset, "students", results)
+                if r["sizes"] == SMALL
+                and r["epochs"] == EPOCHS["30-30"]
+                and r["lr"] == LR
+                and r["n_train"] == n_train
+            ]
             base = list(labels_only(runs).values())
             if base:
                 mean = statistics.fmean(base)

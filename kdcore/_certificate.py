@@ -1,0 +1,187 @@
+r"""The per-row certificate of the fast soft-loss kernel: when its few-pass result is as good as the careful one.
+
+The fast kernel (``kdcore/_fast.py``) evaluates, per row, with :math:`q = \operatorname{softmax}(v/T)`,
+:math:`d = (z - v)/T`, :math:`c \approx \sum_j q_j d_j` and :math:`f = d - c`:
+
+.. math::
+
+    \sigma = \sum_i q_i\,\operatorname{expm1}(f_i), \qquad r = \sum_i q_i f_i, \qquad
+    \mathrm{KL} = \operatorname{log1p}(\sigma) - r, \qquad
+    p_i - q_i = q_i\,\frac{\operatorname{expm1}(f_i) - \sigma}{1 + \sigma} .
+
+These are exact identities for *any* centring constant :math:`c` (``KL = log Σ q e^f − Σ q f`` does not
+change when :math:`f` is shifted), so :math:`c` may be computed quickly and inaccurately; ``r`` corrects it.
+Four array passes carry the whole cost: ``exp`` for the teacher, ``expm1(f)``, and the products with
+:math:`q` that the sums need. What can go wrong is cancellation and range, and each is bounded per row.
+
+What is certified
+-----------------
+The teacher's rounded exponentials :math:`\hat e_i = \mathrm{fl}(\exp(\mathrm{fl}((v_i - \max v)/T)))` are
+computed by exactly the same operations in the careful algorithm (``kdcore/_match.py``), so both compute a
+function of the same rounded teacher :math:`\tilde q = \hat e / \sum \hat e`. The certificate bounds, to
+first order in the unit roundoff :math:`u`, the difference between the fast result and the exact value for
+that :math:`\tilde q` and the exact :math:`d` — i.e. everything the fast path adds beyond what the careful
+algorithm shares with it. A row is certified when that bound is at most ``CERTIFIED_RTOL`` (5e-13 in
+float64, half the 1e-12 contract, leaving the other half to the careful algorithm's own error, measured at
+≤ 6e-14 by the oracle tests; 1e-5 in float32, half the documented float32 accuracy 2e-5) relative to the
+value, and normwise (the largest error over the row against the largest entry) for the gradient — the
+measure the accuracy contract uses. Failing rows are recomputed by the careful algorithm.
+
+The bound, term by term
+-----------------------
+With :math:`F = \max_i |f_i|`, :math:`L = \max(0, -\min_i f_i)`, :math:`C = |c|`, :math:`m` the number of
+roundings a term can suffer in NumPy's pairwise float64 sum (``summation_roundings``), :math:`w = 2^{-53}`
+(sums are accumulated in float64 for every input dtype), :math:`\epsilon = 8u` for NumPy's ``exp``/``expm1``
+(4 ulp; ``tests/test_certificate.py`` checks this on the machine), and the weighted sizes
+
+.. math::
+
+    Q_1 \ge \sum_i q_i |f_i| \ \text{ as } \ \min\Bigl(F, \sqrt{\textstyle\sum_i q_i f_i^2}\Bigr), \qquad
+    P_1 \ge \sum_i p_i |f_i| \ \text{ as } \ \min\bigl(F, e^{\max(f, 0)} Q_1 / (1 + \sigma)\bigr), \qquad
+    E_1 = |\sigma| + 2 Q_1 \ge \sum_i q_i |\operatorname{expm1} f_i|
+
+(the last because :math:`|\operatorname{expm1} x| \le |x|` for :math:`x < 0` and
+:math:`\sum_{f_i \ge 0} q_i \operatorname{expm1} f_i = \sigma + \sum_{f_i<0} q_i |\operatorname{expm1} f_i|`):
+
+* normalisation — :math:`\sum_i \hat e_i / \hat S = 1 + \rho`, :math:`|\rho| \le m w`, changes the result by
+  :math:`\rho\,(\sigma/(1+\sigma) - r)`;
+* rounding of :math:`d` (a subtraction and a division, :math:`2u|d_i|`) moves KL by
+  :math:`\sum_i (p_i - q_i)\,\delta d_i`, at most :math:`2u\,(P_1 + Q_1 + 2C)`: a large offset :math:`C`
+  between student and teacher logits is where this path loses to the careful one (which forms
+  :math:`z - v` exactly), and the certificate sends such rows there;
+* rounding of :math:`f = d - c`: :math:`u\,(P_1 + Q_1)`;
+* :math:`\sigma`: per term ``expm1`` and a product, :math:`(\epsilon + u)\,|q_i \operatorname{expm1} f_i|`,
+  plus the sum's :math:`m w E_1`, so :math:`|\delta\sigma| \le (\epsilon + u + m w) E_1`, entering KL
+  divided by :math:`1 + \sigma`;
+* :math:`r`: :math:`(u + m w)\,Q_1`;
+* teacher probabilities that underflow to 0 or to a subnormal number carry an absolute error of at most the
+  smallest subnormal :math:`t` each: :math:`N t\, e^{\max(f,0)} / \hat S` in :math:`\sigma`;
+* ``log1p``, the final subtraction and the rounding of the result to the input's dtype.
+
+Why :math:`\operatorname{expm1}` and not :math:`\log\sum q e^f`: the latter forms :math:`s \approx 1 + \mathrm{KL}`
+and loses :math:`m u` *absolutely*, so a row with KL = 0.01 would lose two more digits than one with KL = 1;
+with ``expm1`` every error term above is proportional to :math:`\sum q|f| \approx \sqrt{2\,\mathrm{KL}}`,
+and the relative error grows only like :math:`u/\sqrt{\mathrm{KL}}`. So rows with a student close to its
+teacher (KL below ~1e-5 in float64, ~0.02 in float32), huge offsets, extreme temperatures, masked
+classes, NaN or overflow fail the certificate, and every other row passes.
+
+The gradient :math:`g = s\,(p - q)` (:math:`s` the caller's scale) is bounded the same way: the shift of
+:math:`f` cancels exactly; :math:`\delta\sigma` moves entry :math:`i` by at most
+:math:`s\,\delta\sigma\,(2 q_i + p_i)/(1+\sigma)`; ``expm1``'s error by :math:`s\,\epsilon\,(p_i + q_i)`; the
+rounding of :math:`f` by :math:`2 s\,p_i\,\varphi` with :math:`\varphi = 3uF + 2uC`; three roundings and the
+normalisation by :math:`(4u + m w)|g_i|`. With :math:`P = \max p \le \max q + \max|g|/s` and
+:math:`\max q = 1/\hat S` (the top class's :math:`\hat e` is exactly 1), the row is certified when the
+largest of these is at most ``CERTIFIED_RTOL`` times :math:`\max_i |g_i|`.
+
+All bounds are first order in :math:`u` and are evaluated at the computed quantities; the second-order
+terms are below :math:`u^2` times the same sizes, far inside the factor 2 kept from the contract.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Relative accuracy the certificate demands of the fast path, per input dtype (see the module docstring).
+CERTIFIED_RTOL = {np.dtype(np.float64): 5e-13, np.dtype(np.float32): 1e-5}
+# NumPy's SIMD exp / expm1 / log1p: at most 4 ulp = 8 unit roundoffs (tests/test_certificate.py checks it).
+FUNCTION_ULPS = 4
+# Float64 accumulation of every sum (np.sum(..., dtype=float64)).
+ACCUMULATION_ROUNDOFF = 2.0**-53
+
+
+def unit_roundoff(dtype: np.dtype) -> float:
+    return float(np.finfo(dtype).eps) / 2
+
+
+def summation_roundings(n: int) -> int:
+    """How many roundings one term can suffer in ``np.sum(x, axis=-1, dtype=float64)`` over ``n`` terms.
+
+    NumPy sums blocks of up to 128 terms with 8 interleaved accumulators (≤ 16 additions each, 3 to join
+    them, ≤ 7 for the remainder: 26), and halves larger ranges recursively (one more per halving). A float32
+    input is cast in buffers of 8192 elements whose sums are added one after the other: one more per buffer.
+    """
+    halvings = max(0, math.ceil(math.log2(max(n, 1) / 128)))
+    return 26 + halvings + math.ceil(n / 8192)
+
+
+def kl_error_bound(
+    dtype: np.dtype,
+    n: int,
+    kl: np.ndarray,
+    sigma: np.ndarray,
+    r: np.ndarray,
+    centre: np.ndarray,
+    f_max: np.ndarray,
+    f_min: np.ndarray,
+    weighted_square: np.ndarray,
+    normaliser: np.ndarray,
+) -> np.ndarray:
+    """First-order bound on |fast KL − KL(q̃‖p)| per row (float64 arrays of one shape; see the module docstring)."""
+    u, w = unit_roundoff(dtype), ACCUMULATION_ROUNDOFF
+    eps = 2 * FUNCTION_ULPS * u
+    m = summation_roundings(n)
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = np.maximum(f_max, -f_min)
+        q1 = np.minimum(spread, np.sqrt(np.maximum(weighted_square, 0)))
+        growth = np.exp(np.maximum(f_max, 0))
+        p1 = np.minimum(spread, growth * q1 / (1 + sigma))
+        e1 = np.abs(sigma) + 2 * q1
+        c = np.abs(centre)
+        d_sigma = (eps + u + m * w) * e1 + w * np.abs(sigma) + n * tiny * growth / normaliser
+        return (
+            m * w * (np.abs(sigma) / (1 + sigma) + np.abs(r))
+            + 2 * u * (p1 + q1 + 2 * c)
+            + u * (p1 + q1)
+            + d_sigma / (1 + sigma)
+            + (u + m * w) * q1
+            + w * np.abs(r)
+            + (2 * FUNCTION_ULPS + 1) * w * np.abs(kl)
+            + u * np.abs(kl)
+        )
+
+
+def entropy_error_bound(dtype: np.dtype, n: int, entropy: np.ndarray) -> np.ndarray:
+    """Bound on the error of H = log S − Σ q t: both terms are non-negative (t ≤ 0), so it is relative."""
+    u, w = unit_roundoff(dtype), ACCUMULATION_ROUNDOFF
+    return (u + (summation_roundings(n) + 2 * FUNCTION_ULPS + 2) * w) * np.abs(entropy)
+
+
+def grad_error_bound(
+    dtype: np.dtype,
+    n: int,
+    sigma: np.ndarray,
+    centre: np.ndarray,
+    f_max: np.ndarray,
+    f_min: np.ndarray,
+    weighted_square: np.ndarray,
+    normaliser: np.ndarray,
+    grad_max: np.ndarray,
+    scale: float,
+) -> np.ndarray:
+    """First-order bound on max_i |fast g_i − g_i| per row, g = scale·(p − q) (see the module docstring)."""
+    u, w = unit_roundoff(dtype), ACCUMULATION_ROUNDOFF
+    eps = 2 * FUNCTION_ULPS * u
+    m = summation_roundings(n)
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = np.maximum(f_max, -f_min)
+        q1 = np.minimum(spread, np.sqrt(np.maximum(weighted_square, 0)))
+        growth = np.exp(np.maximum(f_max, 0))
+        e1 = np.abs(sigma) + 2 * q1
+        d_sigma = (eps + 2 * u + m * w) * e1 + (u + w) * np.abs(sigma) + n * tiny * growth / normaliser
+        top_q = 1 / normaliser
+        top_p = top_q + grad_max / scale
+        phi = 3 * u * spread + 2 * u * np.abs(centre)
+        return (
+            scale
+            * (
+                eps * (top_p + top_q)
+                + d_sigma * (2 * top_q + top_p) / (1 + sigma)
+                + 2 * phi * top_p
+                + tiny * (growth + 1) / normaliser
+            )
+            + (4 * u + m * w) * grad_max
+        )
