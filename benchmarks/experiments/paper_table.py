@@ -166,6 +166,8 @@ def values(results: Path = RESULTS) -> dict[str, str]:
         if teacher and base:  # how much better than the labels-only 800-800 student the teacher is
             out[f"{tag}.headroom"] = f"{statistics.fmean(base.values()) - teacher['test_errors']:.0f}"
     out.update(_teacher_time(results))
+    for dataset, tag in (("mnist", "mnist"), ("fashion-mnist", "fm")):
+        out[f"{tag}.300.sweep"] = _wide_sweep(dataset, results)
     out["mnist.small_data.n"] = str(SMALL_DATA)
     out["mnist.small_data.share"] = f"{100 * SMALL_DATA / 60_000:.0f} %"
     runs = [
@@ -213,6 +215,34 @@ def values(results: Path = RESULTS) -> dict[str, str]:
     out.update(_omitted_values("fashion-mnist", results))
     out.update(_only_values("mnist", results))
     return out
+
+
+MEDIUM = [784, 300, 300, 10]
+
+
+def _wide_sweep(dataset: str, results: Path) -> str:
+    """784-300-300-10 (12 epochs) at α = 0.1 over T: mean test errors per T, and labels only."""
+    runs = [
+        r
+        for r in read(dataset, "students", results)
+        if r["sizes"] == MEDIUM
+        and r["epochs"] == EPOCHS["800-800"]
+        and r["lr"] == LR
+        and r["n_train"] == 60_000
+    ]
+    base = labels_only(runs)
+    temperatures = sorted(
+        {r["T"] for r in runs if r["distilled"] and r["alpha"] == 0.1 and r["teacher"] == "teacher.npz"}
+    )
+    if not base or not temperatures:
+        return "not run"
+    cells = [f"labels only {spread(list(base.values()))}"]
+    for T in temperatures:
+        soft = distilled(runs, T, 0.1)
+        cells.append(
+            f"T = {T:g}: {spread(finished(soft.values()))}, paired {paired(base, soft).split(' (')[0]}"
+        )
+    return "784-300-300-10, 12 epochs: " + "; ".join(cells)
 
 
 def _cosine(lr: float, t: int, total: int) -> float:
@@ -514,12 +544,12 @@ MNIST_COMMANDS: list[tuple[str, str, Callable[[dict], bool]]] = [
         lambda r: r["checkpoint"] == "teacher.npz",
     ),
     (
-        "students.py --only labels --hidden 30,30 --seeds 0,1,2,3,4 --epochs 20",
+        "students.py --only labels --hidden 30,30 --seeds S --epochs 20",
         "students",
         lambda r: r["sizes"] == SMALL and not r["distilled"] and r["lr"] == LR and r["n_train"] == 60_000,
     ),
     (
-        "students.py --only labels --hidden 800,800 --seeds 0,1,2,3 --epochs 12",
+        "students.py --only labels --hidden 800,800 --seeds S --epochs 12",
         "students",
         lambda r: r["sizes"] == BIG and not r["distilled"],
     ),
