@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._certificate import CERTIFIED_RTOL, entropy_error_bound, grad_error_bound, kl_error_bound
+from ._certificate import CERTIFIED_RTOL, entropy_error_bound, error_bounds
 from ._chunks import run_chunks
 from ._match import match
 
@@ -96,15 +96,7 @@ def _fast_chunk(
         np.multiply(b, a, out=scratch)
         sigma = _sum(scratch) / normaliser
         kl = np.log1p(sigma) - residual
-        bound = kl_error_bound(
-            dtype, n, kl, sigma, residual, centre, f_max, f_min, weighted_square, normaliser
-        )
-        value = kl
-        if teacher_entropy is not None:
-            bound = bound + entropy_error_bound(dtype, n, teacher_entropy)
-            value = kl + teacher_entropy
-        tolerance = CERTIFIED_RTOL[dtype]
-        margin = bound / (tolerance * value)
+        grad_max = None
         if grad_out is not None:
             a -= sigma.astype(dtype)
             np.multiply(b, a, out=grad_out)
@@ -112,9 +104,16 @@ def _fast_chunk(
             grad_max = np.maximum(
                 np.max(grad_out, axis=-1, keepdims=True), -np.min(grad_out, axis=-1, keepdims=True)
             ).astype(np.float64)
-            grad_bound = grad_error_bound(
-                dtype, n, sigma, centre, f_max, f_min, weighted_square, normaliser, grad_max, scale
-            )
+        bound, grad_bound = error_bounds(
+            dtype, n, kl, sigma, residual, centre, f_max, f_min, weighted_square, normaliser, grad_max, scale
+        )
+        value = kl
+        if teacher_entropy is not None:
+            bound += entropy_error_bound(dtype, n, teacher_entropy)
+            value = kl + teacher_entropy
+        tolerance = CERTIFIED_RTOL[dtype]
+        margin = bound / (tolerance * value)
+        if grad_bound is not None:
             margin = np.maximum(margin, grad_bound / (tolerance * grad_max))
         certified = (margin <= 1) & (kl > 0)  # NaN (a non-finite row) compares False: not certified
     return _Rows(kl, teacher_entropy, margin[:, 0], certified[:, 0])
@@ -182,7 +181,8 @@ def soft_rows(
             careful(np.flatnonzero(~ok) + rows.start)
 
     if try_fast.any():
-        run_chunks(fast, n_rows, n, scratch=2 if grad is not None else 3)
+        # two chunk arrays (three without a gradient) plus ~20 per-row numbers and the rare careful rows
+        run_chunks(fast, n_rows, n, scratch=3 if grad is not None else 4)
     else:  # every row careful: the careful algorithm's own chunking (it makes more temporaries)
         run_chunks(careful, n_rows, n, scratch=CAREFUL_SCRATCH, max_chunk=CAREFUL_MAX_CHUNK)
     if certified_out is not None:
