@@ -21,11 +21,19 @@ computed by exactly the same operations in the careful algorithm (``kdcore/_matc
 function of the same rounded teacher :math:`\tilde q = \hat e / \sum \hat e`. The certificate bounds, to
 first order in the unit roundoff :math:`u`, the difference between the fast result and the exact value for
 that :math:`\tilde q` and the exact :math:`d` — i.e. everything the fast path adds beyond what the careful
-algorithm shares with it. A row is certified when that bound is at most ``CERTIFIED_RTOL`` (5e-13 in
-float64, half the 1e-12 contract, leaving the other half to the careful algorithm's own error, measured at
-≤ 6e-14 by the oracle tests; 1e-5 in float32, half the documented float32 accuracy 2e-5) relative to the
+algorithm shares with it. A row is certified when that bound is at most ``CERTIFIED_RTOL`` relative to the
 value, and normwise (the largest error over the row against the largest entry) for the gradient — the
 measure the accuracy contract uses. Failing rows are recomputed by the careful algorithm.
+
+* float64: 5e-13, half the 1e-12 contract, leaving the other half to the careful algorithm's own error
+  (measured at ≤ 6e-14 by the oracle tests);
+* float32: 1e-4. float32's accuracy is an observed one (2e-5 against float64 on ordinary inputs, checked by
+  the tests) for both paths: a worst-case first-order bound in float32 is 20–100× the error actually seen,
+  for the careful algorithm as much as for this one. On a trained digits teacher against a student in
+  training (``benchmarks/certified_rows.py``) the fast float32 results are within 7e-7 of float64, the
+  careful ones within 1e-6; a 1e-5 certificate would still send 90 % of those rows to the careful path.
+  1e-4 is the tightest round value that lets ordinary float32 rows through; it keeps out what float32
+  really gets wrong on this path (near-equal rows, offsets, range).
 
 The bound, term by term
 -----------------------
@@ -37,10 +45,11 @@ roundings a term can suffer in NumPy's pairwise float64 sum (``summation_roundin
 .. math::
 
     Q_1 \ge \sum_i q_i |f_i| \ \text{ as } \ \min\Bigl(F, \sqrt{\textstyle\sum_i q_i f_i^2}\Bigr), \qquad
-    P_1 \ge \sum_i p_i |f_i| \ \text{ as } \ \min\bigl(F, e^{\max(f, 0)} Q_1 / (1 + \sigma)\bigr), \qquad
+    P_1 \ge \sum_i p_i |f_i| \ \text{ as } \ \min\Bigl(F, \frac{Q_1 + \sum_i q_i f_i \operatorname{expm1} f_i}{1 + \sigma}\Bigr), \qquad
     E_1 = |\sigma| + 2 Q_1 \ge \sum_i q_i |\operatorname{expm1} f_i|
 
-(the last because :math:`|\operatorname{expm1} x| \le |x|` for :math:`x < 0` and
+(the second because :math:`e^{f}|f| \le |f| + f \operatorname{expm1} f`, whose last term is never negative —
+one more dot product; the last because :math:`|\operatorname{expm1} x| \le |x|` for :math:`x < 0` and
 :math:`\sum_{f_i \ge 0} q_i \operatorname{expm1} f_i = \sigma + \sum_{f_i<0} q_i |\operatorname{expm1} f_i|`):
 
 * normalisation — :math:`\sum_i \hat e_i / \hat S = 1 + \rho`, :math:`|\rho| \le m w`, changes the result by
@@ -62,13 +71,14 @@ Why :math:`\operatorname{expm1}` and not :math:`\log\sum q e^f`: the latter form
 and loses :math:`m u` *absolutely*, so a row with KL = 0.01 would lose two more digits than one with KL = 1;
 with ``expm1`` every error term above is proportional to :math:`\sum q|f| \approx \sqrt{2\,\mathrm{KL}}`,
 and the relative error grows only like :math:`u/\sqrt{\mathrm{KL}}`. So rows with a student close to its
-teacher (KL below ~1e-5 in float64, ~0.02 in float32), huge offsets, extreme temperatures, masked
+teacher (KL below ~1e-5 in float64, ~1e-3 in float32), huge offsets, extreme temperatures, masked
 classes, NaN or overflow fail the certificate, and every other row passes.
 
 The gradient :math:`g = s\,(p - q)` (:math:`s` the caller's scale) is bounded the same way: the shift of
 :math:`f` cancels exactly; :math:`\delta\sigma` moves entry :math:`i` by at most
 :math:`s\,\delta\sigma\,(2 q_i + p_i)/(1+\sigma)`; ``expm1``'s error by :math:`s\,\epsilon\,(p_i + q_i)`; the
-rounding of :math:`f` by :math:`2 s\,p_i\,\varphi` with :math:`\varphi = 3uF + 2uC`; three roundings and the
+rounding of :math:`f` by :math:`s\,p_i(|\delta f_i| + \sum_j p_j|\delta f_j|) \le s\,(3u P_1 (1 + P) + 4uCP)`
+(:math:`|\delta f_j| \le 3u|f_j| + 2uC`, :math:`p_i|f_i| \le P_1`); three roundings and the
 normalisation by :math:`(4u + m w)|g_i|`. With :math:`P = \max p \le \max q + \max|g|/s` and
 :math:`\max q = 1/\hat S` (the top class's :math:`\hat e` is exactly 1), the row is certified when the
 largest of these is at most ``CERTIFIED_RTOL`` times :math:`\max_i |g_i|`.
@@ -84,7 +94,7 @@ import math
 import numpy as np
 
 # Relative accuracy the certificate demands of the fast path, per input dtype (see the module docstring).
-CERTIFIED_RTOL = {np.dtype(np.float64): 5e-13, np.dtype(np.float32): 1e-5}
+CERTIFIED_RTOL = {np.dtype(np.float64): 5e-13, np.dtype(np.float32): 1e-4}
 # NumPy's SIMD exp / expm1 / log1p: at most 4 ulp = 8 unit roundoffs (tests/test_certificate.py checks it).
 FUNCTION_ULPS = 4
 # Float64 accumulation of every sum (np.sum(..., dtype=float64)).
@@ -116,6 +126,7 @@ def error_bounds(
     f_max: np.ndarray,
     f_min: np.ndarray,
     weighted_square: np.ndarray,
+    weighted_rise: np.ndarray,
     normaliser: np.ndarray,
     grad_max: np.ndarray | None = None,
     scale: float = 1.0,
@@ -135,7 +146,7 @@ def error_bounds(
         q1 = np.sqrt(np.maximum(weighted_square, 0))
         np.minimum(q1, spread, out=q1)
         growth = np.exp(np.maximum(f_max, 0))
-        p1 = growth * q1
+        p1 = q1 + np.maximum(weighted_rise, 0)  # Σ p|f| ≤ (Σ q|f| + Σ q f expm1 f) / (1 + σ)
         p1 /= 1 + sigma
         np.minimum(p1, spread, out=p1)
         abs_sigma = np.abs(sigma)
@@ -165,16 +176,14 @@ def error_bounds(
         top_q = 1 / normaliser
         top_p = grad_max / scale
         top_p += top_q
-        phi = (3 * u) * spread
-        phi += (2 * u) * c
+        # rounding of f: p_i |δf_i| + p_i Σ_j p_j |δf_j| with |δf_j| ≤ 3u|f_j| + 2u|c| and p_i|f_i| ≤ Σ p|f|
         grad = (eps * top_p + eps * top_q) + d_sigma * (2 * top_q + top_p) / (1 + sigma)
-        grad += 2 * phi * top_p
+        grad += (3 * u) * p1 * (1 + top_p)
+        grad += (4 * u) * c * top_p
         grad += underflow + tiny / normaliser
         grad *= scale
         grad += (4 * u + m * w) * grad_max
         return bound, grad
-
-
 
 
 def entropy_error_bound(dtype: np.dtype, n: int, entropy: np.ndarray) -> np.ndarray:
