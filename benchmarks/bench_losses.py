@@ -109,6 +109,20 @@ def prepare_kdcore_and_grad(z: np.ndarray, v: np.ndarray):
     return run, lambda out: (float(out[0]), out[1])
 
 
+def prepare_kdcore_one_thread(z: np.ndarray, v: np.ndarray):
+    """kl_divergence_and_grad on one thread: compared with torch-1t, a ratio a loaded machine does not skew."""
+    run_all, check = prepare_kdcore_and_grad(z, v)
+    limit = getattr(kdcore, "num_threads", None)
+    if limit is None:
+        return run_all, check
+
+    def run():
+        with limit(1):
+            return run_all()
+
+    return run, check
+
+
 def prepare_baseline(package):
     def prepare(z: np.ndarray, v: np.ndarray):
         labels = np.zeros(z.shape[:-1], dtype=np.intp)
@@ -401,10 +415,10 @@ def markdown_tables(cases: list[dict], names: list[str]) -> str:
     lines += ["", "### Targets for kdcore (`kl_divergence_and_grad`)", ""]
     lines.append(
         "| B × N | dtype | inputs | certified rows | kdcore / torch (≤ 0.8; ≤ 1.0 at 256 × 10) "
-        "| kdcore / torch 1 thread | kdcore / exp floor (≤ 6) | kdcore / baseline | pair / torch "
+        "| kdcore / torch 1 thread | both on 1 thread | kdcore / exp floor (≤ 6) | kdcore / baseline | pair / torch "
         "| fused / torch | peak extra memory / one input (≤ 2) |"
     )
-    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for case in cases:
         m, mem = case["median_seconds"], case["memory"]
         small = case["shape"][0] * case["shape"][1] < SMALL_ELEMENTS
@@ -428,7 +442,7 @@ def markdown_tables(cases: list[dict], names: list[str]) -> str:
             f"| {case['shape'][0]} × {case['shape'][1]} | {case['dtype']} | {case.get('inputs', 'random')} "
             f"| {'—' if fraction is None else f'{fraction:.3f}'} "
             f"| {ratio('kdcore-and-grad', 'torch', vs_torch_target)} "
-            f"| {ratio('kdcore-and-grad', 'torch-1t')} "
+            f"| {ratio('kdcore-and-grad', 'torch-1t')} | {ratio('kdcore-1t', 'torch-1t')} "
             f"| {ratio('kdcore-and-grad', 'exp-floor', None if small else TARGET_VS_FLOOR)} "
             f"| {ratio('kdcore-and-grad', 'baseline')} | {ratio('kdcore', 'torch')} "
             f"| {ratio('kdcore-fused', 'torch')} | {memory} |"
@@ -552,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
 
     preparers: dict[str, Callable] = {
         "kdcore-and-grad": prepare_kdcore_and_grad,
+        "kdcore-1t": prepare_kdcore_one_thread,
         "kdcore": prepare_kdcore,
         "kdcore-fused": prepare_kdcore_fused,
         "numpy": prepare_numpy,
@@ -583,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         n
         for n in (
             "kdcore-and-grad",
+            "kdcore-1t",
             "kdcore",
             "baseline",
             "torch",
@@ -699,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
                 context = TorchThreads(torch, getattr(run, "threads", None)) if torch else _Null()
                 run()  # once untraced: lazy initialisation is not the loss's memory
                 entry: dict = {}
-                if name in ("kdcore", "kdcore-and-grad", "kdcore-fused", "baseline", "numpy"):
+                if name in ("kdcore", "kdcore-and-grad", "kdcore-1t", "kdcore-fused", "baseline", "numpy"):
                     entry["tracemalloc_bytes"] = tracemalloc_peak(run)
                     entry["tracemalloc_ratio"] = entry["tracemalloc_bytes"] / z.nbytes
                 if rss_ok:
