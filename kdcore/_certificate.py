@@ -77,8 +77,9 @@ classes, NaN or overflow fail the certificate, and every other row passes.
 The gradient :math:`g = s\,(p - q)` (:math:`s` the caller's scale) is bounded the same way: the shift of
 :math:`f` cancels exactly; :math:`\delta\sigma` moves entry :math:`i` by at most
 :math:`s\,\delta\sigma\,(2 q_i + p_i)/(1+\sigma)`; ``expm1``'s error by :math:`s\,\epsilon\,(p_i + q_i)`; the
-rounding of :math:`f` by :math:`s\,p_i(|\delta f_i| + \sum_j p_j|\delta f_j|) \le s\,(3u P_1 (1 + P) + 4uCP)`
-(:math:`|\delta f_j| \le 3u|f_j| + 2uC`, :math:`p_i|f_i| \le P_1`); three roundings and the
+rounding of :math:`f` by :math:`s\,p_i(|\delta f_i| + \sum_j p_j|\delta f_j|) \le
+s\,(3u\min(P_1, PF) + 3u P_1 P + 4uCP)` (:math:`|\delta f_j| \le 3u|f_j| + 2uC`, and :math:`p_i|f_i|` is at
+most both :math:`P_1` and :math:`PF`); three roundings and the
 normalisation by :math:`(4u + m w)|g_i|`. With :math:`P = \max p \le \max q + \max|g|/s` and
 :math:`\max q = 1/\hat S` (the top class's :math:`\hat e` is exactly 1), the row is certified when the
 largest of these is at most ``CERTIFIED_RTOL`` times :math:`\max_i |g_i|`.
@@ -176,9 +177,11 @@ def error_bounds(
         top_q = 1 / normaliser
         top_p = grad_max / scale
         top_p += top_q
-        # rounding of f: p_i |δf_i| + p_i Σ_j p_j |δf_j| with |δf_j| ≤ 3u|f_j| + 2u|c| and p_i|f_i| ≤ Σ p|f|
+        # rounding of f: p_i |δf_i| + p_i Σ_j p_j |δf_j| with |δf_j| ≤ 3u|f_j| + 2u|c|, and
+        # p_i|f_i| ≤ min(Σ p|f|, max p · max|f|) (the first is tighter for a few classes, the second for many)
         grad = (eps * top_p + eps * top_q) + d_sigma * (2 * top_q + top_p) / (1 + sigma)
-        grad += (3 * u) * p1 * (1 + top_p)
+        grad += (3 * u) * np.minimum(p1, top_p * spread)
+        grad += (3 * u) * p1 * top_p
         grad += (4 * u) * c * top_p
         grad += underflow + tiny / normaliser
         grad *= scale
