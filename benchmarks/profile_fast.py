@@ -38,7 +38,7 @@ def kernel_steps(z: np.ndarray, v: np.ndarray, n: int) -> tuple[dict, np.ndarray
     np.exp(a, out=b)
     s = _fast._sum(b)
     d = (z - v) / dtype(4.0)
-    f = d - (np.vecdot(b, d)[:, None] / s).astype(dtype)
+    f = d - (_fast._dot(b, d) / s).astype(dtype)
     e1 = np.expm1(f)
     col = (rows, 1)
     stats = [np.full(col, 0.5) for _ in range(10)]
@@ -50,14 +50,14 @@ def kernel_steps(z: np.ndarray, v: np.ndarray, n: int) -> tuple[dict, np.ndarray
         "Σ e (float64 sum)": lambda: _fast._sum(b),
         "z − v": lambda: np.subtract(z, v, out=a),
         "÷ T (d)": lambda: np.divide(a, dtype(4.0), out=a),
-        "c = e·d (dot)": lambda: np.vecdot(b, d),
+        "c = e·d (dot)": lambda: _fast._dot(b, d),
         "f = d − c": lambda: np.subtract(d, stats[0].astype(dtype), out=a),
         "max f, min f": lambda: (np.max(f, axis=-1), np.min(f, axis=-1)),
         "e ⊙ f": lambda: np.multiply(b, f, out=out),
         "r = Σ e f (float64 sum)": lambda: _fast._sum(out),
-        "Σ e f² (dot)": lambda: np.vecdot(out, f),
+        "Σ e f² (dot)": lambda: _fast._dot(out, f),
         "expm1 f": lambda: np.expm1(f, out=a),
-        "Σ e f expm1 f (dot)": lambda: np.vecdot(out, e1),
+        "Σ e f expm1 f (dot)": lambda: _fast._dot(out, e1),
         "e ⊙ expm1 f": lambda: np.multiply(b, e1, out=out),
         "σ = Σ (float64 sum)": lambda: _fast._sum(out),
         "expm1 f − σ": lambda: np.subtract(e1, stats[1].astype(dtype), out=a),

@@ -143,11 +143,14 @@ def error_bounds(
     m = summation_roundings(n)
     tiny = float(np.finfo(dtype).smallest_subnormal)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # Σ q f² and Σ q f expm1 f are sums of non-negative terms in the input's dtype, in any order: their
+        # relative error is at most (n + 2)u, which is added before they are used as bounds
+        inflate = 1 + (n + 2) * u
         spread = np.maximum(f_max, -f_min)
-        q1 = np.sqrt(np.maximum(weighted_square, 0))
+        q1 = np.sqrt(np.maximum(weighted_square, 0) * inflate)
         np.minimum(q1, spread, out=q1)
         growth = np.exp(np.maximum(f_max, 0))
-        p1 = q1 + np.maximum(weighted_rise, 0)  # Σ p|f| ≤ (Σ q|f| + Σ q f expm1 f) / (1 + σ)
+        p1 = q1 + np.maximum(weighted_rise, 0) * inflate  # Σ p|f| ≤ (Σ q|f| + Σ q f expm1 f) / (1 + σ)
         p1 /= 1 + sigma
         np.minimum(p1, spread, out=p1)
         abs_sigma = np.abs(sigma)

@@ -49,6 +49,16 @@ def _sum(x: np.ndarray) -> np.ndarray:
     return np.sum(x, axis=-1, keepdims=True, dtype=np.float64)
 
 
+def _dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row-wise Σ x·y, (rows, 1) float64, in the calling thread.
+
+    Not ``np.vecdot``: that calls BLAS, and OpenBLAS splits long dot products over its own threads, which
+    on a loaded machine made one 32 000-element row take 60 ms instead of 30 µs. Only sizes (the
+    certificate's) and the centre, whose accuracy does not matter, come from these.
+    """
+    return np.einsum("ij,ij->i", x, y)[:, None].astype(np.float64)
+
+
 class _Rows(NamedTuple):
     """Per-row results of the fast kernel on one chunk, float64, shape (rows, 1)."""
 
@@ -85,16 +95,16 @@ def _fast_chunk(
         # f = d − c with c from a fast dot product: any c gives the same KL (r corrects it).
         np.subtract(z, v, out=a)
         a /= dtype.type(T)
-        centre = (np.vecdot(b, a)[:, None] / normaliser).astype(dtype)
+        centre = (_dot(b, a) / normaliser).astype(dtype)
         a -= centre
         f_max = np.max(a, axis=-1, keepdims=True).astype(np.float64)
         f_min = np.min(a, axis=-1, keepdims=True).astype(np.float64)
         np.multiply(b, a, out=scratch)
         residual = _sum(scratch) / normaliser
-        weighted_square = np.vecdot(scratch, a)[:, None].astype(np.float64) / normaliser
+        weighted_square = _dot(scratch, a) / normaliser
         np.expm1(a, out=a)
         # Σ q f expm1(f): every term ≥ 0 (f and expm1 f share their sign), it bounds Σ p|f| for the certificate
-        weighted_rise = np.vecdot(scratch, a)[:, None].astype(np.float64) / normaliser
+        weighted_rise = _dot(scratch, a) / normaliser
         np.multiply(b, a, out=scratch)
         sigma = _sum(scratch) / normaliser
         kl = np.log1p(sigma) - residual
