@@ -2,15 +2,21 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# PyTorch is pinned: this exact CPU build is the one the framework comparisons are calibrated on.
-TORCH  := torch==2.13.0
+# The frameworks `make test-frameworks` checks kdcore against, pinned: these exact builds are the ones the
+# comparisons are calibrated on. torch 2.13.0 is a CPU build (pip must never pick another torch: any other
+# version would download a multi-GB CUDA build). All three share one NumPy 2.x, installed in one pip call so
+# that the resolver sees every constraint at once.
+TORCH      := torch==2.13.0
+JAX        := jax==0.10.2 jaxlib==0.10.2
+TENSORFLOW := tensorflow-cpu==2.21.0
+FRAMEWORKS := $(TORCH) $(JAX) $(TENSORFLOW)
 
 .PHONY: help venv demo test test-frameworks lint bench docs clean
 
 help:
 	@echo "make demo             set up .venv and run 'kdcore demo' (digits, no network, < 1 min)"
 	@echo "make test             set up .venv with the [test] extras and run the whole suite"
-	@echo "make test-frameworks  also install $(TORCH) (CPU) and run the PyTorch comparisons"
+	@echo "make test-frameworks  also install $(FRAMEWORKS) and run the framework comparisons"
 	@echo "make lint             ruff"
 	@echo "make bench            quick benchmarks against PyTorch (< 5 min)"
 	@echo "make docs             the documentation site, tutorial executed, into build/docs/html (< 1 min)"
@@ -19,17 +25,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# A stamp per extra set, so a changed setup.cfg re-installs and an unchanged one costs nothing.
-$(VENV)/.test-installed: setup.cfg pyproject.toml | $(BIN)/python
+# A stamp per extra set, so a changed pyproject.toml re-installs and an unchanged one costs nothing; the
+# frameworks' stamp also depends on this Makefile, where their versions are pinned.
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-$(VENV)/.demo-installed: setup.cfg pyproject.toml | $(BIN)/python
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[plot,data]'
 	touch $@
 
-$(VENV)/.torch-installed: $(VENV)/.test-installed
-	$(BIN)/python -m pip install --quiet '$(TORCH)'
+$(VENV)/.frameworks-installed: $(VENV)/.test-installed Makefile
+	$(BIN)/python -m pip install --quiet $(foreach package,$(FRAMEWORKS),'$(package)')
 	touch $@
 
 venv: $(VENV)/.test-installed
@@ -40,7 +47,7 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest
 
-test-frameworks: $(VENV)/.torch-installed
+test-frameworks: $(VENV)/.frameworks-installed
 	$(BIN)/python -m pytest -m frameworks tests
 
 lint: $(VENV)/.test-installed
@@ -49,7 +56,7 @@ lint: $(VENV)/.test-installed
 
 # The site: Sphinx with the pinned [docs] extra; every warning is an error; the tutorial notebook is executed
 # (a failing cell fails the build); then every public name must appear in the API reference.
-$(VENV)/.docs-installed: setup.cfg pyproject.toml | $(BIN)/python
+$(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[docs]'
 	touch $@
 
@@ -59,7 +66,7 @@ docs: $(VENV)/.docs-installed
 	$(BIN)/python docs/_ext/kdcore_api.py build/docs/html/api.html
 	@echo "open build/docs/html/index.html"
 
-bench: $(VENV)/.torch-installed
+bench: $(VENV)/.frameworks-installed
 	$(BIN)/python benchmarks/bench_losses.py --quick
 	$(BIN)/python benchmarks/bench_mlp.py --quick
 

@@ -4,7 +4,7 @@ Notation used throughout: student logits ``z``, teacher logits ``v``, temperatur
 ``student_probs = softmax(z/T)`` (p), ``teacher_probs = softmax(v/T)`` (q); class axis last.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from . import gradcheck
 from ._chunks import get_num_threads
@@ -26,6 +26,15 @@ from .divergences import kl_divergence_hessian
 from .divergences import soft_cross_entropy
 from .divergences import soft_cross_entropy_and_grad
 from .divergences import soft_cross_entropy_grad
+from .reverse_kl import reverse_kl_divergence
+from .reverse_kl import reverse_kl_divergence_grad
+from .reverse_kl import reverse_kl_divergence_hessian
+from .mixtures import jensen_shannon_divergence
+from .mixtures import jensen_shannon_divergence_grad
+from .mixtures import skew_kl_divergence
+from .mixtures import skew_kl_divergence_grad
+from .mixtures import skew_reverse_kl_divergence
+from .mixtures import skew_reverse_kl_divergence_grad
 from .softmax import log_softmax
 from .softmax import logsumexp
 from .softmax import softmax
@@ -46,6 +55,8 @@ __all__ = [
     "fit",
     "get_num_threads",
     "gradcheck",
+    "jensen_shannon_divergence",
+    "jensen_shannon_divergence_grad",
     "kl_divergence",
     "kl_divergence_and_grad",
     "kl_divergence_grad",
@@ -56,7 +67,14 @@ __all__ = [
     "logit_mse_grad",
     "logsumexp",
     "num_threads",
+    "reverse_kl_divergence",
+    "reverse_kl_divergence_grad",
+    "reverse_kl_divergence_hessian",
     "set_num_threads",
+    "skew_kl_divergence",
+    "skew_kl_divergence_grad",
+    "skew_reverse_kl_divergence",
+    "skew_reverse_kl_divergence_grad",
     "soft_cross_entropy",
     "soft_cross_entropy_and_grad",
     "soft_cross_entropy_grad",

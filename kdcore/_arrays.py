@@ -5,7 +5,10 @@ Every public function goes through these helpers, so that one rule holds everywh
 * float32 in -> float32 out, float64 stays float64 (and ``np.longdouble`` stays itself);
 * integers, bools and Python lists -> float64;
 * float16 is computed (and returned) in float32, because float16 has too few bits for a stable softmax;
-* bad input raises ``ValueError`` / ``TypeError`` naming the parameter and the value it got.
+* bad input raises an error naming the parameter and the value it got, by one rule: a value of the wrong
+  *type* (a string for a seed, a float for a count, a bool for a number) raises ``TypeError``; a value of
+  the right type but outside what the parameter allows (a negative seed, T = 0, α = 1.5, NaN) raises
+  ``ValueError``. :func:`check_int`, :func:`check_real` and :func:`check_choice` apply it for every module.
 """
 
 from __future__ import annotations
@@ -75,6 +78,71 @@ def as_logit_pair(student_logits: object, teacher_logits: object) -> tuple[np.nd
     return student, teacher
 
 
+def check_int(value: object, name: str, minimum: int | None = None) -> int:
+    """``value`` as a Python int (NumPy integers too, never bools), at least ``minimum``.
+
+    Examples
+    --------
+    >>> check_int(3, "seed", 0)
+    3
+    >>> check_int("a", "seed", 0)
+    Traceback (most recent call last):
+    ...
+    TypeError: seed must be an integer ≥ 0, got seed='a'
+    >>> check_int(-1, "seed", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: seed must be an integer ≥ 0, got seed=-1
+    """
+    what = "an integer" if minimum is None else f"an integer ≥ {minimum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {what}, got {name}={_describe(value)}")
+    number = int(value)
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be {what}, got {name}={_describe(value)}")
+    return number
+
+
+def check_real(
+    value: object,
+    name: str,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """``value`` as a Python float in the interval from ``low`` to ``high`` (closed unless said open).
+
+    NaN is never in the interval; infinities only where a bound is infinite and closed is impossible, so
+    ``check_real(x, name)`` accepts any finite real number.
+
+    Examples
+    --------
+    >>> check_real(0.5, "dropout", 0.0, 1.0, open_high=True)
+    0.5
+    >>> check_real(1.0, "dropout", 0.0, 1.0, open_high=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: dropout must be a number in [0, 1), got dropout=1.0
+    """
+    # Infinite bounds are never reached (the value must be finite), so they print as open.
+    left = "(" if open_low or not math.isfinite(low) else "["
+    right = ")" if open_high or not math.isfinite(high) else "]"
+    interval = f"{left}{low:g}, {high:g}{right}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in {interval}, got {name}={_describe(value)}")
+    number = float(value)
+    inside = (
+        math.isfinite(number)
+        and (number > low if open_low else number >= low)
+        and (number < high if open_high else number <= high)
+    )
+    if not inside:
+        raise ValueError(f"{name} must be a number in {interval}, got {name}={_describe(value)}")
+    return number
+
+
 def check_temperature(T: object) -> float:
     """``T`` as a Python float; it must be a finite, positive real number."""
     if isinstance(T, bool) or not isinstance(T, numbers.Real | np.ndarray):
@@ -100,9 +168,11 @@ def check_alpha(alpha: object) -> float:
 
 
 def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
-    """``value`` must be one of ``choices`` (strings)."""
-    if not isinstance(value, str) or value not in choices:
-        allowed = ", ".join(repr(c) for c in choices)
+    """``value`` must be one of ``choices`` (strings): TypeError for a non-string, ValueError for another one."""
+    allowed = ", ".join(repr(c) for c in choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {allowed}, got {name}={_describe(value)}")
+    if value not in choices:
         raise ValueError(f"{name} must be one of {allowed}, got {name}={_describe(value)}")
     return value
 

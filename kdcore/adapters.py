@@ -11,6 +11,7 @@ from .verify.adapters import (
     JaxAdapter,
     NotScalarError,
     NumpyAdapter,
+    TensorflowAdapter,
     TorchAdapter,
     get_adapter,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "JaxAdapter",
     "NotScalarError",
     "NumpyAdapter",
+    "TensorflowAdapter",
     "TorchAdapter",
     "get_adapter",
 ]

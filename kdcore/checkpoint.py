@@ -141,7 +141,7 @@ def save(
     >>> all(np.array_equal(a, b) for a, b in zip(loaded.model.params, model.params))
     True
     """
-    from . import __version__  # here, not at import time: kdcore/__init__.py may import this module
+    from ._version import __version__
 
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a kdcore.mlp.MLP, got {type(model).__name__}")

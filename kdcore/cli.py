@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__
 from ._arrays import check_alpha, check_choice, check_temperature
+from ._version import __version__
 
 __all__ = ["main"]
 
@@ -209,6 +209,7 @@ def _validate_sweep(args: argparse.Namespace) -> None:
         _check_alpha("--alphas", alpha)
     _require(len(args.seeds) > 0, "--seeds", args.seeds, "at least one seed")
     _check_seeds("--seeds", args.seeds)
+    _require(1 <= args.folds <= 20, "--folds", args.folds, "an integer from 1 to 20")
     _check_data_present(args.dataset, None)
 
 
@@ -297,6 +298,7 @@ def _sweep(args: argparse.Namespace) -> int:
         temperatures=tuple(args.temperatures),
         alphas=tuple(args.alphas),
         seeds=tuple(args.seeds),
+        folds=args.folds,
     )
     save_sweep(result, args.out)
     print(f"wrote {args.out}")
@@ -305,8 +307,58 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from .verify import run_check
+    from .verify.command import UsageError, parse_assignments
 
-    return run_check(args.target, framework=args.framework, kind=args.kind, as_json=args.json)
+    try:
+        options = {
+            "args": parse_assignments(args.arg, "--arg"),
+            "init": parse_assignments(args.init, "--init"),
+            "roles": {role: str(name) for role, name in parse_assignments(args.bind, "--bind").items()},
+        }
+    except UsageError as error:
+        print(f"kdcore check: error: {error}", file=sys.stderr)
+        return 2
+    return run_check(
+        args.target,
+        framework=args.framework,
+        kind=args.kind,
+        as_json=args.json,
+        t2_scaling=not args.no_t2,
+        alpha_on=args.alpha_on,
+        T=args.T,
+        alpha=args.alpha,
+        **options,
+    )
+
+
+_CHECK_HELP = """\
+how the loss is called:
+  TARGET is MODULE:NAME or path/to/file.py:NAME. NAME may be a function, a functools.partial, a class
+  (constructed with --init; a torch nn.Module's forward is called), an instance, or Class.forward.
+  Arguments are passed by NAME, whatever their order:
+    student logits   student_logits, logits, y_s, outputs, input, student, s, z, ...
+    teacher logits   teacher_logits, y_t, teacher, t, v, ...
+    labels           labels, target, targets, y, y_true        (--kind distillation)
+    temperature      T, temperature, tau, temp
+    weight α         alpha, lambda_, lam                       (--kind distillation)
+  A role no parameter is named after takes the next required positional parameter, in that order.
+  Two parameters claiming one role is an error (exit 2): say which with --bind ROLE=PARAM.
+  Other parameters: --arg NAME=VALUE. A temperature or α in the constructor is varied over the battery
+  (one instance per value) unless you fix it with --init; fixed, the battery runs at that value only.
+
+reference:
+  soft          T²·KL(teacher ‖ student) (or soft cross-entropy), mean over samples; --no-t2 drops T²
+  distillation  α·CE(labels, student) + (1 − α)·T²·soft; --alpha-on soft puts α on the soft term
+
+examples:
+  kdcore check losses.py:kd_loss --framework torch
+      def kd_loss(student_logits, teacher_logits, labels, alpha=0.1, T=10): ...  (with --kind distillation)
+  kdcore check my_pkg.losses:DistillKL --framework torch --kind soft
+      class DistillKL(nn.Module): def __init__(self, T): ...; def forward(self, y_s, y_t): ...
+  kdcore check my_pkg.losses:KDLoss --init T=4 alpha=0.9 --kind distillation --alpha-on soft
+
+exit status: 0 the loss is right, 1 findings (what is wrong and why), 2 usage error (nothing was judged)
+"""
 
 
 def _vectors(args: argparse.Namespace) -> int:
@@ -383,13 +435,44 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--temperatures", type=float, nargs="+", default=[1, 2, 4, 8, 16])
     sweep.add_argument("--alphas", type=float, nargs="+", default=[0.1, 0.5, 0.9])
     sweep.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    sweep.add_argument(
+        "--folds",
+        type=int,
+        default=1,
+        help="1: evaluate on the test split; K >= 2: K-fold cross-validation on every image (default: %(default)s)",
+    )
     sweep.set_defaults(run=_sweep, validate=_validate_sweep)
 
-    check = commands.add_parser("check", help="verify a distillation loss written in another framework")
-    check.add_argument("target", help="MODULE:FUNCTION or path/to/file.py:FUNCTION")
-    check.add_argument("--framework", choices=["torch", "jax", "numpy"], default="torch")
+    check = commands.add_parser(
+        "check",
+        help="verify a distillation loss written in another framework",
+        description="Run a distillation loss on kdcore's battery of inputs, compare its value and gradient "
+        "with kdcore's, and name what is wrong.",
+        epilog=_CHECK_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("target", help="MODULE:NAME or path/to/file.py:NAME (function, class, instance, ...)")
+    check.add_argument("--framework", choices=["torch", "jax", "tensorflow", "numpy"], default="torch")
     check.add_argument("--kind", choices=["soft", "distillation"], default="soft")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument(
+        "--arg", nargs="+", action="extend", metavar="NAME=VALUE", help="a value for another parameter"
+    )
+    check.add_argument(
+        "--init", nargs="+", action="extend", metavar="NAME=VALUE", help="constructor argument of a class"
+    )
+    check.add_argument(
+        "--bind", nargs="+", action="extend", metavar="ROLE=PARAM", help="e.g. T=w: parameter w is T"
+    )
+    check.add_argument("--no-t2", action="store_true", help="expect no T² on the soft term")
+    check.add_argument(
+        "--alpha-on",
+        choices=["hard", "soft"],
+        default="hard",
+        help="the term α weighs (default: %(default)s, as kdcore.distillation_loss)",
+    )
+    check.add_argument("--T", type=float, default=None, help="the temperature, if built into the loss")
+    check.add_argument("--alpha", type=float, default=None, help="α, if built into the loss")
     check.set_defaults(run=_check)
 
     vectors = commands.add_parser("vectors", help="write the golden test vectors as JSON")

@@ -36,7 +36,6 @@ import hashlib
 import http.client
 import math
 import numbers
-import operator
 import os
 import secrets
 import struct
@@ -49,7 +48,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kdcore._arrays import check_choice
+from kdcore._arrays import check_choice, check_int
 
 __all__ = [
     "DATASETS",
@@ -241,15 +240,7 @@ def load(
 
 
 def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool):
-        raise TypeError(f"seed must be a non-negative integer, got seed={seed!r}")
-    try:
-        value = operator.index(seed)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"seed must be a non-negative integer, got seed={seed!r}") from None
-    if value < 0:
-        raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}")
-    return value
+    return check_int(seed, "seed", 0)
 
 
 # ---------------------------------------------------------------------------------------------- IDX files
@@ -859,12 +850,4 @@ def _is_real(value: object) -> bool:
 
 
 def _check_count(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
-    try:
-        count = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {name}={value!r}") from None
-    if count < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
-    return count
+    return check_int(value, name, minimum)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import _describe
+from ._arrays import _describe, check_int, check_real
 
 __all__ = ["ACTIVATIONS", "MLP", "Cache", "max_norm_"]
 
@@ -281,30 +281,10 @@ class MLP:
             allowed = ", ".join(repr(a) for a in ACTIVATIONS)
             raise ValueError(f"activation must be one of {allowed}, got activation={_describe(activation)}")
         self.activation = activation
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got dropout={_describe(dropout)}")
-        self.dropout = float(dropout)
-        if (
-            isinstance(input_dropout, bool)
-            or not isinstance(input_dropout, numbers.Real)
-            or not 0.0 <= input_dropout < 1.0
-        ):
-            raise ValueError(
-                f"input_dropout must be a probability in [0, 1), got input_dropout={_describe(input_dropout)}"
-            )
-        self.input_dropout = float(input_dropout)
-        if max_norm is not None and (
-            isinstance(max_norm, bool)
-            or not isinstance(max_norm, numbers.Real)
-            or not 0.0 < max_norm < math.inf
-        ):
-            raise ValueError(
-                f"max_norm must be a positive finite number or None, got max_norm={_describe(max_norm)}"
-            )
-        self.max_norm = None if max_norm is None else float(max_norm)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got seed={_describe(seed)}")
-        self.seed = int(seed)
+        self.dropout = check_real(dropout, "dropout", 0.0, 1.0, open_high=True)
+        self.input_dropout = check_real(input_dropout, "input_dropout", 0.0, 1.0, open_high=True)
+        self.max_norm = None if max_norm is None else check_real(max_norm, "max_norm", 0.0, open_low=True)
+        self.seed = check_int(seed, "seed", 0)
         self.dtype = _check_dtype(dtype)
 
         init_rng = np.random.default_rng(self.seed)

@@ -13,26 +13,18 @@ A schedule is a pure function of the epoch (or step) number, ``schedule.lr_at(t)
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ._arrays import _describe
+from ._arrays import _describe, check_int, check_real
 
 __all__ = ["SGD", "Adam", "CosineLR", "StepLR", "from_config"]
 
 
 def _check_real(value: object, name: str, low: float, high: float = math.inf, *, open_low=False) -> float:
-    """``value`` as a float in [low, high) (or (low, high) with ``open_low``); ValueError naming ``name``."""
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
-    if ok:
-        number = float(value)
-        ok = (number > low if open_low else number >= low) and number < high
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{name} must be a number in {bracket}{low}, {high}), got {name}={_describe(value)}")
-    return number
+    """``value`` as a float in [low, high) (or (low, high) with ``open_low``), by kdcore's one error rule."""
+    return check_real(value, name, low, high, open_low=open_low, open_high=True)
 
 
 def _check_step_args(
@@ -360,9 +352,7 @@ class StepLR:
 
     def __init__(self, base_lr: float, step_size: int, gamma: float = 0.1) -> None:
         self.base_lr = _check_real(base_lr, "base_lr", 0.0)
-        if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) or step_size < 1:
-            raise ValueError(f"step_size must be a positive integer, got step_size={_describe(step_size)}")
-        self.step_size = int(step_size)
+        self.step_size = check_int(step_size, "step_size", 1)
         self.gamma = _check_real(gamma, "gamma", 0.0)
 
     def lr_at(self, t: int) -> float:
@@ -399,9 +389,7 @@ class CosineLR:
 
     def __init__(self, base_lr: float, total: int, min_lr: float = 0.0) -> None:
         self.base_lr = _check_real(base_lr, "base_lr", 0.0)
-        if isinstance(total, bool) or not isinstance(total, numbers.Integral) or total < 1:
-            raise ValueError(f"total must be a positive integer, got total={_describe(total)}")
-        self.total = int(total)
+        self.total = check_int(total, "total", 1)
         self.min_lr = _check_real(min_lr, "min_lr", 0.0)
 
     def lr_at(self, t: int) -> float:

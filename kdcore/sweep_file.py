@@ -1,25 +1,28 @@
 r"""The sweep file: one (T, α) sweep of :func:`kdcore.sweeps.run_sweep` as validated JSON.
 
-:func:`kdcore.sweeps.run_sweep` returns (and :func:`save_sweep` writes as JSON, :func:`load_sweep` reads and validates)
-one dict, format ``"kdcore-sweep"`` version 1:
+:func:`kdcore.sweeps.run_sweep` returns (and :func:`save_sweep` writes as JSON, :func:`load_sweep` reads
+and validates) one dict, format ``"kdcore-sweep"`` version 2:
 
 .. code-block:: text
 
     format              "kdcore-sweep"
-    format_version      1
+    format_version      2
     kdcore_version      the kdcore that wrote it, e.g. "0.1.0"
     dataset             the data set, e.g. "digits"
+    evaluation          {"folds": k, "images": n}: k = 1, the data set's test split of n images;
+                        k ≥ 2, k-fold cross-validation, each of the n images evaluated once per seed
     temperatures        [T_1, …, T_a]        distinct, positive, finite
     alphas              [α_1, …, α_b]        distinct, in [0, 1] (weight of the hard-label term)
     seeds               [s_1, …, s_c]        distinct integers ≥ 0 (student initialisation and shuffling)
-    accuracy            a × b × c nested list: test accuracy of the student distilled at
-                        (temperatures[i], alphas[j]) with seeds[k], each in [0, 1]
+    accuracy            a × b × c nested list: accuracy on the n evaluation images of the student
+                        distilled at (temperatures[i], alphas[j]) with seeds[k], each in [0, 1]
     baseline_accuracy   c values: the same student trained on the labels alone, per seed
     teacher             {"sizes": [...], "test_accuracy": float, "epochs": int or null}
     student             {"sizes": [...], "activation": str, "epochs": int, "batch_size": int, "lr": float}
 
-Unknown extra keys are allowed (for forward compatibility); a missing or malformed entry makes
-:func:`load_sweep` raise a ``ValueError`` that names the file and the entry.
+Version 1 files (kdcore 0.1: no ``evaluation``, always the test split) are still read; their
+``evaluation`` is ``None``. Unknown extra keys are allowed (for forward compatibility); a missing or
+malformed entry makes :func:`load_sweep` raise a ``ValueError`` that names the file and the entry.
 """
 
 from __future__ import annotations
@@ -34,16 +37,20 @@ from pathlib import Path
 
 from ._arrays import _describe
 
-__all__ = ["SWEEP_FORMAT", "SWEEP_FORMAT_VERSION", "load_sweep", "save_sweep"]
+__all__ = ["SWEEP_FORMAT", "SWEEP_FORMAT_VERSION", "load_sweep", "save_sweep", "write_json"]
 
 #: The ``format`` entry of a sweep record.
 SWEEP_FORMAT = "kdcore-sweep"
-#: Bumped when the record changes incompatibly; :func:`load_sweep` refuses other versions.
-SWEEP_FORMAT_VERSION = 1
+#: Bumped when the record changes incompatibly; :func:`load_sweep` reads this one and the ones before.
+SWEEP_FORMAT_VERSION = 2
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _validate_sweep(record: object, where: str) -> dict:
@@ -71,10 +78,21 @@ def _validate_sweep(record: object, where: str) -> dict:
         raise bad("the keys", f"{missing} are missing")
     if record["format"] != SWEEP_FORMAT:
         raise bad("'format'", f"must be {SWEEP_FORMAT!r}, got {_describe(record['format'])}")
-    if record["format_version"] != SWEEP_FORMAT_VERSION or isinstance(record["format_version"], bool):
+    version = record["format_version"]
+    if version not in (1, SWEEP_FORMAT_VERSION) or isinstance(version, bool):
         raise bad(
             "'format_version'",
-            f"must be {SWEEP_FORMAT_VERSION} (this kdcore reads no other), got {_describe(record['format_version'])}",
+            f"must be 1 or {SWEEP_FORMAT_VERSION} (this kdcore reads no other), got {_describe(version)}",
+        )
+    evaluation = record.get("evaluation")
+    if version == 1:
+        evaluation = None  # kdcore 0.1 always evaluated on the test split, and did not record its size
+    elif not (
+        isinstance(evaluation, Mapping) and all(_is_count(evaluation.get(key)) for key in ("folds", "images"))
+    ):
+        raise bad(
+            "'evaluation'",
+            f"must be an object with integers 'folds' ≥ 1 and 'images' ≥ 1, got {_describe(evaluation)}",
         )
     if not isinstance(record["dataset"], str):
         raise bad("'dataset'", f"must be a string, got {_describe(record['dataset'])}")
@@ -131,7 +149,7 @@ def _validate_sweep(record: object, where: str) -> dict:
                 f"'{name}'",
                 f"must be an object whose 'sizes' lists ≥ 2 positive integers, got {_describe(entry)}",
             )
-    return dict(record)
+    return {**record, "evaluation": None if evaluation is None else dict(evaluation)}
 
 
 def save_sweep(result: Mapping, path: str | os.PathLike) -> Path:
@@ -154,8 +172,15 @@ def save_sweep(result: Mapping, path: str | os.PathLike) -> Path:
     Keys are sorted and the layout fixed, so the same record gives the same bytes. The file is written
     under a temporary name and renamed into place: an interrupted save leaves the old file intact.
     """
+    return write_json(_validate_sweep(result, "the sweep to save"), path)
+
+
+def write_json(record: Mapping, path: str | os.PathLike) -> Path:
+    """Write ``record`` as JSON with sorted keys (the same record, the same bytes), atomically.
+
+    Also how :func:`kdcore.figures.write_all` stores the data behind its other figures.
+    """
     path = Path(path)
-    record = _validate_sweep(result, "the sweep to save")
     text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n"
     # A fresh name opened with "x" (not tempfile.mkstemp, whose files are private, mode 0600): the result
     # gets the permissions the user's umask gives any new file.
@@ -202,6 +227,3 @@ def load_sweep(path: str | os.PathLike) -> dict:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not a valid kdcore sweep: not JSON ({error})") from error
     return _validate_sweep(record, str(path))
-
-
-# --------------------------------------------------------------------------------- data-driven figures

@@ -9,7 +9,6 @@ a clean stop on Ctrl-C, and resuming from the last checkpoint.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as checkpoints
-from ._arrays import _describe, check_alpha, check_temperature
+from ._arrays import _describe, check_alpha, check_int, check_temperature
 from .mlp import MLP
 from .optim import SGD, Adam, CosineLR, StepLR
 
@@ -97,9 +96,7 @@ class History:
 
 
 def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer ≥ {low}, got {name}={_describe(value)}")
-    return int(value)
+    return check_int(value, name, low)
 
 
 def _check_data(model: MLP, x: object, labels: object, x_name: str, labels_name: str):

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .cross_entropy import cross_entropy, cross_entropy_grad
 from .distillation import distillation_loss, distillation_loss_grad, logit_mse, logit_mse_grad
 from .divergences import kl_divergence, kl_divergence_grad, soft_cross_entropy, soft_cross_entropy_grad

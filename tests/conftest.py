@@ -47,6 +47,15 @@ def teacher():
 
 
 @pytest.fixture(scope="session")
+def sure_teacher():
+    """A 64-32-10 teacher after 10 epochs: confident enough to have look-alikes below 1 % at T = 1."""
+    pytest.importorskip("sklearn")
+    from kdcore.sweeps import train_teacher
+
+    return train_teacher(hidden=(32,), epochs=10)
+
+
+@pytest.fixture(scope="session")
 def sweep(teacher):
     """A 2 × 2 × 2 (T, α, seed) sweep record, its axes deliberately unsorted."""
     from kdcore.sweeps import run_sweep

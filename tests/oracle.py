@@ -1067,3 +1067,562 @@ def relative_error(actual: object, expected: object, result_ndim: int = 0) -> np
         scale = np.max(scale, axis=axes, initial=0.0)
         error = np.where(difference == 0, 0.0, difference / scale)
     return error
+
+
+# --------------------------------------------------------------------------------------------------
+# The divergences of modern distillation: reverse KL, skew KL, generalised JSD, decoupled KD; and logit
+# standardisation. One row at the working precision, then float64 wrappers.
+#
+# Each loss L is a function of p and q; its logit derivatives follow from the partial derivatives
+# P_j = ∂L/∂p_j and Q_j = ∂L/∂q_j by the softmax chain rule, T ∂L/∂z_j = p_j (P_j − Σ_i p_i P_i) (and
+# likewise for v), and ∂L/∂T from those as in the module docstring (Derivatives). A constant added to
+# every P_j (or Q_j) changes nothing, so partials are written in "deviation" form — 0 where p = q — and
+# the weighted mean is centred on the class k with the largest probability:
+# P_j − Σ_i p_i P_i = (P_j − P_k) − Σ_{i≠k} p_i (P_i − P_k), in which p_k (perhaps 1 − 1e-166 rounded to 1
+# at every precision, point 3 of the module docstring) does not appear.
+# --------------------------------------------------------------------------------------------------
+
+
+def _chain_rule(tempered: _Tempered, partials: list, T: Mpf, alternatives: Sequence[list] = ()) -> list:
+    """T ∂L/∂x_j = w_j (P_j − Σ_i w_i P_i) for w = softmax(x/T), ``partials`` P (None where w_j = 0).
+
+    ``alternatives`` are other forms of the same partials (each P plus a constant, None where it does not
+    exist), small where P is near a constant ≠ 0 — e.g. −(1 − λ)·a/m where P = −(1 − λ)(a/m − 1) → (1 − λ).
+    P_j − P_k is taken from the form in which |P_j| + |P_k| is smallest: a form near a constant would round
+    that constant the same way at every precision (point 3 of the module docstring) and lose the difference.
+    """
+    k = tempered.top_index
+    forms = [partials, *alternatives]
+
+    def difference(j):
+        candidates = [
+            (abs(form[j]) + abs(form[k]), form[j] - form[k])
+            for form in forms
+            if form[j] is not None and form[k] is not None
+        ]
+        return min(candidates, key=lambda candidate: candidate[0])[1]
+
+    differences = [None if P is None else difference(j) for j, P in enumerate(partials)]
+    mean = mpmath.fsum(tempered.probs[i] * d for i, d in enumerate(differences) if i != k and d is not None)
+    return [mpmath.mpf(0) if d is None else tempered.probs[j] * (d - mean) for j, d in enumerate(differences)]
+
+
+def _psi(x: Mpf) -> Mpf:
+    """x/(1 + x) − log1p(x) = Σ_{n≥2} (−1)^{n+1} (n − 1)/n xⁿ, summed as a series for x < 1/2: the direct
+    form is the difference of two numbers ≈ x that equals −x²/2, which rounds to 0 at every precision below
+    2·log2(1/x) bits (x = 1e-152 occurs)."""
+    if x >= 0.5:
+        return x / (1 + x) - mpmath.log1p(x)
+    terms, n, power = [], 2, x * x
+    limit = mpmath.ldexp(abs(power), -mpmath.mp.prec - 8)
+    while abs(power) > limit or n == 2:
+        terms.append((-1) ** (n + 1) * (n - 1) * power / n)
+        n, power = n + 1, power * x
+    return mpmath.fsum(terms)
+
+
+def _derivative(
+    pair: _Pair,
+    student_partials: list,
+    teacher_partials: list,
+    wrt: str,
+    student_alternatives=(),
+    teacher_alternatives=(),
+) -> MpValue:
+    """∂L/∂z, ∂L/∂v or ∂L/∂T from the partials w.r.t. p and q (and their alternative forms)."""
+    T = pair.T
+    student_grad = lambda: _chain_rule(pair.student, student_partials, T, student_alternatives)  # noqa: E731
+    teacher_grad = lambda: _chain_rule(pair.teacher, teacher_partials, T, teacher_alternatives)  # noqa: E731
+    if wrt == "student":
+        return [g / T for g in student_grad()]
+    if wrt == "teacher":
+        return [g / T for g in teacher_grad()]
+    terms = []
+    for tempered, tempered_grad in ((pair.student, student_grad()), (pair.teacher, teacher_grad())):
+        terms += [g * s for g, s in zip(tempered_grad, tempered.scaled, strict=True) if s is not None]
+    return -mpmath.fsum(terms) / T
+
+
+def _nan_result(n_classes: int, wrt: str | None) -> MpValue:
+    return mpmath.nan if wrt in (None, "temperature") else _nans(n_classes)
+
+
+def mp_reverse_kl_divergence(student_logits: Sequence[Mpf], teacher_logits: Sequence[Mpf], T: Mpf = 1) -> Mpf:
+    r"""KL(student ‖ teacher) of one row: :math:`\sum_j p_j (\log p_j - \log q_j)`, the KL with the rows exchanged."""
+    return mp_kl_divergence(teacher_logits, student_logits, T)
+
+
+def mp_reverse_kl_divergence_grad(
+    student_logits: Sequence[Mpf], teacher_logits: Sequence[Mpf], T: Mpf = 1, wrt: str = "student"
+) -> MpValue:
+    """Its derivative: the KL's derivative w.r.t. the exchanged argument."""
+    _check_wrt(wrt)
+    swapped = {"student": "teacher", "teacher": "student", "temperature": "temperature"}[wrt]
+    return mp_kl_divergence_grad(teacher_logits, student_logits, T, swapped)
+
+
+def mp_reverse_kl_divergence_hessian(
+    student_logits: Sequence[Mpf], teacher_logits: Sequence[Mpf], T: Mpf = 1
+) -> list:
+    r"""∂²KL(p‖q)/∂z² = (diag p − p pᵀ + diag u − u pᵀ − p uᵀ)/T², u = p ⊙ (log p − log q − KL(p‖q))."""
+    u = [T * g for g in mp_reverse_kl_divergence_grad(student_logits, teacher_logits, T, "student")]
+    jacobian = _softmax_jacobian(_probs_and_complements(student_logits, teacher_logits, T), T)
+    student = _tempered(student_logits, T)
+    probs = _nans(len(u)) if student is None else student.probs
+    scale = 1 / (T * T)
+    return [
+        [
+            jacobian[i][j] + ((u[i] if i == j else 0) - u[i] * probs[j] - probs[i] * u[j]) * scale
+            for j in range(len(u))
+        ]
+        for i in range(len(u))
+    ]
+
+
+@dataclass(frozen=True)
+class _Mixture:
+    """Per class, for the mixture M = w·q + (1 − w)·p: log(q/M), log(p/M), q/M − 1 and p/M − 1.
+
+    Each is None where its numerator distribution is 0. Formed from the careful log-ratios r = log q − log p
+    of the pair: M/q = 1 + (1 − w)·expm1(−r) and M/p = 1 + w·expm1(r), so nothing near 1 is rounded.
+    """
+
+    log_q_over_m: list
+    log_p_over_m: list
+    q_over_m_minus_1: list
+    p_over_m_minus_1: list
+    q_over_m: list
+    p_over_m: list
+
+
+def _mixture(pair: _Pair, w: Mpf) -> _Mixture:
+    n_classes = len(pair.log_ratios)
+    log_q_m, log_p_m, q_m, p_m, q_over, p_over = ([None] * n_classes for _ in range(6))
+    in_both = set(pair.both)
+    for j in range(n_classes):
+        has_q, has_p = pair.teacher.log_probs[j] is not None, pair.student.log_probs[j] is not None
+        if j in in_both:
+            x = (1 - w) * mpmath.expm1(-pair.log_ratios[j])  # M/q − 1
+            y = w * mpmath.expm1(pair.log_ratios[j])  # M/p − 1
+            log_q_m[j], q_m[j], q_over[j] = -mpmath.log1p(x), -x / (1 + x), 1 / (1 + x)
+            log_p_m[j], p_m[j], p_over[j] = -mpmath.log1p(y), -y / (1 + y), 1 / (1 + y)
+        elif has_q:  # the student masks the class: M = w q
+            log_q_m[j] = -mpmath.log(w) if w > 0 else mpmath.inf
+            q_m[j] = 1 / w - 1 if w > 0 else mpmath.inf
+            q_over[j] = 1 / w if w > 0 else mpmath.inf
+        elif has_p:  # the teacher masks the class: M = (1 − w) p
+            log_p_m[j] = -mpmath.log(1 - w) if w < 1 else mpmath.inf
+            p_m[j] = 1 / (1 - w) - 1 if w < 1 else mpmath.inf
+            p_over[j] = 1 / (1 - w) if w < 1 else mpmath.inf
+    return _Mixture(log_q_m, log_p_m, q_m, p_m, q_over, p_over)
+
+
+def _weighted_log_sum(tempered: _Tempered, logs: list) -> Mpf:
+    """Σ_j w_j logs_j over classes with w_j > 0, as logs_k + Σ_{j≠k} w_j (logs_j − logs_k) (Σ w = 1)."""
+    k = tempered.top_index
+    rest = mpmath.fsum(
+        tempered.probs[j] * (x - logs[k]) for j, x in enumerate(logs) if j != k and x is not None
+    )
+    return logs[k] + rest
+
+
+def _mixture_kl(pair: _Pair, w: Mpf, anchor: str, wrt: str | None) -> MpValue:
+    """KL(q ‖ M) (anchor "teacher") or KL(p ‖ M) (anchor "student"), M = w q + (1 − w) p, or a derivative."""
+    mixture = _mixture(pair, w)
+    if anchor == "teacher":
+        tempered, logs = pair.teacher, mixture.log_q_over_m
+    else:
+        tempered, logs = pair.student, mixture.log_p_over_m
+    if wrt is None:
+        if any(x == mpmath.inf for x in logs if x is not None):
+            return mpmath.inf
+        return _weighted_log_sum(tempered, logs)
+    if any(x == mpmath.inf for x in logs if x is not None):
+        return _nan_result(len(logs), wrt)
+    q_m, p_m = mixture.q_over_m_minus_1, mixture.p_over_m_minus_1
+    n_classes = len(logs)
+    both = set(pair.both)
+    # x = (other's weight in M / own weight)·(other/own): small where the other distribution vanishes.
+    if anchor == "teacher":
+        own_weight, other_weight, own, other = w, 1 - w, pair.teacher, pair.student
+        sign = -1  # other/own = p/q = exp(−r)
+    else:
+        own_weight, other_weight, own, other = 1 - w, w, pair.student, pair.teacher
+        sign = 1  # q/p = exp(r)
+    x = [None] * n_classes
+    if own_weight > 0:
+        for j in range(n_classes):
+            if own.log_probs[j] is None:
+                continue
+            if j in both:
+                x[j] = other_weight / own_weight * mpmath.exp(sign * pair.log_ratios[j])
+            elif other.log_probs[j] is None:
+                x[j] = mpmath.mpf(0)
+    own_m = q_m if anchor == "teacher" else p_m  # own/M − 1
+    own_over = mixture.q_over_m if anchor == "teacher" else mixture.p_over_m  # own/M, formed directly
+    # ∂/∂own_j = log(own_j/M_j) − λ(own_j/M_j − 1) (+ const), λ = own_weight; alternative form ψ(x_j)
+    own_partials = [None if lg is None else lg - own_weight * own_m[j] for j, lg in enumerate(logs)]
+    own_alternative = [None if xj is None else _psi(xj) for xj in x]
+    # ∂/∂other_j = −(1 − λ)(own_j/M_j − 1) (+ const); alternatives −(1 − λ)·own_j/M_j and c·x_j/(1 + x_j)
+    other_partials, other_ratio, other_small = [], [], []
+    for j in range(n_classes):
+        if other.log_probs[j] is None:
+            other_partials.append(None), other_ratio.append(None), other_small.append(None)
+            continue
+        deviation = own_m[j] if own_m[j] is not None else mpmath.mpf(-1)
+        other_partials.append(-other_weight * deviation)
+        other_ratio.append(-other_weight * (own_over[j] if own_over[j] is not None else 0))
+        other_small.append(
+            None if x[j] is None or own_weight == 0 else other_weight / own_weight * x[j] / (1 + x[j])
+        )
+    if anchor == "teacher":
+        return _derivative(
+            pair, other_partials, own_partials, wrt, (other_ratio, other_small), (own_alternative,)
+        )
+    return _derivative(
+        pair, own_partials, other_partials, wrt, (own_alternative,), (other_ratio, other_small)
+    )
+
+
+def _combine(parts: list, wrt: str | None) -> MpValue:
+    """Σ weight·part over (weight, part) pairs, scalars or vectors; a part of weight 0 is absent."""
+    parts = [(weight, part) for weight, part in parts if weight != 0]
+    if not parts:
+        return mpmath.mpf(0) if wrt in (None, "temperature") else None
+    if isinstance(parts[0][1], list):
+        return [mpmath.fsum(weight * part[j] for weight, part in parts) for j in range(len(parts[0][1]))]
+    return mpmath.fsum(weight * part for weight, part in parts)
+
+
+def _mixture_loss(student_logits, teacher_logits, T, kind: str, weight: Mpf, wrt: str | None) -> MpValue:
+    pair = _pair(student_logits, teacher_logits, T)
+    n_classes = len(student_logits)
+    if pair is None:
+        return _nan_result(n_classes, wrt)
+    if kind == "skew_kl":  # KL(q ‖ α q + (1 − α) p)
+        parts = [(1, _mixture_kl(pair, weight, "teacher", wrt))]
+    elif kind == "skew_reverse_kl":  # KL(p ‖ α p + (1 − α) q): the teacher's weight in M is 1 − α
+        parts = [(1, _mixture_kl(pair, 1 - weight, "student", wrt))]
+    else:  # β KL(q ‖ M) + (1 − β) KL(p ‖ M), M = β q + (1 − β) p
+        parts = [(weight, None), (1 - weight, None)]
+        parts = [
+            (weight, _mixture_kl(pair, weight, "teacher", wrt) if weight != 0 else None),
+            (1 - weight, _mixture_kl(pair, weight, "student", wrt) if weight != 1 else None),
+        ]
+    result = _combine(parts, wrt)
+    if result is None:  # every part absent (β = 0 or 1 of a vector derivative): zeros
+        return [mpmath.mpf(0)] * n_classes
+    return result
+
+
+def mp_skew_kl_divergence(student_logits, teacher_logits, T: Mpf = 1, skew: Mpf = 0.1, wrt=None) -> MpValue:
+    r"""DistiLLM's skew KL of one row, :math:`\mathrm{KL}(q\,\|\,\alpha q + (1-\alpha) p)` (or ∂/∂ ``wrt``)."""
+    return _mixture_loss(student_logits, teacher_logits, T, "skew_kl", mpmath.mpf(skew), wrt)
+
+
+def mp_skew_reverse_kl_divergence(
+    student_logits, teacher_logits, T: Mpf = 1, skew: Mpf = 0.1, wrt=None
+) -> MpValue:
+    r"""DistiLLM's skew reverse KL of one row, :math:`\mathrm{KL}(p\,\|\,\alpha p + (1-\alpha) q)`."""
+    return _mixture_loss(student_logits, teacher_logits, T, "skew_reverse_kl", mpmath.mpf(skew), wrt)
+
+
+def mp_jensen_shannon_divergence(
+    student_logits, teacher_logits, T: Mpf = 1, beta: Mpf = 0.5, wrt=None
+) -> MpValue:
+    r"""GKD's generalised JSD of one row: :math:`\beta\,\mathrm{KL}(q\,\|\,M) + (1-\beta)\,\mathrm{KL}(p\,\|\,M)`,
+    :math:`M = \beta q + (1-\beta) p`."""
+    return _mixture_loss(student_logits, teacher_logits, T, "jsd", mpmath.mpf(beta), wrt)
+
+
+def _without_class(row: Sequence[Mpf], label: int) -> list:
+    return [mpmath.ninf if j == label else x for j, x in enumerate(row)]
+
+
+def mp_target_class_kl_divergence(
+    student_logits, teacher_logits, label: int, T: Mpf = 1, wrt=None
+) -> MpValue:
+    r"""DKD's TCKD of one row: the KL between the binary (target, rest) distributions, teacher ‖ student.
+
+    :math:`q_t \log(q_t/p_t) + \bar q \log(\bar q/\bar p)`, with :math:`\bar q = \sum_{j \ne t} q_j` summed
+    (not 1 − q_t) and :math:`\log(\bar q/\bar p) = \operatorname{log1p}((p_t - q_t)/\bar p)` near 1.
+    """
+    _check_label(label, len(student_logits))
+    pair = _pair(student_logits, teacher_logits, T)
+    n_classes = len(student_logits)
+    if pair is None:
+        return _nan_result(n_classes, wrt)
+    t = label
+    q_t, p_t = pair.teacher.probs[t], pair.student.probs[t]
+    q_rest = mpmath.fsum(q for j, q in enumerate(pair.teacher.probs) if j != t)
+    p_rest = mpmath.fsum(p for j, p in enumerate(pair.student.probs) if j != t)
+    difference_t = _prob_differences(pair)[t]  # p_t − q_t = q̄ − p̄
+    # log(q_t/p_t) and log(q̄/p̄); None where the teacher's side is 0 (no term), inf where only the student's is
+    if q_t == 0:
+        log_target = None
+    elif p_t == 0:
+        log_target = mpmath.inf
+    else:
+        log_target = pair.log_ratios[t] if t in pair.both else mpmath.log(q_t) - mpmath.log(p_t)
+    if q_rest == 0:
+        log_rest = None
+    elif p_rest == 0:
+        log_rest = mpmath.inf
+    elif abs(difference_t) <= p_rest / 2:
+        log_rest = mpmath.log1p(difference_t / p_rest)
+    else:
+        log_rest = mpmath.log(q_rest) - mpmath.log(p_rest)
+    if mpmath.inf in (log_target, log_rest):
+        return mpmath.inf if wrt is None else _nan_result(n_classes, wrt)
+    if wrt is None:
+        return mpmath.fsum(
+            [
+                q_t * log_target if log_target is not None else 0,
+                q_rest * log_rest if log_rest is not None else 0,
+            ]
+        )
+    # ∂/∂p_t = −q_t/p_t, ∂/∂p_j = −q̄/p̄ (j ≠ t); ∂/∂q_t = log(q_t/p_t) + 1, ∂/∂q_j = log(q̄/p̄) + 1 (deviation form)
+    ratio_t = mpmath.expm1(log_target) if log_target is not None else mpmath.mpf(-1)  # q_t/p_t − 1
+    ratio_rest = difference_t / p_rest  # q̄/p̄ − 1
+    student_partials = [
+        None if pair.student.log_probs[j] is None else -(ratio_t if j == t else ratio_rest)
+        for j in range(n_classes)
+    ]
+    teacher_partials = [
+        None if pair.teacher.log_probs[j] is None else (log_target if j == t else log_rest)
+        for j in range(n_classes)
+    ]
+    return _derivative(pair, student_partials, teacher_partials, wrt)
+
+
+def mp_non_target_class_kl_divergence(
+    student_logits, teacher_logits, label: int, T: Mpf = 1, wrt=None
+) -> MpValue:
+    r"""DKD's NCKD of one row: KL(teacher ‖ student) of the distributions over the non-target classes."""
+    _check_label(label, len(student_logits))
+    student_rest, teacher_rest = _without_class(student_logits, label), _without_class(teacher_logits, label)
+    if wrt is None:
+        return mp_kl_divergence(student_rest, teacher_rest, T)
+    return mp_kl_divergence_grad(student_rest, teacher_rest, T, wrt)
+
+
+def mp_decoupled_kd_loss(
+    student_logits, teacher_logits, label: int, T: Mpf = 4, alpha: Mpf = 1, beta: Mpf = 8, wrt=None
+) -> MpValue:
+    r"""DKD (Zhao et al. 2022) of one row: :math:`T^2(\alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD})`; a part of
+    weight 0 is absent. ∂/∂T includes the derivative of :math:`T^2`."""
+    alpha, beta = mpmath.mpf(alpha), mpmath.mpf(beta)
+    weighted = []
+    for weight, part in ((alpha, mp_target_class_kl_divergence), (beta, mp_non_target_class_kl_divergence)):
+        if weight != 0:
+            weighted.append(
+                (
+                    weight,
+                    part(student_logits, teacher_logits, label, T),
+                    part(student_logits, teacher_logits, label, T, wrt) if wrt else None,
+                )
+            )
+    if wrt is None:
+        return T * T * mpmath.fsum(weight * value for weight, value, _ in weighted)
+    if wrt == "temperature":
+        return mpmath.fsum(weight * (2 * T * value + T * T * grad) for weight, value, grad in weighted)
+    return [
+        T * T * mpmath.fsum(weight * grad[j] for weight, _, grad in weighted)
+        for j in range(len(student_logits))
+    ]
+
+
+def _standardized_parts(logits, base_temperature, ddof, eps):
+    """(u = x − x̄ on finite classes, s = standard deviation, n) of one row, or None without a finite class."""
+    if any(mpmath.isnan(x) or x == mpmath.inf for x in logits):
+        return None
+    finite = [x for x in logits if mpmath.isfinite(x)]
+    n = len(finite)
+    if n - ddof <= 0:
+        return None
+    mean = mpmath.fsum(finite) / n
+    centred = [x - mean if mpmath.isfinite(x) else None for x in logits]
+    s = mpmath.sqrt(mpmath.fsum((u for u in centred if u is not None), squared=True) / (n - ddof))
+    if s + eps == 0:
+        return None
+    return centred, s, n
+
+
+def mp_standardize_logits(logits, base_temperature: Mpf = 1, ddof: int = 0, eps: Mpf = 0) -> list:
+    r"""Sun et al.'s logit standardisation of one row: :math:`(x - \bar x)/(\tau(\sigma + \epsilon))` on finite
+    classes (masked ones stay ``-inf``), σ with ``ddof``; NaN when undefined (σ + ε = 0, NaN or +inf)."""
+    parts = _standardized_parts(logits, base_temperature, ddof, eps)
+    if parts is None:
+        return _nans(len(logits))
+    centred, s, _ = parts
+    scale = base_temperature * (s + eps)
+    return [mpmath.ninf if u is None else u / scale for u in centred]
+
+
+def mp_standardize_logits_vjp(
+    logits, cotangent, base_temperature: Mpf = 1, ddof: int = 0, eps: Mpf = 0
+) -> list:
+    r"""Jᵀc: :math:`\frac{1}{\tau(\sigma+\epsilon)}\bigl(c - \bar c - u\,\langle u, c\rangle/((n - \mathrm{ddof})\,\sigma(\sigma+\epsilon))\bigr)`."""
+    parts = _standardized_parts(logits, base_temperature, ddof, eps)
+    if parts is None:
+        return _nans(len(logits))
+    centred, s, n = parts
+    kept = [j for j, u in enumerate(centred) if u is not None]
+    mean_c = mpmath.fsum(cotangent[j] for j in kept) / n
+    inner = mpmath.fsum(centred[j] * cotangent[j] for j in kept)
+    factor = inner / ((n - ddof) * s * (s + eps))
+    scale = base_temperature * (s + eps)
+    result = [mpmath.mpf(0)] * len(logits)
+    for j in kept:
+        result[j] = (cotangent[j] - mean_c - centred[j] * factor) / scale
+    return result
+
+
+# float64 in, float64 out ----------------------------------------------------------------------------
+
+
+def reverse_kl_divergence(student_logits: object, teacher_logits: object, T: float = 1.0) -> np.ndarray:
+    """KL(student ‖ teacher) per sample, shape (...)."""
+    pair = _logit_pair(student_logits, teacher_logits)
+    return _per_sample(mp_reverse_kl_divergence, pair, (), T=_positive(T, "T"))
+
+
+def reverse_kl_divergence_grad(
+    student_logits: object, teacher_logits: object, T: float = 1.0, wrt: str = "student"
+) -> np.ndarray:
+    """∂KL(p‖q)/∂z or /∂v per sample, shape (..., N); ∂/∂T per sample, shape (...)."""
+    return _soft_grad(mp_reverse_kl_divergence_grad, student_logits, teacher_logits, T, wrt)
+
+
+def reverse_kl_divergence_hessian(
+    student_logits: object, teacher_logits: object, T: float = 1.0
+) -> np.ndarray:
+    """∂²KL(p‖q)/∂z² per sample, shape (..., N, N).
+
+    The N-vectors p, 1 − p and u = T·∂KL(p‖q)/∂z are converged with adaptive precision; the N² entries are
+    then J_ij (one exact product, rounded once, as in kl_divergence_hessian) plus (δ_ij u_i − u_i p_j − p_i u_j)/T²
+    in float64 from the correctly rounded vectors: a few ulp of the largest term, normwise. (N² entries at
+    full precision would take minutes for N = 1000; ``mp_reverse_kl_divergence_hessian`` is the exact form.)
+    """
+    pair = _logit_pair(student_logits, teacher_logits)
+    n_classes = pair[0].shape[-1]
+
+    def kernel(student_row, teacher_row, temperature):
+        u = [temperature * g for g in mp_reverse_kl_divergence_grad(student_row, teacher_row, temperature)]
+        complements = _probs_and_complements(student_row, teacher_row, temperature)
+        return [[p, c, u_i] for (p, c), u_i in zip(complements, u, strict=True)]
+
+    def finish(vectors, student_row, teacher_row, temperature):
+        scaled = [p / (temperature * temperature) for p, _, _ in vectors]
+        probs = np.array([to_float64(p) for p, _, _ in vectors])
+        u = np.array([to_float64(u_i) for _, _, u_i in vectors])
+        scale = to_float64(1 / (temperature * temperature))
+        with np.errstate(over="ignore", invalid="ignore"):
+            correction = (np.diag(u) - np.outer(u, probs) - np.outer(probs, u)) * scale
+        matrix = []
+        for i, (p_i, complement_i, _) in enumerate(vectors):
+            row = [_product_to_float64(-p_i, s_j) for s_j in scaled]
+            row[i] = _product_to_float64(scaled[i], complement_i)
+            matrix.append((np.array(row) + correction[i]).tolist())
+        return matrix
+
+    return _per_sample(kernel, pair, (n_classes, n_classes), T=_positive(T, "T"), finish=finish)
+
+
+def _unit_interval(value: object, name: str) -> float:
+    number = _finite(value, name)
+    if not 0 <= number <= 1:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    return number
+
+
+def _mixture_float64(mp_function, student_logits, teacher_logits, T, weight, weight_name, wrt):
+    if wrt is not None:
+        _check_wrt(wrt)
+    pair = _logit_pair(student_logits, teacher_logits)
+    weight = _unit_interval(weight, weight_name)
+    result_shape = pair[0].shape[-1:] if wrt in ("student", "teacher") else ()
+
+    def row_kernel(student_row, teacher_row, temperature):
+        return mp_function(student_row, teacher_row, temperature, mpmath.mpf(weight), wrt)
+
+    return _per_sample(row_kernel, pair, result_shape, T=_positive(T, "T"))
+
+
+def skew_kl_divergence(student_logits, teacher_logits, T=1.0, skew=0.1, wrt=None) -> np.ndarray:
+    """KL(q ‖ αq + (1 − α)p) per sample (or its derivative w.r.t. ``wrt``)."""
+    return _mixture_float64(mp_skew_kl_divergence, student_logits, teacher_logits, T, skew, "skew", wrt)
+
+
+def skew_reverse_kl_divergence(student_logits, teacher_logits, T=1.0, skew=0.1, wrt=None) -> np.ndarray:
+    """KL(p ‖ αp + (1 − α)q) per sample (or its derivative w.r.t. ``wrt``)."""
+    return _mixture_float64(
+        mp_skew_reverse_kl_divergence, student_logits, teacher_logits, T, skew, "skew", wrt
+    )
+
+
+def jensen_shannon_divergence(student_logits, teacher_logits, T=1.0, beta=0.5, wrt=None) -> np.ndarray:
+    """β KL(q ‖ M) + (1 − β) KL(p ‖ M), M = βq + (1 − β)p, per sample (or its derivative w.r.t. ``wrt``)."""
+    return _mixture_float64(
+        mp_jensen_shannon_divergence, student_logits, teacher_logits, T, beta, "beta", wrt
+    )
+
+
+def _dkd_float64(mp_function, student_logits, teacher_logits, labels, T, wrt, **weights):
+    if wrt is not None:
+        _check_wrt(wrt)
+    pair = _logit_pair(student_logits, teacher_logits)
+    labels = _labels(labels, pair[0].shape[:-1], pair[0].shape[-1])
+    weights = {name: _finite(value, name) for name, value in weights.items()}
+    result_shape = pair[0].shape[-1:] if wrt in ("student", "teacher") else ()
+
+    def row_kernel(student_row, teacher_row, label, temperature):
+        exact = {name: mpmath.mpf(value) for name, value in weights.items()}
+        return mp_function(student_row, teacher_row, label, temperature, wrt=wrt, **exact)
+
+    return _per_sample(row_kernel, pair, result_shape, labels=labels, T=_positive(T, "T"))
+
+
+def target_class_kl_divergence(student_logits, teacher_logits, labels, T=1.0, wrt=None) -> np.ndarray:
+    """DKD's TCKD per sample (no T²), or its derivative."""
+    return _dkd_float64(mp_target_class_kl_divergence, student_logits, teacher_logits, labels, T, wrt)
+
+
+def non_target_class_kl_divergence(student_logits, teacher_logits, labels, T=1.0, wrt=None) -> np.ndarray:
+    """DKD's NCKD per sample (no T²), or its derivative."""
+    return _dkd_float64(mp_non_target_class_kl_divergence, student_logits, teacher_logits, labels, T, wrt)
+
+
+def decoupled_kd_loss(
+    student_logits, teacher_logits, labels, T=4.0, alpha=1.0, beta=8.0, wrt=None
+) -> np.ndarray:
+    """T²(α TCKD + β NCKD) per sample, or its derivative."""
+    return _dkd_float64(
+        mp_decoupled_kd_loss, student_logits, teacher_logits, labels, T, wrt, alpha=alpha, beta=beta
+    )
+
+
+def standardize_logits(
+    logits: object, base_temperature: float = 1.0, ddof: int = 0, eps: float = 0.0
+) -> np.ndarray:
+    """(x − x̄)/(τ(σ + ε)) per row over finite classes, shape (..., N)."""
+    logits = _logits(logits, "logits")
+    tau, epsilon = _positive(base_temperature, "base_temperature"), _finite(eps, "eps")
+
+    def row_kernel(row):
+        return mp_standardize_logits(row, mpmath.mpf(tau), int(ddof), mpmath.mpf(epsilon))
+
+    return _per_sample(row_kernel, [logits], logits.shape[-1:])
+
+
+def standardize_logits_vjp(
+    logits: object, cotangent: object, base_temperature: float = 1.0, ddof: int = 0, eps: float = 0.0
+) -> np.ndarray:
+    """Jᵀc of :func:`standardize_logits` per row, shape (..., N)."""
+    logits, cotangent = _logit_pair(logits, cotangent)
+    tau, epsilon = _positive(base_temperature, "base_temperature"), _finite(eps, "eps")
+
+    def row_kernel(row, cotangent_row):
+        return mp_standardize_logits_vjp(row, cotangent_row, mpmath.mpf(tau), int(ddof), mpmath.mpf(epsilon))
+
+    return _per_sample(row_kernel, [logits, cotangent], logits.shape[-1:])

@@ -437,14 +437,20 @@ class TestNotFoundMessage:
 
 
 class TestLoadArguments:
-    @pytest.mark.parametrize("name", ["MNIST", "cifar10", "", None, 3])
-    def test_unknown_name(self, name):
-        with pytest.raises(ValueError, match=re.escape(f"name={name!r}")):
+    # kdcore's one error rule (kdcore/_arrays.py): a wrong value is a ValueError, a wrong type a TypeError.
+    @pytest.mark.parametrize(
+        ("name", "error"),
+        [("MNIST", ValueError), ("cifar10", ValueError), ("", ValueError), (None, TypeError), (3, TypeError)],
+    )
+    def test_unknown_name(self, name, error):
+        with pytest.raises(error, match=re.escape(f"name={name!r}")):
             load(name)
 
-    @pytest.mark.parametrize("split", ["val", "Train", "", None])
-    def test_unknown_split(self, split):
-        with pytest.raises(ValueError, match=re.escape(f"split={split!r}")):
+    @pytest.mark.parametrize(
+        ("split", "error"), [("val", ValueError), ("Train", ValueError), ("", ValueError), (None, TypeError)]
+    )
+    def test_unknown_split(self, split, error):
+        with pytest.raises(error, match=re.escape(f"split={split!r}")):
             load("synthetic", split)
 
     @pytest.mark.parametrize(("seed", "error"), [(-1, ValueError), (1.5, TypeError), (True, TypeError)])

@@ -404,9 +404,11 @@ class TestValidation:
         with pytest.raises(ValueError, match=r"same shape, got \(3,\) and \(4,\)"):
             kl_divergence(np.zeros(3), np.zeros(4))
 
-    @pytest.mark.parametrize("reduction", ["batchmean", "MEAN", None])
-    def test_unknown_reduction(self, reduction):
-        with pytest.raises(ValueError, match="reduction must be one of"):
+    @pytest.mark.parametrize(
+        ("reduction", "error"), [("batchmean", ValueError), ("MEAN", ValueError), (None, TypeError)]
+    )
+    def test_unknown_reduction(self, reduction, error):
+        with pytest.raises(error, match="reduction must be one of"):
             soft_cross_entropy(np.zeros(3), np.zeros(3), reduction=reduction)
 
     def test_unknown_wrt(self):

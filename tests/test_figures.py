@@ -45,6 +45,12 @@ class TestTemperatureSoftmax:
         orders = {tuple(np.argsort(h)) for h in heights}
         assert len(orders) == 1  # the ranking of the classes never changes
 
+    def test_both_panels_have_a_legend(self):
+        bars_ax, log_ax = figures.temperature_softmax().axes
+        expected = [f"$T = {T:g}$" for T in (1, 2, 5, 10, 20)]
+        assert [text.get_text() for text in bars_ax.get_legend().get_texts()] == expected
+        assert [text.get_text() for text in log_ax.get_legend().get_texts()] == [*expected, r"uniform $1/N$"]
+
     def test_class_names(self):
         names = list("abc")
         figure = figures.temperature_softmax([1.0, 0.0, -1.0], [1.0], class_names=names)
@@ -115,6 +121,21 @@ class TestGradientScale:
         np.testing.assert_allclose(hard.get_ydata(), np.linalg.norm(softmax(z) - np.eye(10)[y]), rtol=1e-14)
         assert slope(guide.get_xdata(), guide.get_ydata()) == pytest.approx(-2.0, abs=1e-12)
 
+    @pytest.mark.parametrize("draw", [figures.gradient_scale, figures.high_temperature_limit])
+    def test_names_the_logits(self, draw):
+        # The reader can redo every number: the logits are written on the figure.
+        note = draw().axes[0].get_title(loc="left").replace("−", "-")
+        student_line, teacher_line = note.splitlines()
+        assert (
+            student_line == "student logits z = (" + ", ".join(f"{x:g}" for x in EXAMPLE_STUDENT_LOGITS) + ")"
+        )
+        assert teacher_line.startswith(
+            "teacher logits v = (" + ", ".join(f"{x:g}" for x in EXAMPLE_TEACHER_LOGITS)
+        )
+        assert teacher_line.endswith("N = 10")
+        z = [float(x) for x in student_line.split("(")[1].rstrip(")").split(", ")]
+        np.testing.assert_array_equal(z, EXAMPLE_STUDENT_LOGITS)
+
     def test_without_t2_slope_minus_two_with_t2_a_constant(self):
         (ax,) = figures.gradient_scale().axes
         soft, soft_t2, limit = ax.get_lines()[:3]
@@ -146,6 +167,20 @@ class TestHighTemperatureLimit:
         plateau = math.sqrt(z.size) * abs(z.mean() - v.mean()) / np.linalg.norm(z - v)
         np.testing.assert_allclose(error[T >= 1e3], plateau, rtol=1e-3)
         assert plateau > 0.5
+
+    def test_the_uncentred_error_is_a_pure_shift(self):
+        # What the figure's note says: T²·∂KL/∂z − (z − v)/N tends to −(z̄ − v̄)/N along (1, …, 1), which
+        # softmax ignores — the error lies entirely in the direction that changes no prediction.
+        from kdcore import kl_divergence_grad
+
+        z, v = EXAMPLE_STUDENT_LOGITS, EXAMPLE_TEACHER_LOGITS
+        T = 1e5
+        error = T * T * kl_divergence_grad(z, v, T) - (z - v) / z.size
+        shift = -(z.mean() - v.mean()) / z.size
+        np.testing.assert_allclose(error, np.full(z.size, shift), rtol=1e-4)
+        np.testing.assert_allclose(softmax(z + shift), softmax(z), rtol=1e-14)  # no prediction changes
+        (note,) = figures.high_temperature_limit().axes[0].texts
+        assert "pure shift" in note.get_text() and "all-ones direction" in note.get_text()
 
     def test_guide_and_labels(self):
         lines = figures.high_temperature_limit().axes[0].get_lines()

@@ -111,7 +111,6 @@ class TestConstruction:
             ({"sizes": [3, 2], "max_norm": 0.0}, "max_norm=0.0"),
             ({"sizes": [3, 2], "max_norm": -1}, "max_norm=-1"),
             ({"sizes": [3, 2], "max_norm": float("inf")}, "max_norm=inf"),
-            ({"sizes": [3, 2], "max_norm": "3"}, "max_norm='3'"),
             ({"sizes": [3, 2], "activation": "sigmoid"}, "activation='sigmoid'"),
             ({"sizes": [3, 2], "seed": -1}, "seed=-1"),
             ({"sizes": [3, 2], "dtype": np.float16}, "dtype"),
@@ -122,6 +121,20 @@ class TestConstruction:
     def test_bad_arguments_are_named(self, kwargs, needle):
         with pytest.raises(ValueError) as error:
             MLP(**kwargs)
+        assert needle in str(error.value)
+
+    # kdcore's one error rule (kdcore/_arrays.py): a value of the wrong type is a TypeError.
+    @pytest.mark.parametrize(
+        ("kwargs", "needle"),
+        [
+            ({"max_norm": "3"}, "max_norm='3'"),
+            ({"dropout": "0.5"}, "dropout='0.5'"),
+            ({"seed": "a"}, "seed='a'"),
+        ],
+    )
+    def test_wrong_types_are_named(self, kwargs, needle):
+        with pytest.raises(TypeError) as error:
+            MLP([3, 2], **kwargs)
         assert needle in str(error.value)
 
     def test_numpy_integers_are_sizes(self):

@@ -28,7 +28,10 @@ class TestSweepFile:
         ("change", "message"),
         [
             (lambda r: r.update(format="something-else"), "'format'"),
-            (lambda r: r.update(format_version=2), "'format_version'"),
+            (lambda r: r.update(format_version=3), "'format_version'"),
+            (lambda r: r.pop("evaluation"), "'evaluation'"),
+            (lambda r: r.update(evaluation={"folds": 0, "images": 451}), "'evaluation'"),
+            (lambda r: r.update(evaluation={"folds": 1}), "'evaluation'"),
             (lambda r: r.pop("alphas"), "missing"),
             (lambda r: r.update(temperatures=[4.0, -1.0]), "'temperatures'"),
             (lambda r: r.update(temperatures=[4.0, 4.0]), "repeat"),
@@ -75,3 +78,12 @@ class TestSweepFile:
             sweep_file.load_sweep(sweep_file.save_sweep(record, tmp_path / "s.json"))["note"]
             == "made by hand"
         )
+
+    def test_a_version_1_file_is_still_read(self, sweep, tmp_path):
+        # kdcore 0.1 wrote no "evaluation" (it always used the test split, and did not record its size).
+        record = json.loads(json.dumps(sweep))
+        record["format_version"] = 1
+        del record["evaluation"]
+        path = tmp_path / "old.json"
+        path.write_text(json.dumps(record))
+        assert sweep_file.load_sweep(path)["evaluation"] is None

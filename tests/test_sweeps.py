@@ -12,7 +12,8 @@ from kdcore import figures, sweep_file, sweeps
 
 class TestRunSweep:
     def test_record(self, sweep):
-        assert sweep["format"] == sweep_file.SWEEP_FORMAT and sweep["format_version"] == 1
+        assert sweep["format"] == sweep_file.SWEEP_FORMAT and sweep["format_version"] == 2
+        assert sweep["evaluation"] == {"folds": 1, "images": 451}  # digits' test split
         assert (
             sweep["temperatures"] == [4.0, 1.0] and sweep["alphas"] == [0.5, 0.0] and sweep["seeds"] == [0, 1]
         )
@@ -31,12 +32,60 @@ class TestRunSweep:
         assert again["accuracy"][0][0][0] == sweep["accuracy"][0][0][1]
         assert again["baseline_accuracy"][0] == sweep["baseline_accuracy"][1]
 
+    def test_cross_validation_evaluates_every_image_once(self):
+        sweep = sweeps.run_sweep(
+            temperatures=[4.0], alphas=[0.5], seeds=[0], folds=3, teacher_hidden=(16,), teacher_epochs=2,
+            student_hidden=(4,), epochs=1,
+        )  # fmt: skip
+        assert sweep["evaluation"] == {"folds": 3, "images": 1797}
+        # Pooled over the folds, each accuracy is a whole number of the 1,797 images.
+        for value in [
+            sweep["accuracy"][0][0][0],
+            sweep["baseline_accuracy"][0],
+            sweep["teacher"]["test_accuracy"],
+        ]:
+            assert value * 1797 == pytest.approx(round(value * 1797), abs=1e-9)
+
+    def test_cross_validation_refuses_a_given_teacher(self, teacher):
+        with pytest.raises(ValueError, match="teacher per fold"):
+            sweeps.run_sweep(folds=2, teacher=teacher)
+
+    # kdcore's one error rule (kdcore/_arrays.py): a wrong value is a ValueError, a wrong type a TypeError.
+    @pytest.mark.parametrize(
+        ("folds", "error"), [(0, ValueError), (21, ValueError), (2.0, TypeError), (True, TypeError)]
+    )
+    def test_bad_folds(self, folds, error):
+        with pytest.raises(error, match="folds"):
+            sweeps.run_sweep(folds=folds)
+
+
+class TestStratifiedFolds:
+    def test_a_partition_with_the_class_mix(self, rng):
+        labels = rng.integers(0, 10, size=1797)
+        parts = sweeps.stratified_folds(labels, 4)
+        assert sorted(np.concatenate(parts).tolist()) == list(range(1797))  # every image exactly once
+        sizes = [len(part) for part in parts]
+        assert max(sizes) - min(sizes) <= 1
+        for label in range(10):
+            per_fold = [np.sum(labels[part] == label) for part in parts]
+            assert max(per_fold) - min(per_fold) <= 1
+
+    def test_fixed_by_the_seed(self):
+        labels = np.arange(100) % 3
+        first, second = sweeps.stratified_folds(labels, 5), sweeps.stratified_folds(labels, 5)
+        assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+        assert not all(
+            np.array_equal(a, b)
+            for a, b in zip(first, sweeps.stratified_folds(labels, 5, seed=1), strict=True)
+        )
+
 
 class TestRunCapacity:
     def test_record(self, capacity):
         assert capacity["widths"] == [2, 4]
         assert np.shape(capacity["labels_only"]) == np.shape(capacity["distilled"]) == (2, 2)
         assert capacity["n_params"] == [64 * 2 + 2 + 2 * 10 + 10, 64 * 4 + 4 + 4 * 10 + 10]
+        assert capacity["test_images"] == 451
 
     def test_bad_widths(self, teacher):
         with pytest.raises(ValueError, match="widths"):

@@ -55,13 +55,15 @@ REQUIRED_CODES = {
 
 def check(member: zoo.Member) -> Report:
     run = check_soft_loss if member.kind == "soft" else check_distillation_loss
-    return run(member.fn, framework=member.framework, grad_fn=member.grad_fn, name=member.name)
+    options = dict(member.options)
+    return run(member.fn, framework=member.framework, grad_fn=member.grad_fn, name=member.name, **options)
 
 
 def assert_verdict(member: zoo.Member, report: Report) -> None:
     assert set(report.codes) == member.expected, f"{member.name}: {member.why}\n{report}"
     assert report.ok == (not member.expected)
     assert len(report.codes) == len(set(report.codes)), "a code reported twice"
+    assert member.hint in str(report), f"{member.name}: the report should say {member.hint!r}\n{report}"
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -192,11 +194,44 @@ def jax_zoo():
     return {member.name: member for member in zoo.jax_members()}
 
 
+JAX_NAMES = ["jax_keyword_only_temperature", "jax_kl", "jax_missing_T2", "jax_hinton", "jax_stop_gradient"]
+
+
 @pytest.mark.frameworks
 class TestJaxZoo:
-    @pytest.mark.parametrize("name", ["jax_kl", "jax_missing_T2", "jax_hinton", "jax_stop_gradient"])
+    @pytest.mark.parametrize("name", JAX_NAMES)
     def test_verdict(self, jax_zoo, name):
         assert_verdict(jax_zoo[name], check(jax_zoo[name]))
+
+    def test_every_member_is_run(self, jax_zoo):
+        assert set(jax_zoo) == set(JAX_NAMES)
+
+
+@pytest.fixture(scope="module")
+def tensorflow_zoo():
+    pytest.importorskip("tensorflow")
+    return {member.name: member for member in zoo.tensorflow_members()}
+
+
+TENSORFLOW_NAMES = [
+    "tf_kl",
+    "tf_softmax_cross_entropy",
+    "tf_missing_T2",
+    "keras_kl_divergence_on_probs",
+    "tf_stop_gradient",
+    "tf_hinton",
+    "keras_distiller_class",
+]
+
+
+@pytest.mark.frameworks
+class TestTensorflowZoo:
+    @pytest.mark.parametrize("name", TENSORFLOW_NAMES)
+    def test_verdict(self, tensorflow_zoo, name):
+        assert_verdict(tensorflow_zoo[name], check(tensorflow_zoo[name]))
+
+    def test_every_member_is_run(self, tensorflow_zoo):
+        assert set(tensorflow_zoo) == set(TENSORFLOW_NAMES)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -269,7 +304,7 @@ class TestDiagnosis:
         fn, _ = exact_soft()
         report = check_soft_loss(fn, "numpy", grad_fn=lambda z, v, T: np.zeros(3))
         assert report.codes == ("exception",)
-        assert "grad_fn returned shape" in report.findings[0].evidence["cases"][0]["error"]
+        assert "grad_fn returned shape" in report.findings[0].evidence["errors"][0]["error"]
 
     def test_the_loss_may_not_modify_our_inputs(self):
         fn, grad = exact_soft()
@@ -301,11 +336,74 @@ class TestDiagnosis:
         )
 
 
+class TestHonestHints:
+    def test_off_by_one_over_B_is_not_missing_t2(self):
+        fn, grad = exact_soft(factor=lambda B, N: 1 / B)
+        report = check_soft_loss(fn, "numpy", grad_fn=grad)
+        assert report.codes == ("batch-mean-twice",)
+
+    def test_a_power_of_T_outside_the_catalogue_is_named(self):
+        fn, grad = exact_soft(T_power=1)
+        (finding,) = check_soft_loss(fn, "numpy", grad_fn=grad).findings
+        assert finding.code == "value-mismatch"
+        assert "got/expected = T^-1 on every case" in finding.message
+
+    def test_two_factors_at_once(self):
+        fn, grad = exact_soft(T_power=0, factor=lambda B, N: 0.5)
+        (finding,) = check_soft_loss(fn, "numpy", grad_fn=grad).findings
+        assert "got/expected = 0.5 × T^-2" in finding.message
+
+    def test_wrong_only_at_alpha_zero_is_called_out(self):
+        def fn(z, v, y, T, alpha):
+            return kdcore.distillation_loss(z, v, y, T, alpha or 0.2)
+
+        def grad(z, v, y, T, alpha):
+            return kdcore.distillation_loss_grad(z, v, y, T, alpha or 0.2)
+
+        (finding,) = check_distillation_loss(fn, "numpy", grad_fn=grad).findings
+        assert finding.code == "value-mismatch"
+        assert "it fails on every case with α = 0 (4 of 26)" in finding.message
+        assert "T < 1" not in finding.message  # rows 04 (T = 0.5) and 13 (T = 1.5) tell the two apart
+
+    def test_table_and_evidence_agree_on_expected(self):
+        fn, grad = exact_soft()
+        rng = np.random.default_rng(0)
+        noise = {}
+
+        def wrong(z, v, T):  # off by a random relative amount per case: no formula fits
+            key = (z.shape, z.dtype.name)
+            noise.setdefault(key, 1.0 + rng.uniform(0.01, 0.1))
+            return fn(z, v, T) * noise[key]
+
+        report = check_soft_loss(wrong, "numpy", grad_fn=grad)
+        (finding,) = report.findings
+        table = {case.id: case.expected for case in report.cases}
+        for row in finding.evidence["worst"]:
+            assert row["expected"] == table[row["case"]]
+
+    def test_shared_evidence_is_printed_once(self):
+        fn, grad = exact_soft(T_power=0, factor=lambda B, N: 1 / N)
+        report = check_soft_loss(fn, "numpy", grad_fn=grad)
+        assert report.findings[0].evidence == report.findings[1].evidence
+        assert str(report).count("fitted:") == 1
+
+    def test_identical_exceptions_are_folded(self):
+        def broken(z, v, T):
+            raise ValueError("shapes do not match")
+
+        report = check_soft_loss(broken, "numpy")
+        (finding,) = report.findings
+        assert finding.evidence["errors"][0]["cases"] == [case.id for case in report.cases]
+        text = str(report)
+        assert text.count("shapes do not match") == 2  # the finding's evidence and one folded table row
+        assert "and 25 more cases, the same" in text
+
+
 class TestValidation:
     def test_wrong_signature(self):
-        with pytest.raises(TypeError, match=r"fn\(student_logits, teacher_logits, T\)"):
+        with pytest.raises(TypeError, match=r"cannot tell which parameter of <lambda>\(z, v\) is T"):
             check_soft_loss(lambda z, v: 0.0, "numpy")
-        with pytest.raises(TypeError, match="alpha"):
+        with pytest.raises(TypeError, match=r"which parameter of <lambda>.* is labels"):
             check_distillation_loss(lambda z, v, T: 0.0, "numpy")
 
     def test_not_callable(self):
@@ -314,7 +412,7 @@ class TestValidation:
 
     def test_unknown_framework(self):
         with pytest.raises(ValueError, match="framework must be one of"):
-            check_soft_loss(lambda z, v, T: 0.0, "tensorflow")
+            check_soft_loss(lambda z, v, T: 0.0, "mxnet")
 
     def test_grad_fn_only_for_numpy(self):
         with pytest.raises(ValueError, match="grad_fn is only for framework='numpy'"):
@@ -389,6 +487,17 @@ class TestCatalogueDocs:
         headings = set(re.findall(r"^#+ `([a-zA-Z0-9-]+)`", text, flags=re.MULTILINE))
         assert set(CATALOGUE) <= headings
         assert REQUIRED_CODES <= set(CATALOGUE)
+
+    def test_quoted_accuracy_is_the_measured_one(self):
+        # docs/verify.md quotes the reference's measured worst error; docs/accuracy.md is where it is measured.
+        accuracy = (DOCS.parent / "accuracy.md").read_text(encoding="utf-8")
+        worst = float(
+            re.search(r"worst over everything: ([0-9.e+-]+) \(contract: 1e-12\)", accuracy).group(1)
+        )
+        text = DOCS.read_text(encoding="utf-8")
+        assert f"worst error measured ([accuracy.md](accuracy.md)) is {worst:.1e}" in text
+        assert "contract is 1e-12" in text
+        assert "about 1e-15" not in text
 
     def test_every_battery_row_is_documented(self):
         text = DOCS.read_text(encoding="utf-8")
@@ -523,7 +632,10 @@ class TestRunCheck:
             ("missing/file.py:fn", "file not found: missing/file.py"),
             ("{file}:nope", "function not found: .* has no attribute 'nope' \\(callables in it: .*kd_loss"),
             ("{file}:NOT_A_FUNCTION", "is not callable"),
-            ("{file}:two_arguments", r"must accept fn\(student_logits, teacher_logits, T\)"),
+            (
+                "{file}:two_arguments",
+                r"cannot tell which parameter of two_arguments\(student_logits, teacher_logits\) is T",
+            ),
         ],
     )
     def test_usage_errors_exit_2(self, losses_file, target, message):
@@ -545,7 +657,7 @@ class TestRunCheck:
         assert code == 2 and "No module named 'definitely_not_installed_xyz'" in output
 
     def test_unknown_framework_and_kind_exit_2(self, losses_file):
-        assert run(f"{losses_file}:kd_loss", framework="tensorflow")[0] == 2
+        assert run(f"{losses_file}:kd_loss", framework="mxnet")[0] == 2
         code, output = run(f"{losses_file}:kd_loss", kind="hard")
         assert code == 2 and "kind must be one of 'soft', 'distillation'" in output
 
@@ -589,4 +701,4 @@ class TestRunCheck:
         assert code == 1 and "[mean-over-classes]" in output
         assert run(f"{path}:hinton", framework="torch", kind="distillation")[0] == 0
         code, output = run(f"{path}:hinton", framework="torch", kind="soft")
-        assert code == 2 and "must accept fn(student_logits, teacher_logits, T)" in output
+        assert code == 2 and "parameter 'y' of hinton(s, t, y, T, alpha) gets no value" in output

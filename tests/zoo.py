@@ -1,7 +1,10 @@
 """A zoo of distillation losses as people write them — correct ones and buggy ones — for kdcore.verify.
 
 Each :class:`Member` is a loss, the framework it is written in, and the verdict kdcore.verify must reach:
-``expected == ()`` for a correct loss, otherwise the set of finding codes it must report. Losses outside
+``expected == ()`` for a correct loss, otherwise the set of finding codes it must report. Many are written
+as real code is — ``nn.Module`` classes with the temperature in the constructor, keyword arguments in any
+order, ``functools.partial``, bound methods — and are checked as they are, with no wrapper; ``options``
+holds what the user would pass on the command line (``--init``, ``--arg``, ``--alpha-on``). Losses outside
 the catalogue expect ``value-mismatch`` (or ``gradient-mismatch``): the catalogue explains, it never excuses.
 
 The PyTorch and JAX members are built by functions that import the framework, so this module imports
@@ -11,6 +14,7 @@ written the way the style it imitates is commonly written.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,13 +32,15 @@ class Member:
     expected: frozenset[str]  # empty: correct
     why: str
     grad_fn: Callable | None = None
+    options: tuple[tuple[str, object], ...] = ()  # keyword arguments of check_*: init, args, alpha_on...
+    hint: str = ""  # a phrase the report's text must contain (an honest hint)
 
     def __str__(self) -> str:  # pytest ids
         return self.name
 
 
-def _member(name, framework, kind, fn, expected=(), why="", grad_fn=None) -> Member:
-    return Member(name, framework, kind, fn, frozenset(expected), why, grad_fn)
+def _member(name, framework, kind, fn, expected=(), why="", grad_fn=None, hint="", **options) -> Member:
+    return Member(name, framework, kind, fn, frozenset(expected), why, grad_fn, tuple(options.items()), hint)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -245,7 +251,126 @@ def torch_members() -> list[Member]:
 
     add_distil("nll_on_probabilities", nll_on_probs, {"value-mismatch"}, "nll_loss of probabilities: −p_y")
 
-    return soft + distil
+    # --- real code as it is written: classes, keyword arguments, partials, bound methods -------------
+    real: list[Member] = []
+
+    def add_real(name, fn, kind="soft", expected=(), why="", hint="", **options):
+        real.append(_member(name, "torch", kind, fn, expected, why, hint=hint, **options))
+
+    class DistillKL(torch.nn.Module):
+        """RepDistiller's style: T in the constructor, forward(y_s, y_t), size_average-era sum / B."""
+
+        def __init__(self, T):
+            super().__init__()
+            self.T = T
+
+        def forward(self, y_s, y_t):
+            p_s = F.log_softmax(y_s / self.T, dim=1)
+            p_t = F.softmax(y_t / self.T, dim=1)
+            return F.kl_div(p_s, p_t, reduction="sum") * (self.T**2) / y_s.shape[0]
+
+    add_real("module_class_T_in_init", DistillKL, why="the class itself: one instance per temperature")
+    add_real("module_class_fixed_T", DistillKL, why="--init T=4: the battery runs at T = 4", init={"T": 4.0})
+    add_real("module_instance", DistillKL(T=3.0), why="an instance: T read from its attribute")
+
+    class KDLoss(torch.nn.Module):
+        """A trainer's combined loss: α on the *soft* term, as many codebases write it."""
+
+        def __init__(self, temperature=4.0, alpha=0.9, reduction="batchmean"):
+            super().__init__()
+            self.temperature, self.alpha = temperature, alpha
+            self.kl = torch.nn.KLDivLoss(reduction=reduction)
+
+        def forward(self, student_logits, teacher_logits, labels):
+            T = self.temperature
+            soft = self.kl(F.log_softmax(student_logits / T, -1), F.softmax(teacher_logits / T, -1)) * T * T
+            return self.alpha * soft + (1 - self.alpha) * F.cross_entropy(student_logits, labels)
+
+    add_real(
+        "kdloss_alpha_on_soft", KDLoss, "distillation", why="checked in its own convention", alpha_on="soft"
+    )
+    add_real(
+        "kdloss_default_convention",
+        KDLoss,
+        "distillation",
+        {"alpha-swapped"},
+        "α on the soft term, checked as hard",
+    )
+
+    def kd_keywords(student_logits, teacher_logits, labels, alpha=0.1, T=10.0):
+        soft = F.kl_div(
+            F.log_softmax(student_logits / T, 1), F.softmax(teacher_logits / T, 1), reduction="batchmean"
+        )
+        return alpha * F.cross_entropy(student_logits, labels) + (1 - alpha) * soft * T**2
+
+    add_real("keyword_args_alpha_before_T", kd_keywords, "distillation", why="bound by name, not by position")
+
+    def kd_any_order(*, temperature, logits, teacher_logits):
+        return kl_batchmean(logits, teacher_logits, temperature)
+
+    add_real("keyword_only_any_order", kd_any_order, why="keyword-only, temperature first")
+
+    def kd_reduction(y_s, y_t, tau, reduction):
+        return F.kl_div(F.log_softmax(y_s / tau, 1), F.softmax(y_t / tau, 1), reduction=reduction) * tau**2
+
+    add_real(
+        "extra_argument_with_arg",
+        kd_reduction,
+        why="--arg reduction=batchmean",
+        args={"reduction": "batchmean"},
+    )
+    add_real("partial", functools.partial(kd_reduction, reduction="batchmean"), why="functools.partial")
+    add_real("bound_method", _Trainer(F).distillation_loss, why="a trainer's bound method")
+
+    def divides_by_batch_twice(s, t, T):
+        return kl_batchmean(s, t, T) / s.shape[0]
+
+    add_real("batchmean_then_divided_by_B", divides_by_batch_twice, expected={"batch-mean-twice"})
+
+    def kldivloss_arguments_swapped(s, t, T):
+        criterion = torch.nn.KLDivLoss(reduction="batchmean")
+        return criterion(F.softmax(t / T, dim=1), F.log_softmax(s / T, dim=1)) * T * T
+
+    add_real(
+        "kldivloss_arguments_swapped",
+        kldivloss_arguments_swapped,
+        expected={"non-finite"},
+        hint="arguments exchanged",
+    )
+
+    def alpha_or_default(s, t, y, T, alpha):
+        alpha = alpha or 0.5  # α = 0 is falsy: "not given"
+        return alpha * F.cross_entropy(s, y) + (1 - alpha) * kl_batchmean(s, t, T)
+
+    add_real(
+        "alpha_zero_read_as_missing",
+        alpha_or_default,
+        "distillation",
+        {"value-mismatch"},
+        hint="fails on every case with α = 0",
+    )
+
+    return soft + distil + real
+
+
+class _Trainer:
+    """A trainer whose loss is a method using the trainer's settings."""
+
+    def __init__(self, functional):
+        self.F = functional
+
+    def distillation_loss(self, outputs, teacher_outputs, temperature):
+        F = self.F
+        log_p = F.log_softmax(outputs / temperature, dim=-1)
+        return (
+            F.kl_div(
+                log_p,
+                F.log_softmax(teacher_outputs / temperature, dim=-1),
+                reduction="batchmean",
+                log_target=True,
+            )
+            * temperature**2
+        )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -272,11 +397,88 @@ def jax_members() -> list[Member]:
     def stop_gradient(s, t, T):
         return kl(jax.lax.stop_gradient(s), t, T)
 
+    def optax_style(logits, teacher_logits, *, temperature=1.0):
+        # Names as in optax: `logits` are the student's; the temperature keyword-only.
+        return kl(logits, teacher_logits, temperature)
+
     return [
+        _member("jax_keyword_only_temperature", "jax", "soft", optax_style, why="optax-style names"),
         _member("jax_kl", "jax", "soft", kl, why="log_softmax in jax.nn"),
         _member("jax_missing_T2", "jax", "soft", no_t2, {"missing-T2-scaling"}),
         _member("jax_hinton", "jax", "distillation", hinton),
         _member("jax_stop_gradient", "jax", "soft", stop_gradient, {"gradient-mismatch"}),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------------
+# TensorFlow / Keras
+
+
+def tensorflow_members() -> list[Member]:
+    """TensorFlow and Keras losses. Imports tensorflow."""
+    import tensorflow as tf
+
+    def kl(s, t, T):
+        log_p, log_q = tf.nn.log_softmax(s / T, axis=-1), tf.nn.log_softmax(t / T, axis=-1)
+        return T**2 * tf.reduce_mean(tf.reduce_sum(tf.exp(log_q) * (log_q - log_p), axis=-1))
+
+    def soft_ce(student_logits, teacher_logits, temperature):
+        targets = tf.nn.softmax(teacher_logits / temperature)
+        per_sample = tf.nn.softmax_cross_entropy_with_logits(
+            labels=targets, logits=student_logits / temperature
+        )
+        return tf.reduce_mean(per_sample) * temperature**2
+
+    def no_t2(s, t, T):
+        return kl(s, t, T) / T**2
+
+    def keras_kl_divergence(y_s, y_t, T):
+        # Keras's KLDivergence takes probabilities and clips them to [1e-7, 1]: finite, but not KL.
+        return tf.keras.losses.KLDivergence()(tf.nn.softmax(y_t / T), tf.nn.softmax(y_s / T)) * T**2
+
+    def stop_gradient(s, t, T):
+        return kl(tf.stop_gradient(s), t, T)
+
+    def hinton(student_logits, teacher_logits, labels, T, alpha):
+        hard = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=student_logits)
+        return alpha * tf.reduce_mean(hard) + (1 - alpha) * kl(student_logits, teacher_logits, T)
+
+    class Distiller:
+        """A Keras-style distiller: α and the temperature set in the constructor, α on the student loss."""
+
+        def __init__(self, alpha=0.1, temperature=3.0):
+            self.alpha, self.temperature = alpha, temperature
+            self.student_loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        def __call__(self, y_true, y_pred, teacher_predictions):
+            T = self.temperature
+            student_loss = self.student_loss_fn(y_true, y_pred)
+            return self.alpha * student_loss + (1 - self.alpha) * kl(y_pred, teacher_predictions, T)
+
+    return [
+        _member("tf_kl", "tensorflow", "soft", kl, why="tf.nn.log_softmax"),
+        _member("tf_softmax_cross_entropy", "tensorflow", "soft", soft_ce, why="soft targets, keyword names"),
+        _member("tf_missing_T2", "tensorflow", "soft", no_t2, {"missing-T2-scaling"}),
+        _member(
+            "keras_kl_divergence_on_probs",
+            "tensorflow",
+            "soft",
+            keras_kl_divergence,
+            {"value-mismatch"},
+            "clips probabilities at 1e-7",
+        ),
+        _member("tf_stop_gradient", "tensorflow", "soft", stop_gradient, {"gradient-mismatch"}),
+        _member("tf_hinton", "tensorflow", "distillation", hinton, why="tf.nn sparse cross-entropy"),
+        # Keras losses compute in its floatx, float32: added to a float64 soft term, they raise.
+        _member(
+            "keras_distiller_class",
+            "tensorflow",
+            "distillation",
+            Distiller,
+            {"exception"},
+            "Keras tutorial style; float32 hard term",
+            hint="float tensor but is a double tensor",
+        ),
     ]
 
 
@@ -379,6 +581,38 @@ def _np_alpha_swapped(s, t, y, T, alpha):
     return _np_hinton(s, t, y, T, 1.0 - alpha)
 
 
+class _NpDistillKL:
+    """A class with the temperature in its constructor, called as loss(y_s, y_t)."""
+
+    def __init__(self, temperature):
+        self.temperature = temperature
+
+    def __call__(self, y_s, y_t):
+        return _np_kl(y_s, y_t, self.temperature)
+
+
+def _np_keywords(student_logits, teacher_logits, labels, alpha=0.1, T=10.0):
+    return _np_hinton(student_logits, teacher_logits, labels, T, alpha)
+
+
+def _np_keywords_grad(student_logits, teacher_logits, labels, alpha=0.1, T=10.0):
+    return _np_hinton_grad(student_logits, teacher_logits, labels, T, alpha)
+
+
+def _np_with_reduction(logits, target_logits, tau, reduction):
+    log_p, log_q = _log_softmax(logits / tau), _log_softmax(target_logits / tau)
+    per_sample = tau**2 * np.sum(np.exp(log_q) * (log_q - log_p), axis=-1)
+    return np.mean(per_sample) if reduction == "batchmean" else np.sum(per_sample)
+
+
+def _np_batch_mean_twice(s, t, T):
+    return _np_kl(s, t, T) / s.shape[0]
+
+
+def _np_alpha_or_default(s, t, y, T, alpha):
+    return _np_hinton(s, t, y, T, alpha or 0.5)
+
+
 def numpy_members() -> list[Member]:
     """The NumPy losses (run in plain ``make test``, no framework needed)."""
     import kdcore
@@ -431,5 +665,36 @@ def numpy_members() -> list[Member]:
         _member(
             "np_per_sample", "numpy", "soft", _np_per_sample, {"not-scalar"}, "no reduction over samples"
         ),
-        _member("np_squeezed", "numpy", "soft", _np_squeezed, {"exception"}, "fails on a batch of one"),
+        _member(
+            "np_squeezed",
+            "numpy",
+            "soft",
+            _np_squeezed,
+            {"exception"},
+            "fails on a batch of one",
+            hint="fails on every case with B = 1",
+        ),
+        # real code as it is written
+        _member("np_class_T_in_init", "numpy", "soft", _NpDistillKL, why="a class, T in the constructor"),
+        _member("np_instance", "numpy", "soft", _NpDistillKL(2.0), why="an instance, T read from it"),
+        _member(
+            "np_keyword_args",
+            "numpy",
+            "distillation",
+            _np_keywords,
+            grad_fn=_np_keywords_grad,
+            why="alpha=..., T=... after labels",
+        ),
+        _member("np_partial", "numpy", "soft", functools.partial(_np_with_reduction, reduction="batchmean")),
+        _member("np_extra_arg", "numpy", "soft", _np_with_reduction, args={"reduction": "batchmean"}),
+        _member("np_batch_mean_twice", "numpy", "soft", _np_batch_mean_twice, {"batch-mean-twice"}),
+        _member(
+            "np_alpha_zero_read_as_missing",
+            "numpy",
+            "distillation",
+            _np_alpha_or_default,
+            {"value-mismatch"},
+            grad_fn=lambda s, t, y, T, alpha: _np_hinton_grad(s, t, y, T, alpha or 0.5),
+            hint="fails on every case with α = 0",
+        ),
     ]

@@ -29,7 +29,7 @@ The first four are pure computation on a fixed pair of logit vectors (:data:`EXA
 :class:`~kdcore.mlp.MLP` models trained on scikit-learn's digits; the training is in :mod:`kdcore.sweeps`
 (:func:`train_teacher`, :func:`run_sweep`, :func:`run_capacity`) and the sweep's file format in
 :mod:`kdcore.sweep_file` (:func:`save_sweep`, :func:`load_sweep`). Those names are re-exported here too,
-where they lived before kdcore 0.2. :func:`write_all` draws them all, sharing one teacher.
+where they were first documented. :func:`write_all` draws them all, sharing one teacher.
 
 ======================================  ================================================================
 module                                  holds
@@ -53,8 +53,8 @@ from ..sweeps import run_capacity, run_sweep, train_teacher
 from .experiment import confusion_matrix, learning_curves, write_experiment_figures
 from .gallery import FIGURES, Budget, write_all
 from .gradients import gradient_norms, gradient_scale, high_temperature_errors, high_temperature_limit
-from .soft_targets import dark_knowledge
-from .student_accuracy import capacity_curve, temperature_sweep
+from .soft_targets import dark_knowledge, dark_knowledge_examples, soft_target_examples
+from .student_accuracy import capacity_curve, sweep_summary, temperature_sweep
 from .style import FORMATS, MARKERS, OKABE_ITO, STYLE, new_figure, save_figure, style, temperature_colour
 from .temperature import (
     EXAMPLE_STUDENT_LOGITS,
@@ -78,6 +78,7 @@ __all__ = [
     "capacity_curve",
     "confusion_matrix",
     "dark_knowledge",
+    "dark_knowledge_examples",
     "entropy",
     "entropy_vs_temperature",
     "gradient_norms",
@@ -91,7 +92,9 @@ __all__ = [
     "run_sweep",
     "save_figure",
     "save_sweep",
+    "soft_target_examples",
     "style",
+    "sweep_summary",
     "temperature_colour",
     "temperature_softmax",
     "temperature_sweep",

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._arrays import _describe
-from ..sweep_file import load_sweep, save_sweep
+from ..sweep_file import load_sweep, save_sweep, write_json
 from ..sweeps import _log, _resolve_teacher, run_capacity, run_sweep, train_teacher
 from .gradients import gradient_scale, high_temperature_limit
-from .soft_targets import dark_knowledge
+from .soft_targets import dark_knowledge, soft_target_examples
 from .student_accuracy import capacity_curve, temperature_sweep
 from .style import FORMATS, save_figure
 from .temperature import entropy_vs_temperature, temperature_softmax
@@ -47,7 +47,10 @@ class Budget:
     student_epochs : int
         Epochs of every student of the sweep and the capacity curve.
     sweep_temperatures, sweep_alphas, sweep_seeds
-        The grid of :func:`run_sweep` (used when no sweep file is given).
+        The grid of :func:`~kdcore.sweeps.run_sweep` (used when no sweep file is given).
+    sweep_folds : int
+        Its evaluation: 1, digits' test split (451 images); k ≥ 2, k-fold cross-validation on all 1,797
+        (k times the cost, and a teacher per fold).
     sweep_student_hidden : tuple of int
         Hidden widths of the sweep's student.
     capacity_widths, capacity_seeds
@@ -62,6 +65,7 @@ class Budget:
     sweep_temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
     sweep_alphas: tuple[float, ...] = (0.1, 0.5, 0.9)
     sweep_seeds: tuple[int, ...] = (0,)
+    sweep_folds: int = 1
     sweep_student_hidden: tuple[int, ...] = (16,)
     capacity_widths: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
     capacity_seeds: tuple[int, ...] = (0, 1)
@@ -103,7 +107,9 @@ def write_all(
     Returns
     -------
     list of pathlib.Path
-        The files written, in :data:`FIGURES` order, then the sweep JSON if one was computed here.
+        The figures, in :data:`FIGURES` order, then the data behind them: ``dark_knowledge.json``
+        (:func:`~kdcore.figures.soft_targets.soft_target_examples`), ``capacity_curve.json``
+        (:func:`~kdcore.sweeps.run_capacity`) and, if the sweep was run here, ``temperature_sweep.json``.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(map(repr, FORMATS))}, got fmt={_describe(fmt)}")
@@ -129,7 +135,11 @@ def write_all(
     else:
         teacher = train_teacher("digits", budget.teacher_hidden, budget.teacher_epochs, progress=False)
         dataset = "digits"
-    save("dark_knowledge", dark_knowledge(teacher, dataset=dataset))
+    # The data behind each data-driven figure is saved beside it as JSON: the gallery's captions are
+    # checked against these files (tests/test_figure_captions.py), and a figure can be redrawn from them.
+    examples = soft_target_examples(teacher, dataset=dataset)
+    data_files = [write_json(examples, out / "dark_knowledge.json")]
+    save("dark_knowledge", dark_knowledge(examples))
     # The sweep and the capacity curve are digits experiments (a minute's budget): a teacher for another
     # data set draws the dark-knowledge figure only.
     if dataset != "digits":
@@ -142,7 +152,11 @@ def write_all(
             budget.sweep_temperatures,
             budget.sweep_alphas,
             budget.sweep_seeds,
-            teacher=teacher,
+            folds=budget.sweep_folds,
+            # Cross-validation trains a teacher per fold: the shared one has seen the images it would test.
+            teacher=teacher if budget.sweep_folds == 1 else None,
+            teacher_hidden=budget.teacher_hidden,
+            teacher_epochs=budget.teacher_epochs,
             student_hidden=budget.sweep_student_hidden,
             epochs=budget.student_epochs,
             progress=progress,
@@ -160,7 +174,8 @@ def write_all(
         epochs=budget.student_epochs,
         progress=progress,
     )
+    data_files.append(write_json(capacity, out / "capacity_curve.json"))
     save("capacity_curve", capacity_curve(capacity))
     if sweep_path is not None:
-        written.append(sweep_path)
-    return written
+        data_files.append(sweep_path)
+    return written + data_files

@@ -16,7 +16,7 @@ from ..distillation import logit_mse_grad
 from ..divergences import kl_divergence_grad, soft_cross_entropy_grad
 from ..softmax import softmax
 from ..sweeps import _check_temperatures
-from .style import OKABE_ITO, _styled, new_figure
+from .style import OKABE_ITO, STYLE, _styled, new_figure
 from .temperature import EXAMPLE_STUDENT_LOGITS, EXAMPLE_TEACHER_LOGITS
 
 if TYPE_CHECKING:
@@ -117,6 +117,20 @@ def high_temperature_errors(
     return np.asarray(errors) / np.linalg.norm(limit)
 
 
+def _logits_note(student: np.ndarray, teacher: np.ndarray) -> str:
+    """Two lines naming the logits a figure was computed from: a reader can redo the numbers."""
+
+    def vector(values: np.ndarray) -> str:
+        return "(" + ", ".join(f"{value:g}" for value in values).replace("-", "−") + ")"
+
+    return f"student logits z = {vector(student)}\nteacher logits v = {vector(teacher)}, N = {student.size}"
+
+
+def _title(figure, ax, title: str, student: np.ndarray, teacher: np.ndarray) -> None:
+    figure.suptitle(title, x=0.01, ha="left", fontsize=STYLE["axes.titlesize"])
+    ax.set_title(_logits_note(student, teacher), loc="left", fontsize=7.5, color="#444444")
+
+
 @_styled
 def gradient_scale(
     student_logits: object = EXAMPLE_STUDENT_LOGITS,
@@ -153,9 +167,10 @@ def gradient_scale(
     temperatures = (
         np.logspace(np.log10(0.5), 3, 200) if temperatures is None else _check_temperatures(temperatures)
     )
-    norms = gradient_norms(student_logits, teacher_logits, temperatures)
+    student, teacher = as_logit_pair(student_logits, teacher_logits)
+    norms = gradient_norms(student, teacher, temperatures)
 
-    figure = new_figure(5.2, 3.4)
+    figure = new_figure(5.2, 3.8)
     ax = figure.subplots()
     ax.plot(
         temperatures,
@@ -197,8 +212,8 @@ def gradient_scale(
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(r"temperature $T$")
-    ax.set_ylabel("gradient norm w.r.t. the student logits")
-    ax.set_title(r"Why the soft loss is multiplied by $T^2$", loc="left")
+    ax.set_ylabel(r"gradient norm w.r.t. the student logits $z$")
+    _title(figure, ax, r"Why the soft loss is multiplied by $T^2$", student, teacher)
     ax.legend(loc="lower left")
     return figure
 
@@ -246,7 +261,7 @@ def high_temperature_limit(
     uncentred = high_temperature_errors(student, teacher, temperatures, centered=False)
     gap = float(student.mean() - teacher.mean())
 
-    figure = new_figure(5.6, 3.6)
+    figure = new_figure(5.6, 4.0)
     ax = figure.subplots()
     ax.plot(
         temperatures,
@@ -269,6 +284,19 @@ def high_temperature_limit(
         linestyle="--",
         label=rf"vs $(z-v)/N$: means differ by {abs(gap):.3g}",
     )
+    # Why it plateaus: the uncentred formula's error tends to the constant vector −(z̄ − v̄)/N · (1, …, 1),
+    # a pure shift of all logits' gradients, which softmax (and the student's predictions) ignore.
+    ax.annotate(
+        "error → $-(\\bar z - \\bar v)\\,\\mathbf{1}/N$: a pure shift along\n"
+        "the all-ones direction, which softmax ignores",
+        xy=(temperatures[-1], uncentred[-1]),
+        xytext=(-4, -6),
+        textcoords="offset points",
+        ha="right",
+        va="top",
+        fontsize=7.5,
+        color=OKABE_ITO["vermillion"],
+    )
     # Slope −1 guide, a factor 3 above the centred curve at its high end (so the two never overlap).
     guide_t = temperatures[temperatures >= 10.0]
     ax.plot(
@@ -283,6 +311,6 @@ def high_temperature_limit(
     ax.set_yscale("log")
     ax.set_xlabel(r"temperature $T$")
     ax.set_ylabel(r"relative error of $T^2\,\partial\mathrm{KL}/\partial z$")
-    ax.set_title("High-temperature limit: logit matching, with an $O(1/T)$ error", loc="left")
+    _title(figure, ax, "High-temperature limit: logit matching, with an $O(1/T)$ error", student, teacher)
     ax.legend(loc="lower left")
     return figure

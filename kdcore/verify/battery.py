@@ -1,11 +1,12 @@
 r"""The battery: the fixed, seeded inputs every checked loss runs on.
 
-Twelve rows (:data:`BATTERY`), each a regime, a shape, a temperature and a weight α, run in float32 and
+Thirteen rows (:data:`BATTERY`), each a regime, a shape, a temperature and a weight α, run in float32 and
 float64. ``docs/verify.md`` lists them with the reason each one is there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ class CaseSpec:
     why: str
 
 
-#: The battery, run in float32 and in float64 (24 cases). Inputs are seeded (``SEED`` and the row index),
+#: The battery, run in float32 and in float64 (26 cases). Inputs are seeded (``SEED`` and the row index),
 #: so every run and machine sees the same numbers; float32 cases round the float64 draws.
 BATTERY: tuple[CaseSpec, ...] = (
     CaseSpec("ordinary", 1, 2, 1.0, 0.5, "the smallest problem: one sample, two classes"),
@@ -60,6 +61,7 @@ BATTERY: tuple[CaseSpec, ...] = (
     CaseSpec("extreme", 2, 50, 0.5, 0.2, "logits up to ±1e4 at T = 0.5: exp(z/T) overflows"),
     CaseSpec("offset", 8, 20, 5.0, 0.7, "ordinary logits shifted by +1e4 (student) and −5e3 (teacher)"),
     CaseSpec("masked", 6, 12, 2.0, 0.4, "a third of the classes masked with logit −1e9 in both"),
+    CaseSpec("ordinary", 4, 3, 1.5, 0.0, "α = 0 again, at T > 1: a bug at α = 0 is told from one at T < 1"),
 )
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -107,20 +109,32 @@ def case_inputs(index: int, spec: CaseSpec, mask_value: float = MASK_LOGIT) -> t
     return student, teacher, labels, mask
 
 
+def _fixed(spec: CaseSpec, T: float | None, alpha: float | None) -> CaseSpec:
+    """``spec`` at the temperature and weight a loss has built in (None: the battery's own)."""
+    return dataclasses.replace(
+        spec, T=spec.T if T is None else T, alpha=spec.alpha if alpha is None else alpha
+    )
+
+
 @functools.cache
-def battery_cases() -> tuple[Case, ...]:
-    """The battery's cases, built once per process (adapters copy the arrays before any call)."""
+def battery_cases(T: float | None = None, alpha: float | None = None) -> tuple[Case, ...]:
+    """The battery's cases, built once per process (adapters copy the arrays before any call).
+
+    ``T`` and ``alpha`` replace every row's temperature and weight, for a loss that has them built in
+    (the inputs stay the same: they do not depend on either).
+    """
     cases = []
     for dtype in DTYPES:
-        for index, spec in enumerate(BATTERY):
+        for index, row in enumerate(BATTERY):
+            spec = _fixed(row, T, alpha)
             student, teacher, labels, mask = case_inputs(index, spec)
             cases.append(Case(index, spec, dtype, student.astype(dtype), teacher.astype(dtype), labels, mask))
     return tuple(cases)
 
 
 @functools.cache
-def infinite_mask_probe() -> Case:
+def infinite_mask_probe(T: float | None = None, alpha: float | None = None) -> Case:
     """An extra case, not part of the verdict: classes masked with −inf, as many codebases do."""
-    spec = CaseSpec("masked-inf", 2, 6, 2.0, 0.5, "classes masked with -inf in both")
+    spec = _fixed(CaseSpec("masked-inf", 2, 6, 2.0, 0.5, "classes masked with -inf in both"), T, alpha)
     student, teacher, labels, mask = case_inputs(len(BATTERY), spec, mask_value=-np.inf)
     return Case(len(BATTERY), spec, np.dtype(np.float64), student, teacher, labels, mask)

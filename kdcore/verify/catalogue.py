@@ -37,6 +37,11 @@ CATALOGUE: dict[str, Cause] = {
         "the loss sums over the samples instead of averaging them",
         "divide by the batch size (kl_div reduction='batchmean', cross_entropy reduction='mean')",
     ),
+    "batch-mean-twice": Cause(
+        "the loss divides by the batch size twice: it is the reference divided by B",
+        "average over the samples once: kl_div(..., reduction='batchmean') is already a mean over samples, "
+        "so do not divide it by the batch size again (nor take .mean() of a per-sample mean)",
+    ),
     "probabilities-as-log-probabilities": Cause(
         "the student's probabilities are used where its log-probabilities belong",
         "pass log_softmax(student_logits / T) as kl_div's input (not softmax), or use log p in −Σ q·log p",
@@ -53,17 +58,21 @@ CATALOGUE: dict[str, Cause] = {
     ),
     "non-finite": Cause(
         "the loss is not finite even on ordinary logits",
-        "look for a log of a negative number or of 0; the usual culprit is kl_div(log_softmax(z/T), "
-        "log_softmax(v/T)) without log_target=True, which takes the log of log-probabilities",
+        "look for a log of a negative number or of 0. Two spellings of kl_div do that: log-probabilities as "
+        "the target without log_target=True (kl_div(log_softmax(z/T), log_softmax(v/T))), and the arguments "
+        "exchanged (kl_div(softmax(v/T), log_softmax(z/T))). kl_div(input, target) wants the student's "
+        "log-probabilities as input and the teacher's probabilities (or, with log_target=True, "
+        "log-probabilities) as target",
     ),
     "temperature-on-hard-loss": Cause(
         "the hard-label cross-entropy is computed on the tempered logits z/T",
         "compute the hard term at T = 1: cross_entropy(student_logits, labels); T softens the teacher only",
     ),
     "alpha-swapped": Cause(
-        "the weights are exchanged: (1 − α) on the hard term and α on the soft term",
-        "the reference weighs the hard term by α and the soft term by (1 − α) (kdcore.distillation_loss); "
-        "swap them, or pass 1 − α",
+        "the weights are exchanged: α weighs the other term than the one the check expects",
+        "by default the check expects α on the hard term and (1 − α) on the soft term "
+        "(kdcore.distillation_loss); if your code's documented convention is α on the soft term, check it "
+        "with alpha_on='soft' (kdcore check --alpha-on soft); otherwise swap the weights",
     ),
     "gradient-mismatch": Cause(
         "the value is right but the gradient w.r.t. the student logits is not",

@@ -2,77 +2,75 @@ r"""The public checks: :func:`check_soft_loss` and :func:`check_distillation_los
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from .._arrays import check_alpha, check_choice, check_temperature
 from .adapters import Adapter, get_adapter
 from .battery import FINITE_DIFFERENCE_REGIMES, MASK_LOGIT, battery_cases, infinite_mask_probe
+from .binding import Binding, bind, function_name
 from .diagnosis import diagnose
 from .hypotheses import FD_DIRECTIONS
 from .reports import Finding, Report
 from .running import Outcome, Recorder, run_case
 
-__all__ = ["KINDS", "check_distillation_loss", "check_signature", "check_soft_loss", "function_name"]
+__all__ = ["ALPHA_ON", "KINDS", "check_distillation_loss", "check_soft_loss"]
 
 KINDS = ("soft", "distillation")
-
-
-def function_name(fn: Callable) -> str:
-    module = getattr(fn, "__module__", None)
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
-    return f"{module}:{name}" if module and module != "__main__" else name
-
-
-_SIGNATURES = {
-    "soft": ("student_logits", "teacher_logits", "T"),
-    "distillation": ("student_logits", "teacher_logits", "labels", "T", "alpha"),
-}
-
-
-def check_signature(fn: Callable, kind: str, role: str = "fn") -> None:
-    """Raise TypeError unless ``fn`` accepts the kind's arguments positionally."""
-    if not callable(fn):
-        raise TypeError(f"{role} must be callable, got {type(fn).__name__}")
-    expected = _SIGNATURES[kind]
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):  # some builtins and C functions have none: let the battery find out
-        return
-    try:
-        signature.bind(*expected)
-    except TypeError as error:
-        raise TypeError(
-            f"{role} must accept {role}({', '.join(expected)}) for a {kind} loss; "
-            f"{function_name(fn)} has signature {signature} ({error})"
-        ) from None
+ALPHA_ON = ("hard", "soft")  # which term α weighs; (1 − α) weighs the other
 
 
 def _check(
-    fn: Callable, kind: str, framework: str, grad_fn: Callable | None, t2_scaling: bool, name: str | None
+    fn: Any,
+    kind: str,
+    framework: str,
+    grad_fn: Callable | None,
+    t2_scaling: bool,
+    name: str | None,
+    *,
+    args: Mapping[str, Any] | None = None,
+    init: Mapping[str, Any] | None = None,
+    roles: Mapping[str, str] | None = None,
+    T: float | None = None,
+    alpha: float | None = None,
+    alpha_on: str = "hard",
 ) -> Report:
-    check_signature(fn, kind)
-    if grad_fn is not None:
-        if framework != "numpy":
-            raise ValueError(f"grad_fn is only for framework='numpy' ({framework} has autograd)")
-        check_signature(grad_fn, kind, role="grad_fn")
     if not isinstance(t2_scaling, bool):
         raise TypeError(f"t2_scaling must be True or False, got t2_scaling={t2_scaling!r}")
-    adapter = get_adapter(framework)
+    check_choice(alpha_on, "alpha_on", ALPHA_ON)
+    fixed = {}
+    if T is not None:
+        fixed["T"] = check_temperature(T)
+    if alpha is not None:
+        fixed["alpha"] = check_alpha(alpha)
+    if grad_fn is not None and framework != "numpy":
+        raise ValueError(f"grad_fn is only for framework='numpy' ({framework} has autograd)")
+    adapter = get_adapter(framework)  # first: an unknown framework is named before the loss is looked at
+    binding = bind(fn, kind, args=args, init=init, roles=roles, fixed=fixed)
+    grad_binding = None
+    if grad_fn is not None:
+        grad_binding = bind(grad_fn, kind, args=args, roles=roles, fixed=fixed, role_name="grad_fn")
+    fixed = binding.fixed
     recorder = Recorder()
-    cases = [case for case in battery_cases() if adapter.supports(case.dtype)]
-    outcomes = [run_case(fn, grad_fn, kind, adapter, case, recorder) for case in cases]
-    findings, convention, results = diagnose(kind, outcomes, t2_scaling)
-    notes = _notes(fn, grad_fn, kind, adapter, recorder, outcomes, len(cases) < len(battery_cases()))
+    everything = battery_cases(fixed.get("T"), fixed.get("alpha"))
+    cases = [case for case in everything if adapter.supports(case.dtype)]
+    binding.construct({(case.spec.T, case.spec.alpha) for case in cases})  # a failing constructor: usage
+    outcomes = [run_case(binding, grad_binding, kind, adapter, case, recorder) for case in cases]
+    findings, convention, results = diagnose(kind, outcomes, t2_scaling, alpha_on)
+    notes = _notes(binding, grad_binding, kind, adapter, recorder, outcomes, len(cases) < len(everything))
     weight = "T²·" if t2_scaling else ""
     soft = f"{weight}KL(teacher ‖ student) or {weight}soft cross-entropy, mean over samples (batchmean)"
-    reference = soft if kind == "soft" else f"α·CE(labels, z) at T = 1 + (1 − α)·[{soft}]"
+    if alpha_on == "hard":
+        reference = f"α·CE(labels, z) at T = 1 + (1 − α)·[{soft}]"
+    else:
+        reference = f"(1 − α)·CE(labels, z) at T = 1 + α·[{soft}]"
     return Report(
         kind=kind,
         framework=framework,
         function=name or function_name(fn),
         ok=not findings,
-        reference=reference,
+        reference=soft if kind == "soft" else reference,
         convention=convention,
         t2_scaling=t2_scaling,
         findings=tuple(findings),
@@ -82,16 +80,38 @@ def _check(
 
 
 def _notes(
-    fn: Callable,
-    grad_fn: Callable | None,
+    binding: Binding,
+    grad_binding: Binding | None,
     kind: str,
     adapter: Adapter,
     recorder: Recorder,
     outcomes: list[Outcome],
     skipped_float64: bool,
 ) -> list[Finding]:
-    notes = []
-    probe = run_case(fn, grad_fn, kind, adapter, infinite_mask_probe(), recorder)
+    notes = [Finding("called-as", binding.describe(), binding.evidence())]
+    if binding.fixed:
+        values = ", ".join(f"{role} = {value:g}" for role, value in binding.fixed.items())
+        blind = []
+        if binding.fixed.get("T") == 1.0:
+            blind.append("at T = 1 a missing or extra T² changes nothing, so it cannot be detected")
+        if binding.fixed.get("alpha") == 0.5:
+            blind.append("at α = 0.5 exchanged weights change nothing, so they cannot be detected")
+        notes.append(
+            Finding(
+                "fixed-parameters",
+                f"the loss has {values} built in, so the whole battery ran at that value instead of its own "
+                "range" + ("; " + "; ".join(blind) if blind else ""),
+            )
+        )
+    fixed = binding.fixed
+    probe = run_case(
+        binding,
+        grad_binding,
+        kind,
+        adapter,
+        infinite_mask_probe(fixed.get("T"), fixed.get("alpha")),
+        recorder,
+    )
     if probe.evaluation is not None and (not math.isfinite(probe.value) or not probe.gradient_finite()):
         notes.append(
             Finding(
@@ -124,7 +144,7 @@ def _notes(
                 "float64-skipped", f"{adapter.name} cannot compute in float64 here: float64 cases skipped"
             )
         )
-    if not adapter.has_autograd and grad_fn is None:
+    if not adapter.has_autograd and grad_binding is None:
         notes.append(
             Finding(
                 "finite-differences",
@@ -137,30 +157,47 @@ def _notes(
 
 
 def check_soft_loss(
-    fn: Callable,
+    fn: Any,
     framework: str = "torch",
     *,
     grad_fn: Callable | None = None,
     t2_scaling: bool = True,
     name: str | None = None,
+    args: Mapping[str, Any] | None = None,
+    init: Mapping[str, Any] | None = None,
+    roles: Mapping[str, str] | None = None,
+    T: float | None = None,
 ) -> Report:
-    r"""Check a soft distillation loss ``fn(student_logits, teacher_logits, T) -> scalar`` against kdcore.
+    r"""Check a soft distillation loss — student logits, teacher logits, temperature → scalar — against kdcore.
 
     Parameters
     ----------
-    fn : callable
-        The loss, in the framework's arrays: student and teacher logits of shape (B, N) (class axis last),
-        the temperature as a Python float. It must return one number.
-    framework : {"torch", "jax", "numpy"}, default "torch"
+    fn : callable or class
+        The loss as it is written: a function, ``functools.partial``, bound method, callable instance
+        (``nn.Module``) or a class (constructed with ``init``). Its arguments are matched by *name*
+        (``student_logits``/``logits``/``y_s``…, ``teacher_logits``/``y_t``…, ``T``/``temperature``/``tau``;
+        see :mod:`kdcore.verify.binding`), unrecognised names by position. Logits have shape (B, N), class
+        axis last, in the framework's arrays; the temperature is a Python float. It must return one number.
+    framework : {"torch", "jax", "tensorflow", "numpy"}, default "torch"
         What ``fn`` is written in. The framework is imported now; kdcore does not depend on it.
     grad_fn : callable, optional
-        NumPy only: ``grad_fn(student_logits, teacher_logits, T)``, the loss's gradient w.r.t. the student
-        logits, shape (B, N). Without it, the gradient is checked by finite differences (float64 cases of
-        moderate logits). PyTorch and JAX gradients come from their autograd.
+        NumPy only: the loss's gradient w.r.t. the student logits, shape (B, N), with the same parameters as
+        ``fn``. Without it, the gradient is checked by finite differences (float64 cases of moderate
+        logits). PyTorch, JAX and TensorFlow gradients come from their autograd.
     t2_scaling : bool, default True
         Expect the :math:`T^2` factor of Hinton et al.; ``False`` for code that applies it elsewhere.
     name : str, optional
         How the report names ``fn`` (default: its module and qualified name).
+    args : mapping, optional
+        Values for the loss's other parameters (``{"reduction": "batchmean"}``). Giving the temperature's
+        parameter here fixes it: the battery then runs at that temperature only.
+    init : mapping, optional
+        Constructor arguments when ``fn`` is a class. A temperature left out of ``init`` is varied: one
+        instance is built per temperature of the battery.
+    roles : mapping, optional
+        ``{role: parameter}`` for parameters whose names are not recognised, e.g. ``{"T": "w"}``.
+    T : float, optional
+        The temperature the loss has built in, when it is no parameter at all; the battery runs at it.
 
     Returns
     -------
@@ -171,8 +208,9 @@ def check_soft_loss(
 
     Raises
     ------
-    TypeError
-        If ``fn`` (or ``grad_fn``) does not accept three positional arguments.
+    kdcore.verify.binding.BindingError
+        (a TypeError) When ``fn`` cannot be called as a soft loss: a role no parameter takes, an ambiguous
+        name, a required parameter without a value, a constructor that fails, a call that returns no number.
     ValueError
         For an unknown framework, or ``grad_fn`` with a framework that has autograd.
     kdcore.adapters.FrameworkNotInstalledError
@@ -188,7 +226,7 @@ def check_soft_loss(
         \frac{T^2}{B}\sum_b \Bigl(-\sum_i q_{bi}\log p_{bi}\Bigr), \qquad
         \frac{\partial L}{\partial z_b} = \frac{T\,(p_b - q_b)}{B}.
 
-    The battery (:data:`BATTERY`) runs 12 inputs in float32 and float64; ``docs/verify.md`` lists them,
+    The battery (:data:`BATTERY`) runs 13 inputs in float32 and float64; ``docs/verify.md`` lists them,
     the tolerances and every finding's code.
 
     Examples
@@ -203,34 +241,53 @@ def check_soft_loss(
     ...     name="kdcore's own")
     >>> report.ok, report.convention
     (True, 'kl')
+
+    Keyword arguments are bound by name, whatever their order:
+
+    >>> def kd(teacher_logits, student_logits, *, temperature=4.0, reduction="batchmean"):
+    ...     return temperature**2 * kl_divergence(student_logits, teacher_logits, temperature)
+    >>> check_soft_loss(kd, "numpy").notes[0].message
+    'kd(student_logits=student_logits, teacher_logits=teacher_logits, temperature=T)'
     """
-    return _check(fn, "soft", framework, grad_fn, t2_scaling, name)
+    return _check(fn, "soft", framework, grad_fn, t2_scaling, name, args=args, init=init, roles=roles, T=T)
 
 
 def check_distillation_loss(
-    fn: Callable,
+    fn: Any,
     framework: str = "torch",
     *,
     grad_fn: Callable | None = None,
     t2_scaling: bool = True,
+    alpha_on: str = "hard",
     name: str | None = None,
+    args: Mapping[str, Any] | None = None,
+    init: Mapping[str, Any] | None = None,
+    roles: Mapping[str, str] | None = None,
+    T: float | None = None,
+    alpha: float | None = None,
 ) -> Report:
-    r"""Check a full distillation loss ``fn(student_logits, teacher_logits, labels, T, alpha)`` against kdcore.
+    r"""Check a full distillation loss — logits, labels, temperature, weight α → scalar — against kdcore.
 
     Parameters
     ----------
-    fn : callable
-        The loss: student and teacher logits of shape (B, N), integer labels of shape (B,) (int64), the
-        temperature and the hard-loss weight :math:`\alpha` as Python floats. It must return one number.
-    framework : {"torch", "jax", "numpy"}, default "torch"
+    fn : callable or class
+        The loss as it is written (see :func:`check_soft_loss`), with two more roles: integer labels of
+        shape (B,) (int64; ``labels``/``target``/``y``…) and the weight :math:`\alpha` as a Python float
+        (``alpha``/``lambda_``/``lam``). It must return one number.
+    framework : {"torch", "jax", "tensorflow", "numpy"}, default "torch"
         What ``fn`` is written in.
     grad_fn : callable, optional
-        NumPy only: ``grad_fn(student_logits, teacher_logits, labels, T, alpha)``, the gradient w.r.t. the
-        student logits.
+        NumPy only: the gradient w.r.t. the student logits, with the same parameters as ``fn``.
     t2_scaling : bool, default True
         Expect the soft term to be multiplied by :math:`T^2`.
-    name : str, optional
-        How the report names ``fn``.
+    alpha_on : {"hard", "soft"}, default "hard"
+        Which term α weighs (the other gets :math:`1 - \alpha`). kdcore, like ``distillation_loss``, puts α on
+        the hard-label term; many codebases put it on the soft term: say so here, and that convention is
+        checked instead of being reported as ``alpha-swapped``.
+    name, args, init, roles, T : optional
+        As :func:`check_soft_loss`.
+    alpha : float, optional
+        The weight the loss has built in, when it is no parameter at all; the battery runs at it.
 
     Returns
     -------
@@ -240,7 +297,7 @@ def check_distillation_loss(
 
     Raises
     ------
-    TypeError, ValueError, kdcore.adapters.FrameworkNotInstalledError
+    kdcore.verify.binding.BindingError, ValueError, kdcore.adapters.FrameworkNotInstalledError
         As :func:`check_soft_loss`.
 
     Notes
@@ -250,19 +307,25 @@ def check_distillation_loss(
         L = \frac1B \sum_b \Bigl[\alpha\,\mathrm{CE}(y_b, z_b) + (1 - \alpha)\,T^2\,L_\text{soft}(z_b, v_b, T)\Bigr],
         \qquad
         \frac{\partial L}{\partial z_b} = \frac{\alpha\,(\operatorname{softmax}(z_b) - e_{y_b})
-            + (1 - \alpha)\,T\,(p_b - q_b)}{B}.
+            + (1 - \alpha)\,T\,(p_b - q_b)}{B}
 
-    The battery uses :math:`\alpha` from 0 to 1 (each case has its own, see :data:`BATTERY`).
+    (with ``alpha_on="soft"``, :math:`\alpha` and :math:`1 - \alpha` exchanged). The battery uses
+    :math:`\alpha` from 0 to 1 (each case has its own, see :data:`BATTERY`).
 
     Examples
     --------
     >>> from kdcore import distillation_loss, distillation_loss_grad
     >>> from kdcore.verify import check_distillation_loss
-    >>> report = check_distillation_loss(
-    ...     lambda z, v, y, T, a: distillation_loss(z, v, y, T, 1 - a),  # α on the wrong term
-    ...     framework="numpy",
-    ...     grad_fn=lambda z, v, y, T, a: distillation_loss_grad(z, v, y, T, 1 - a))
-    >>> report.codes
+    >>> def soft_weighted(student_logits, teacher_logits, labels, T, alpha):  # α on the soft term
+    ...     return distillation_loss(student_logits, teacher_logits, labels, T, 1 - alpha)
+    >>> def soft_weighted_grad(student_logits, teacher_logits, labels, T, alpha):
+    ...     return distillation_loss_grad(student_logits, teacher_logits, labels, T, 1 - alpha)
+    >>> check_distillation_loss(soft_weighted, "numpy", grad_fn=soft_weighted_grad).codes
     ('alpha-swapped',)
+    >>> check_distillation_loss(soft_weighted, "numpy", grad_fn=soft_weighted_grad, alpha_on="soft").ok
+    True
     """
-    return _check(fn, "distillation", framework, grad_fn, t2_scaling, name)
+    return _check(
+        fn, "distillation", framework, grad_fn, t2_scaling, name,
+        args=args, init=init, roles=roles, T=T, alpha=alpha, alpha_on=alpha_on,
+    )  # fmt: skip

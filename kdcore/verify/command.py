@@ -2,21 +2,22 @@ r"""``kdcore check``: import a target, check it, print the report, return the ex
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
 import importlib.util
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from .adapters import FRAMEWORKS, FrameworkNotInstalledError, get_adapter
-from .checks import KINDS, check_distillation_loss, check_signature, check_soft_loss
+from .checks import KINDS, check_distillation_loss, check_soft_loss
 from .running import describe_exception
 
-__all__ = ["UsageError", "import_target", "run_check"]
+__all__ = ["UsageError", "import_target", "parse_assignments", "run_check"]
 
 
 class UsageError(Exception):
@@ -84,37 +85,69 @@ def import_target(target: str) -> tuple[Callable, str]:
     return value, target
 
 
+def parse_assignments(items: Sequence[str] | None, option: str) -> dict[str, Any]:
+    """``["T=4", "name='x'"]`` → ``{"T": 4, "name": "x"}``: Python literals where they parse, else strings."""
+    values: dict[str, Any] = {}
+    for item in items or ():
+        name, equals, text = item.partition("=")
+        if not equals or not name.strip().isidentifier():
+            raise UsageError(f"{option} takes NAME=VALUE, got {option} {item!r}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare word: a string, as the shell would give it
+        values[name.strip()] = value
+    return values
+
+
 def run_check(
-    target: str, framework: str, kind: str, as_json: bool = False, stream: IO[str] | None = None
+    target: str,
+    framework: str,
+    kind: str,
+    as_json: bool = False,
+    stream: IO[str] | None = None,
+    *,
+    args: Mapping[str, Any] | None = None,
+    init: Mapping[str, Any] | None = None,
+    roles: Mapping[str, str] | None = None,
+    t2_scaling: bool = True,
+    alpha_on: str = "hard",
+    T: float | None = None,
+    alpha: float | None = None,
 ) -> int:
     """Run ``kdcore check``: import ``target``, check it, print the report, and return the exit code.
 
     Parameters
     ----------
     target : str
-        ``package.module:function`` (importable from the current directory or the environment) or
-        ``path/to/file.py:function``; ``function`` may be dotted (``module:Class.method``).
-    framework : {"torch", "jax", "numpy"}
-        What the function is written in.
+        ``package.module:NAME`` (importable from the current directory or the environment) or
+        ``path/to/file.py:NAME``. ``NAME`` may be dotted, and may name a function, a ``functools.partial``,
+        a class (constructed with ``init``), an instance, or a method (``Class.forward``: the class is
+        constructed, then its ``forward`` called).
+    framework : {"torch", "jax", "tensorflow", "numpy"}
+        What the loss is written in.
     kind : {"soft", "distillation"}
-        ``soft``: ``fn(student_logits, teacher_logits, T)``; ``distillation``:
-        ``fn(student_logits, teacher_logits, labels, T, alpha)``.
+        ``soft``: student logits, teacher logits, temperature; ``distillation``: also labels and α.
     as_json : bool, default False
         Print :meth:`Report.to_json` instead of the readable report.
     stream : file-like, optional
         Where to write; default ``sys.stdout``. Usage errors are written there too, prefixed ``error:``.
+    args, init, roles, t2_scaling, alpha_on, T, alpha
+        As :func:`kdcore.verify.check_distillation_loss` (``--arg``, ``--init``, ``--bind``, ``--no-t2``,
+        ``--alpha-on``, ``--T``, ``--alpha``).
 
     Returns
     -------
     int
-        0 when the loss is correct, 1 when the report has findings, 2 on a usage error (module, file or
-        function not found, a wrong signature, an unknown or uninstalled framework, an unknown kind).
+        0 when the loss is correct, 1 when the report has findings, 2 on a usage error: module, file or
+        name not found, a target that cannot be called as a loss of this kind (an ambiguous or missing
+        argument, a failing constructor), an unknown or uninstalled framework, an unknown kind.
 
     Examples
     --------
     >>> from kdcore.verify import run_check
-    >>> run_check("kdcore.divergences:kl_divergence", framework="tensorflow", kind="soft")
-    error: framework must be one of 'torch', 'jax', 'numpy', got framework='tensorflow'
+    >>> run_check("kdcore.divergences:kl_divergence", framework="mxnet", kind="soft")
+    error: framework must be one of 'torch', 'jax', 'tensorflow', 'numpy', got framework='mxnet'
     2
     """
     stream = sys.stdout if stream is None else stream
@@ -130,12 +163,16 @@ def run_check(
         except FrameworkNotInstalledError as error:
             raise UsageError(str(error)) from None
         fn, name = import_target(target)
-        try:
-            check_signature(fn, kind)
-        except TypeError as error:
-            raise UsageError(str(error)) from None
+        options: dict[str, Any] = {"args": args, "init": init, "roles": roles, "T": T}
+        if kind == "distillation":
+            options.update(alpha=alpha, alpha_on=alpha_on)
+        elif alpha is not None or alpha_on != "hard":
+            raise UsageError("--alpha and --alpha-on are for --kind distillation (a soft loss has no α)")
         check = check_soft_loss if kind == "soft" else check_distillation_loss
-        report = check(fn, framework=framework, name=name)
+        try:
+            report = check(fn, framework=framework, name=name, t2_scaling=t2_scaling, **options)
+        except (TypeError, ValueError) as error:  # the loss's own errors are caught per case, inside
+            raise UsageError(str(error)) from None
     except UsageError as error:
         if as_json:
             print(json.dumps({"schema": "kdcore-check-error", "error": str(error)}), file=stream)

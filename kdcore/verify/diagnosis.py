@@ -7,13 +7,14 @@ By fitting, not by pattern-matching source code: the report names the hypothesis
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .battery import LARGE_LOGIT_REGIMES
 from .catalogue import message
-from .hypotheses import Hypothesis, all_hypotheses
+from .hypotheses import VALUE_ULPS, Hypothesis, all_hypotheses, eps
 from .reports import CaseResult, Finding
 from .running import Outcome
 
@@ -38,15 +39,13 @@ def _case_brief(outcome: Outcome, **extra: Any) -> dict[str, Any]:
 
 
 _SCALING_CODES = frozenset(
-    {"missing-T2-scaling", "unexpected-T2-scaling", "mean-over-classes", "sum-over-batch"}
+    {"missing-T2-scaling", "unexpected-T2-scaling", "mean-over-classes", "sum-over-batch", "batch-mean-twice"}
 )
 
 
-def _ratio_evidence(
-    outcomes: list[Outcome], reference: Hypothesis, fitted: Hypothesis, t2_scaling: bool
-) -> dict[str, Any]:
+def _ratio_evidence(outcomes: list[Outcome], reference: Hypothesis, fitted: Hypothesis) -> dict[str, Any]:
     """For a soft loss off by a constant factor per case: got/expected next to what the fitted formula predicts."""
-    if outcomes[0].prediction.kind != "soft" or not set(fitted.codes(t2_scaling)) <= _SCALING_CODES:
+    if outcomes[0].prediction.kind != "soft":
         return {}
     rows = {}
     for o in outcomes:
@@ -58,12 +57,90 @@ def _ratio_evidence(
     return {"ratios": list(rows.values())[:5]} if rows else {}
 
 
+# Properties a set of failing cases may share, and what each usually means. A failure confined to one of
+# them is called out: "wrong only at α = 0" says more than "wrong on 4 of 26 cases".
+_PROPERTIES: tuple[tuple[str, Callable[[Outcome], bool], str], ...] = (
+    ("α = 0", lambda o: o.prediction.kind == "distillation" and o.case.spec.alpha == 0.0,
+     "there the hard term has weight 0: a weight of 0 read as 'not given' (alpha or default), or a term "
+     "dropped or kept when its weight is 0"),
+    ("α = 1", lambda o: o.prediction.kind == "distillation" and o.case.spec.alpha == 1.0,
+     "there the soft term has weight 0: a weight of 0 read as 'not given', or a term dropped or kept when "
+     "its weight is 0"),
+    ("B = 1", lambda o: o.case.spec.batch_size == 1,
+     "a batch of one sample: squeeze(), or a reduction that treats a single sample differently"),
+    ("teacher = student", lambda o: o.case.spec.regime == "equal",
+     "the KL is exactly 0 there: a division by the loss, or a log of 0"),
+    ("T < 1", lambda o: o.case.spec.T < 1.0,
+     "a temperature below 1: a clamp of T, or T used as 1/T"),
+    ("T = 1", lambda o: o.case.spec.T == 1.0,
+     "at T = 1: a special case for T = 1 (T == 1 tested, or T read as an integer)"),
+    ("masked classes", lambda o: o.case.spec.regime == "masked",
+     "masked classes (logit −1e9): the masked terms are not zeroed"),
+)  # fmt: skip
+
+
+def pattern_hints(failing: list[Outcome], population: list[Outcome]) -> list[str]:
+    """The properties every failing case has and some passing case lacks, with what they suggest."""
+    if not failing or len(failing) == len(population):
+        return []
+    shared = []
+    for label, has, why in _PROPERTIES:
+        having = [o for o in population if has(o)]
+        if all(has(o) for o in failing) and len(having) < len(population):
+            shared.append((label, len(having), why))
+    if not shared:
+        return []
+    # Properties the failing cases have *exactly* (no passing case shares them) say the most: keep those.
+    exact = [item for item in shared if item[1] == len(failing)]
+    shared = exact or shared
+    labels = " and ".join(label for label, _, _ in shared)
+    scope = "on every case with" if exact else "only on cases with"
+    return [f"it fails {scope} {labels} ({len(failing)} of {len(population)}): {shared[0][2]}"]
+
+
+def _power_law(finite: list[Outcome], reference: Hypothesis) -> str | None:
+    """'got/expected = B^-1' when the value is the reference times a power of B, N and T on every case."""
+    rows, logs = [], []
+    for o in finite:
+        expected, scale = o.prediction.value(reference)
+        allowance = VALUE_ULPS[o.case.dtype] * eps(o.case.dtype) * (abs(expected) + scale)
+        if allowance > 1e-4 * abs(expected):  # too close to 0 to measure a ratio (teacher ≈ student)
+            continue
+        ratio = o.value / expected
+        if not ratio > 0:
+            return None
+        spec = o.case.spec
+        rows.append([1.0, math.log(spec.batch_size), math.log(spec.n_classes), math.log(spec.T)])
+        logs.append(math.log(ratio))
+    if len(rows) < 6:
+        return None
+    solution = np.linalg.lstsq(np.array(rows), np.array(logs), rcond=None)[0]
+    exponents = np.round(solution[1:] * 2) / 2  # integer or half-integer powers only
+    design = np.array(rows)
+    constant = float(np.exp(np.mean(np.array(logs) - design[:, 1:] @ exponents)))
+    predicted = np.log(constant) + design[:, 1:] @ exponents
+    if np.max(np.abs(predicted - np.array(logs))) > 1e-3:
+        return None
+    factors = [f"{name}^{power:g}" for name, power in zip(("B", "N", "T"), exponents, strict=True) if power]
+    if math.isclose(constant, 1.0, rel_tol=1e-3):
+        constant_text = ""
+    else:
+        constant_text = f"{constant:.4g}" + (" × " if factors else "")
+    if not factors and not constant_text:
+        return None
+    return f"got/expected = {constant_text}{' · '.join(factors)} on every case where it can be measured"
+
+
 def diagnose(
-    kind: str, outcomes: list[Outcome], t2_scaling: bool
+    kind: str, outcomes: list[Outcome], t2_scaling: bool, alpha_on: str = "hard"
 ) -> tuple[list[Finding], str | None, dict[str, CaseResult]]:
+    """The findings, the soft-term convention found, and one :class:`CaseResult` per case."""
     findings: list[Finding] = []
     candidates = all_hypotheses(kind)
-    references = [h for h in candidates if not h.codes(t2_scaling) and h.t2 == t2_scaling]
+    references = [h for h in candidates if not h.codes(t2_scaling, alpha_on)]
+
+    def codes(h: Hypothesis) -> tuple[str, ...]:
+        return h.codes(t2_scaling, alpha_on)
 
     def reference_for(convention: str) -> Hypothesis:
         return next(h for h in references if h.convention == convention)
@@ -71,11 +148,18 @@ def diagnose(
     # 1. Cases that produced nothing to compare.
     raised = [o for o in outcomes if o.error is not None]
     if raised:
+        by_error: dict[str, list[str]] = {}
+        for o in raised:
+            by_error.setdefault(o.error or "", []).append(o.case.id)
+        hints = pattern_hints(raised, outcomes)
         findings.append(
             Finding(
                 "exception",
-                message("exception", f" ({len(raised)} of {len(outcomes)} cases)"),
-                {"cases": [_case_brief(o, error=o.error) for o in raised[:5]]},
+                message(
+                    "exception",
+                    f" ({len(raised)} of {len(outcomes)} cases" + "".join(f"; {h}" for h in hints) + ")",
+                ),
+                {"errors": [{"error": error, "cases": ids} for error, ids in by_error.items()][:5]},
             )
         )
     not_scalar = [o for o in outcomes if o.not_scalar is not None]
@@ -105,10 +189,14 @@ def diagnose(
             )
             for o in non_finite[:5]
         ]
+        hints = [] if large_only else pattern_hints(non_finite, evaluated)
         findings.append(
             Finding(
                 code,
-                message(code, f" ({len(non_finite)} of {len(evaluated)} cases)"),
+                message(
+                    code,
+                    f" ({len(non_finite)} of {len(evaluated)} cases" + "".join(f"; {h}" for h in hints) + ")",
+                ),
                 {"cases": briefs},
             )
         )
@@ -126,47 +214,44 @@ def diagnose(
             gradient_fits = all(
                 not (o.has_gradient and o.gradient_finite()) or o.grad_error(h) <= 1.0 for o in finite
             )
-            return (len(h.codes(t2_scaling)), not gradient_fits, worst)
+            return (len(codes(h)), not gradient_fits, worst)
 
         matching.sort(key=rank)
         chosen = matching[0][0]
         convention = chosen.convention if chosen.soft_form == "reference" else None
-        codes = chosen.codes(t2_scaling)
-        if codes:
-            reference = reference_for(chosen.convention)
+        reference = reference_for(chosen.convention)
+        found = codes(chosen)
+        if found:
             reference_fits = sum(o.prediction.value_error(reference, o.value) <= 1.0 for o in finite)
-            alternatives = [h.describe(kind) for h, _ in matching[1:4] if h.codes(t2_scaling) != codes]
-            for code in codes:
-                evidence = {
-                    "fitted": chosen.describe(kind),
-                    "expected": reference.describe(kind),
-                    "fit": f"the fitted formula matches all {len(finite)} finite cases (worst at "
-                    f"{matching[0][1]:.2g} of the tolerance); the expected one matches {reference_fits}",
-                    **(
-                        _ratio_evidence(finite, reference, chosen, t2_scaling)
-                        if code in _SCALING_CODES
-                        else {}
-                    ),
-                }
-                if alternatives:
-                    evidence["also_consistent_with"] = alternatives
-                findings.append(Finding(code, message(code), evidence))
-    elif finite:
-        findings.append(_value_mismatch(kind, finite, fits, references, t2_scaling))
+            alternatives = [h.describe(kind) for h, _ in matching[1:4] if codes(h) != found]
+            # One block of evidence for the fitted formula, shared by its codes (the report prints it once).
+            evidence = {
+                "fitted": chosen.describe(kind),
+                "expected": reference.describe(kind),
+                "fit": f"the fitted formula matches all {len(finite)} finite cases (worst at "
+                f"{matching[0][1]:.2g} of the tolerance); the expected one matches {reference_fits}",
+                **(_ratio_evidence(finite, reference, chosen) if set(found) <= _SCALING_CODES else {}),
+            }
+            if alternatives:
+                evidence["also_consistent_with"] = alternatives
+            findings += [Finding(code, message(code), evidence) for code in found]
+    else:
+        # The reference the table and the evidence both use: the convention that fits the most cases.
+        reference = max(
+            references, key=lambda h: sum(o.prediction.value_error(h, o.value) <= 1.0 for o in finite)
+        )
+        if finite:
+            findings.append(_value_mismatch(kind, finite, fits, reference, codes))
 
-    # 4. The gradient, against the fitted hypothesis (or the reference, if no hypothesis fits).
-    target = chosen if chosen is not None else reference_for("kl")
+    # 4. The gradient, against the fitted hypothesis.
     if chosen is not None:
-        wrong = [o for o in finite if o.has_gradient and o.gradient_finite() and o.grad_error(target) > 1.0]
+        wrong = [o for o in finite if o.has_gradient and o.gradient_finite() and o.grad_error(chosen) > 1.0]
         if wrong:
-            findings.append(
-                _gradient_mismatch(kind, wrong, target, len([o for o in finite if o.has_gradient]))
-            )
+            measured = [o for o in finite if o.has_gradient and o.gradient_finite()]
+            findings.append(_gradient_mismatch(kind, wrong, chosen, measured))
 
-    # 5. The table: each case against the reference (the convention found, else the closer one).
-    results: dict[str, CaseResult] = {}
-    for o in outcomes:
-        results[o.case.id] = _case_result(o, convention, references, o in non_finite)
+    # 5. The table: each case against the same reference as the evidence.
+    results = {o.case.id: _case_result(o, reference, o in non_finite) for o in outcomes}
     return findings, convention, results
 
 
@@ -174,12 +259,9 @@ def _value_mismatch(
     kind: str,
     finite: list[Outcome],
     fits: list[tuple[Hypothesis, float, int]],
-    references: list[Hypothesis],
-    t2_scaling: bool,
+    reference: Hypothesis,
+    codes: Callable[[Hypothesis], tuple[str, ...]],
 ) -> Finding:
-    reference = max(
-        references, key=lambda h: sum(o.prediction.value_error(h, o.value) <= 1.0 for o in finite)
-    )
     failing = [o for o in finite if o.prediction.value_error(reference, o.value) > 1.0]
     by_regime: dict[str, list[int]] = {}
     for o in finite:
@@ -197,6 +279,10 @@ def _value_mismatch(
         for o in failing[:3]
     ]
     hints = []
+    power_law = _power_law(finite, reference)
+    if power_law:
+        hints.append(power_law)
+    hints += pattern_hints(failing, finite)
     regimes = {o.case.spec.regime for o in failing}
     dtypes = {o.case.dtype.name for o in failing}
     if failing and regimes <= LARGE_LOGIT_REGIMES:
@@ -216,23 +302,26 @@ def _value_mismatch(
             "the gradient agrees with kdcore's, so the difference does not depend on the student logits: "
             "an added constant, or a term of the teacher alone"
         )
-    closest = max(fits, key=lambda item: (item[2], -len(item[0].codes(t2_scaling))))
     evidence: dict[str, Any] = {
         "expected": reference.describe(kind),
         "failing_cases": f"{len(failing)} of {len(finite)}",
         "failing_by_regime": {key: f"{n} of {m}" for key, (n, m) in by_regime.items() if n},
         "worst": worst,
     }
-    if closest[0].codes(t2_scaling):
+    # A catalogued cause is worth naming only if it explains more cases than the reference does.
+    closest = max(fits, key=lambda item: (item[2], -len(codes(item[0]))))
+    if codes(closest[0]) and closest[2] > len(finite) - len(failing):
         evidence["closest_catalogued_cause"] = (
-            f"{', '.join(closest[0].codes(t2_scaling))}: {closest[0].describe(kind)} "
+            f"{', '.join(codes(closest[0]))}: {closest[0].describe(kind)} "
             f"(fits {closest[2]} of {len(finite)} cases, not all)"
         )
     hint = (" (" + "; ".join(hints) + ")") if hints else ""
     return Finding("value-mismatch", message("value-mismatch", hint), evidence)
 
 
-def _gradient_mismatch(kind: str, wrong: list[Outcome], target: Hypothesis, measured: int) -> Finding:
+def _gradient_mismatch(
+    kind: str, wrong: list[Outcome], target: Hypothesis, measured: list[Outcome]
+) -> Finding:
     rows = []
     for o in sorted(wrong, key=lambda o: -o.grad_error(target))[:3]:
         expected, _ = o.prediction.grad(target)
@@ -251,22 +340,19 @@ def _gradient_mismatch(kind: str, wrong: list[Outcome], target: Hypothesis, meas
         o.evaluation is not None and o.evaluation.grad is not None and not np.any(o.evaluation.grad)
         for o in wrong
     )
-    detail = " (it is exactly zero: nothing of the loss reaches the student logits)" if zero else ""
+    details = ["it is exactly zero: nothing of the loss reaches the student logits"] if zero else []
+    details += pattern_hints(wrong, measured)
+    detail = f" ({'; '.join(details)})" if details else ""
     text = message("gradient-mismatch", detail)
     evidence = {
         "value_fits": target.describe(kind),
-        "failing_cases": f"{len(wrong)} of {measured}",
+        "failing_cases": f"{len(wrong)} of {len(measured)}",
         "worst": rows,
     }
     return Finding("gradient-mismatch", text, evidence)
 
 
-def _case_result(
-    o: Outcome,
-    convention: str | None,
-    references: list[Hypothesis],
-    non_finite: bool,
-) -> CaseResult:
+def _case_result(o: Outcome, reference: Hypothesis, non_finite: bool) -> CaseResult:
     spec = o.case.spec
     base = {
         "id": o.case.id,
@@ -282,10 +368,6 @@ def _case_result(
         return CaseResult(**base, status="exception", detail=o.error)
     if o.not_scalar is not None:
         return CaseResult(**base, status="not-scalar", detail=f"returned shape {o.not_scalar}")
-    if convention is not None:
-        reference = next(h for h in references if h.convention == convention)
-    else:
-        reference = min(references, key=lambda h: o.prediction.value_error(h, o.value))
     value_error = o.prediction.value_error(reference, o.value)
     grad_error = o.grad_error(reference)  # the reference gradient is the same in both conventions
     grad_error = None if math.isnan(grad_error) else grad_error

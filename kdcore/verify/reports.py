@@ -151,12 +151,21 @@ class Report:
         counts = {status: sum(case.status == status for case in self.cases) for status in _STATUSES}
         summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
         lines.append(f"  cases       {len(self.cases)} run: {summary}")
-        for finding in self.findings:
-            lines += ["", *_finding_lines(finding)]
-        for note in self.notes:
+        notes = list(self.notes)
+        for note in [n for n in notes if n.code == "called-as"]:
+            lines.append(f"  called as   {note.message}")
+            lines += [f"              {key}: {_short(value)}" for key, value in note.evidence.items()]
+        # Findings that share their evidence (the codes of one fitted formula) print it once, as one block.
+        for index, finding in enumerate(self.findings):
+            shares = index > 0 and finding.evidence == self.findings[index - 1].evidence
+            following = (
+                index + 1 < len(self.findings) and self.findings[index + 1].evidence == finding.evidence
+            )
+            lines += ([] if shares else [""]) + _finding_lines(finding, evidence=not following)
+        for note in [n for n in notes if n.code != "called-as"]:
             lines += ["", *_finding_lines(note, prefix="note: ")]
         lines += ["", _case_header()]
-        lines += [_case_line(case) for case in self.cases]
+        lines += _case_lines(self.cases)
         return "\n".join(lines)
 
 
@@ -174,10 +183,30 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def _finding_lines(finding: Finding, prefix: str = "") -> list[str]:
+def _finding_lines(finding: Finding, prefix: str = "", evidence: bool = True) -> list[str]:
     lines = [f"{prefix}[{finding.code}] {finding.message}"]
-    for key, value in finding.evidence.items():
+    for key, value in finding.evidence.items() if evidence else ():
         lines.append(f"    {key}: {_short(value)}")
+    return lines
+
+
+def _case_lines(cases: tuple[CaseResult, ...]) -> list[str]:
+    """One line per case, except that cases raising the same exception are folded into one line."""
+    raised: dict[str, list[CaseResult]] = {}
+    for case in cases:
+        if case.status == "exception":
+            raised.setdefault(case.detail or "", []).append(case)
+    lines = []
+    for case in cases:
+        same = raised.get(case.detail or "", []) if case.status == "exception" else [case]
+        if same[0] is not case:
+            continue
+        line = _case_line(case)
+        if len(same) > 1:
+            line = _case_line(dataclasses.replace(case, detail=None)) + (
+                f"  (and {len(same) - 1} more cases, the same: {case.detail})"
+            )
+        lines.append(line)
     return lines
 
 

@@ -15,12 +15,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..gradcheck import DEFAULT_STEP_FACTOR, directional_derivative
 from .adapters import Adapter, Evaluation, NotScalarError
 from .battery import FINITE_DIFFERENCE_REGIMES, SEED, Case
+from .binding import Binding, BindingError
 from .hypotheses import FD_DIRECTIONS, FD_NOISE_ULPS, FD_RTOL, Hypothesis, Prediction, eps, prediction
 
 __all__ = ["Outcome", "Recorder", "describe_exception", "run_case"]
@@ -112,50 +114,52 @@ def describe_exception(error: BaseException) -> str:
 
 
 def run_case(
-    fn: Callable, grad_fn: Callable | None, kind: str, adapter: Adapter, case: Case, recorder: Recorder
+    loss: Binding, grad: Binding | None, kind: str, adapter: Adapter, case: Case, recorder: Recorder
 ) -> Outcome:
+    """Run the loss (and its ``grad_fn``, for NumPy) on one case; raise only :class:`BindingError`."""
     outcome = Outcome(case, prediction(case, kind))
     spec = case.spec
     with adapter.precision(case.dtype), recorder.capture():
         try:
             # Fresh framework arrays at every call: a loss that writes into its inputs must not change what
             # the next call (its gradient, a finite-difference probe) sees.
-            def teacher():
-                return adapter.constant(case.teacher_logits)
+            def arguments(student):
+                labels = adapter.labels(case.labels) if kind == "distillation" else None
+                return student, adapter.constant(case.teacher_logits), labels, spec.T, spec.alpha
 
-            def labels():
-                return adapter.labels(case.labels)
+            def loss_of_student(student):
+                return _loss_value(loss.call(*arguments(student)))
 
-            if kind == "soft":
-
-                def loss_of_student(student):
-                    return fn(student, teacher(), spec.T)
-
-                def grad_of_student(student):
-                    return grad_fn(student, teacher(), spec.T)
-            else:
-
-                def loss_of_student(student):
-                    return fn(student, teacher(), labels(), spec.T, spec.alpha)
-
-                def grad_of_student(student):
-                    return grad_fn(student, teacher(), labels(), spec.T, spec.alpha)
+            def grad_of_student(student):
+                return grad.call(*arguments(student))
 
             outcome.evaluation = adapter.value_and_grad(
-                loss_of_student, case.student_logits, grad_of_student if grad_fn is not None else None
+                loss_of_student, case.student_logits, grad_of_student if grad is not None else None
             )
             if adapter.has_autograd:
                 outcome.grad_source = "autograd"
-            elif grad_fn is not None:
+            elif grad is not None:
                 outcome.grad_source = "grad_fn"
             elif case.dtype == np.float64 and spec.regime in FINITE_DIFFERENCE_REGIMES:
                 _finite_differences(outcome, loss_of_student)
+        except BindingError:
+            raise  # the loss cannot be called as a loss at all: a usage problem, not a finding
         except NotScalarError as error:
             outcome.not_scalar = error.shape
         except Exception as error:  # the user's loss may raise anything; each case reports its own
             outcome.error = describe_exception(error)
             outcome.evaluation = None
     return outcome
+
+
+def _loss_value(value: Any) -> Any:
+    """``value``, unless it is plainly not a loss value (a class's call built an object, a factory...)."""
+    if callable(value) or isinstance(value, str | dict | type(None)):
+        raise BindingError(
+            f"calling the target returned {type(value).__name__!r}, not a number: it does not compute a loss "
+            "when called (a class or a factory? check a class with its constructor arguments: --init ...)"
+        )
+    return value
 
 
 def _finite_differences(outcome: Outcome, loss_of_student: Callable) -> None:

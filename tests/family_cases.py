@@ -1,0 +1,76 @@
+"""The new divergences (reverse KL, skew KL, generalised JSD, DKD, logit standardisation) against the oracle.
+
+The regimes are tests/accuracy_cases.py's (the contract is the same: float64 within 1e-12 relative of the
+50-digit oracle in every one); this module only adds the quantities. Shared by tests/test_family_accuracy.py
+(which asserts the bound) and benchmarks/accuracy_report.py (which prints the worst error per regime).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import oracle
+from accuracy_cases import Case, relative_error
+
+import kdcore
+
+WRT = ("student", "teacher", "temperature")
+# One representative weight per mixture divergence (DistiLLM's default skew 0.1; GKD's default β 0.5) and a
+# lopsided β, where one of the JSD's two terms is small.
+SKEW = 0.1
+BETAS = (0.5, 0.1)
+DKD_ALPHA, DKD_BETA, DKD_T = 1.0, 8.0, 4.0
+
+
+def labels(case: Case) -> np.ndarray:
+    """A deterministic target class per sample: the teacher's second-best class (a wrong teacher is allowed)."""
+    teacher = np.where(np.isfinite(case.teacher), case.teacher, -np.inf)
+    return np.argsort(teacher, axis=-1, kind="stable")[..., -2]
+
+
+QUANTITIES: dict = {
+    "reverse_kl_divergence": (
+        lambda c: kdcore.reverse_kl_divergence(c.student, c.teacher, c.T, "none"),
+        lambda c: oracle.reverse_kl_divergence(c.student, c.teacher, c.T),
+    ),
+    "reverse_kl_divergence_hessian": (
+        lambda c: kdcore.reverse_kl_divergence_hessian(c.student, c.teacher, c.T),
+        lambda c: oracle.reverse_kl_divergence_hessian(c.student, c.teacher, c.T),
+    ),
+}
+for _wrt in WRT:
+    QUANTITIES[f"reverse_kl_divergence_grad[{_wrt}]"] = (
+        lambda c, wrt=_wrt: kdcore.reverse_kl_divergence_grad(c.student, c.teacher, c.T, "none", wrt),
+        lambda c, wrt=_wrt: oracle.reverse_kl_divergence_grad(c.student, c.teacher, c.T, wrt),
+    )
+
+# The mixture divergences: value and the three derivatives, each at its representative weights.
+_MIXTURES = [
+    ("skew_kl_divergence", "skew", (SKEW,)),
+    ("skew_reverse_kl_divergence", "skew", (SKEW,)),
+    ("jensen_shannon_divergence", "beta", BETAS),
+]
+for _name, _keyword, _weights in _MIXTURES:
+    for _weight in _weights:
+        _label = f"{_name}({_keyword}={_weight:g})"
+        QUANTITIES[_label] = (
+            lambda c, name=_name, kw={_keyword: _weight}: getattr(kdcore, name)(
+                c.student, c.teacher, c.T, reduction="none", **kw
+            ),
+            lambda c, name=_name, kw={_keyword: _weight}: getattr(oracle, name)(
+                c.student, c.teacher, c.T, **kw
+            ),
+        )
+        for _wrt in WRT:
+            QUANTITIES[f"{_label}_grad[{_wrt}]"] = (
+                lambda c, name=_name, kw={_keyword: _weight}, wrt=_wrt: getattr(kdcore, f"{name}_grad")(
+                    c.student, c.teacher, c.T, reduction="none", wrt=wrt, **kw
+                ),
+                lambda c, name=_name, kw={_keyword: _weight}, wrt=_wrt: getattr(oracle, name)(
+                    c.student, c.teacher, c.T, wrt=wrt, **kw
+                ),
+            )
+
+
+def compare(case: Case, quantity: str) -> float:
+    ours, theirs = QUANTITIES[quantity]
+    return relative_error(ours(case), theirs(case))
