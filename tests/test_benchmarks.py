@@ -56,6 +56,7 @@ class TestBenchLosses:
         record = json.loads(output.read_text())
         assert record["implementations"] == [
             "kdcore-and-grad",
+            "kdcore-1t",
             "kdcore",
             "numpy",
             "kdcore-fused",
