@@ -227,6 +227,3 @@ def load_sweep(path: str | os.PathLike) -> dict:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not a valid kdcore sweep: not JSON ({error})") from error
     return _validate_sweep(record, str(path))
-
-
-# --------------------------------------------------------------------------------- data-driven figures

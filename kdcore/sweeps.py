@@ -9,9 +9,11 @@ bitwise reproducible) and returns plain, JSON-ready records; :mod:`kdcore.figure
 :func:`run_sweep`              distil one teacher into a student at every :math:`(T, \alpha)` of a grid,
                                several seeds, and a labels-only baseline per seed (``kdcore sweep``)
 :func:`run_capacity`           students of several widths, labels only and distilled
+:func:`stratified_folds`       the cross-validation folds of ``run_sweep(folds=k)``
 =============================  ==========================================================================
 
-These names are also importable from :mod:`kdcore.figures`, where they lived before kdcore 0.2.
+``train_teacher``, ``run_sweep`` and ``run_capacity`` are also importable from :mod:`kdcore.figures`, where
+they were first documented (they lived in its one module before it was split by concern).
 """
 
 from __future__ import annotations

@@ -26,10 +26,16 @@ TINY = figures.Budget(
 )
 
 
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    """write_all with the tiny budget and no inputs: (its folder, the paths it returned)."""
+    out = tmp_path_factory.mktemp("gallery")
+    return out, figures.write_all(out, budget=TINY)
+
+
 class TestWriteAll:
-    def test_writes_every_figure_and_the_data_behind_them(self, tmp_path):
-        out = tmp_path / "out"
-        paths = figures.write_all(out, budget=TINY)
+    def test_writes_every_figure_and_the_data_behind_them(self, gallery, tmp_path):
+        out, paths = gallery
         data = [out / "dark_knowledge.json", out / "capacity_curve.json", out / "temperature_sweep.json"]
         assert paths == [*(out / f"{name}.png" for name in figures.FIGURES), *data]
         for path in paths[: len(figures.FIGURES)]:
@@ -46,13 +52,12 @@ class TestWriteAll:
             again = figures.save_figure(figure, tmp_path / f"{name}.png")
             assert again.read_bytes() == (out / f"{name}.png").read_bytes(), name
 
-    def test_same_inputs_same_bytes(self, tmp_path):
-        first = figures.write_all(tmp_path / "a", budget=TINY)
-        second = figures.write_all(tmp_path / "b", budget=TINY)
-        assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+    def test_same_inputs_same_bytes(self, gallery, tmp_path):
+        again = figures.write_all(tmp_path, budget=TINY)
+        assert [p.read_bytes() for p in again] == [p.read_bytes() for p in gallery[1]]
 
     def test_cross_validated_sweep(self, tmp_path):
-        budget = dataclasses.replace(TINY, sweep_folds=2, sweep_temperatures=(4.0,))
+        budget = dataclasses.replace(TINY, sweep_folds=2, sweep_temperatures=(4.0,), capacity_widths=(2,))
         figures.write_all(tmp_path, budget=budget)
         record = sweep_file.load_sweep(tmp_path / "temperature_sweep.json")
         assert record["evaluation"] == {"folds": 2, "images": 1797}

@@ -130,6 +130,15 @@ class TestTemperatureSweep:
         )
         assert lengths == sorted(np.round(expected.ravel(), 12))
 
+    def test_tick_labels_say_their_value(self, sweep):
+        # Regression: one fixed decimal printed the tick at 97.75 % as "97.8%", next to a real 97.8 %.
+        line_ax = figures.temperature_sweep(sweep).axes[0]
+        line_ax.set_ylim(0.97, 0.98)
+        line_ax.set_yticks([0.9725, 0.975, 0.9775])  # where a narrow range puts them
+        line_ax.figure.canvas.draw()
+        for value, label in zip(line_ax.get_yticks(), line_ax.get_yticklabels(), strict=True):
+            assert float(label.get_text().rstrip("%")) == pytest.approx(100 * value, abs=1e-9)
+
     def test_states_the_evaluation_set(self, sweep):
         assert "test split of 451 images, each once per seed: one image = 0.22 points" in (
             figures.temperature_sweep(sweep).get_suptitle()

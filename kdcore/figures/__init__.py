@@ -29,7 +29,7 @@ The first four are pure computation on a fixed pair of logit vectors (:data:`EXA
 :class:`~kdcore.mlp.MLP` models trained on scikit-learn's digits; the training is in :mod:`kdcore.sweeps`
 (:func:`train_teacher`, :func:`run_sweep`, :func:`run_capacity`) and the sweep's file format in
 :mod:`kdcore.sweep_file` (:func:`save_sweep`, :func:`load_sweep`). Those names are re-exported here too,
-where they lived before kdcore 0.2. :func:`write_all` draws them all, sharing one teacher.
+where they were first documented. :func:`write_all` draws them all, sharing one teacher.
 
 ======================================  ================================================================
 module                                  holds

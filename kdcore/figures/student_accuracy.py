@@ -20,6 +20,7 @@ from .style import (
     _format_number,
     _marker,
     _percent,
+    _percent_shortest,
     _styled,
     new_figure,
     temperature_colour,
@@ -95,7 +96,7 @@ def temperature_sweep(sweep: Mapping | str | os.PathLike) -> Figure:
     line_ax.minorticks_off()
     line_ax.set_xlabel(r"temperature $T$")
     line_ax.set_ylabel("student accuracy")
-    line_ax.yaxis.set_major_formatter(_percent(1))
+    line_ax.yaxis.set_major_formatter(_percent_shortest())
     seeds = f"mean of {n_seeds} seeds ± s.e." if n_seeds > 1 else "one seed"
     line_ax.set_title(f"(a) accuracy against $T$ ({seeds})", loc="left")
     handles, labels = line_ax.get_legend_handles_labels()
@@ -268,6 +269,3 @@ def capacity_curve(result: Mapping | None = None, **run_options: Any) -> Figure:
     ax.set_title(f"Container and water\n{result['dataset']}: {test_note}{seeds_note}", loc="left")
     ax.legend(loc="lower right")
     return figure
-
-
-# ------------------------------------------------------------------------------------------- write_all

@@ -195,6 +195,14 @@ def _percent(decimals: int | None = None):
     return PercentFormatter(xmax=1.0, decimals=decimals)
 
 
+def _percent_shortest():
+    """A tick formatter showing fractions as percentages with as few digits as each needs: 97.75 % stays
+    "97.75%" and 98 % is "98%" (a fixed number of decimals either rounds ticks or pads them with zeros)."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _: f"{100 * value:.6g}%")
+
+
 def _format_number(value: float) -> str:
     """2.0 -> "2", 0.5 -> "0.5": temperatures and weights as a reader writes them."""
     return f"{value:g}"
