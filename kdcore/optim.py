@@ -13,12 +13,11 @@ A schedule is a pure function of the epoch (or step) number, ``schedule.lr_at(t)
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ._arrays import _describe, check_real
+from ._arrays import _describe, check_int, check_real
 
 __all__ = ["SGD", "Adam", "CosineLR", "StepLR", "from_config"]
 
@@ -353,9 +352,7 @@ class StepLR:
 
     def __init__(self, base_lr: float, step_size: int, gamma: float = 0.1) -> None:
         self.base_lr = _check_real(base_lr, "base_lr", 0.0)
-        if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) or step_size < 1:
-            raise ValueError(f"step_size must be a positive integer, got step_size={_describe(step_size)}")
-        self.step_size = int(step_size)
+        self.step_size = check_int(step_size, "step_size", 1)
         self.gamma = _check_real(gamma, "gamma", 0.0)
 
     def lr_at(self, t: int) -> float:
@@ -392,9 +389,7 @@ class CosineLR:
 
     def __init__(self, base_lr: float, total: int, min_lr: float = 0.0) -> None:
         self.base_lr = _check_real(base_lr, "base_lr", 0.0)
-        if isinstance(total, bool) or not isinstance(total, numbers.Integral) or total < 1:
-            raise ValueError(f"total must be a positive integer, got total={_describe(total)}")
-        self.total = int(total)
+        self.total = check_int(total, "total", 1)
         self.min_lr = _check_real(min_lr, "min_lr", 0.0)
 
     def lr_at(self, t: int) -> float:

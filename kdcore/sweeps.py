@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._arrays import _describe, check_alpha, check_temperature
+from ._arrays import _describe, check_alpha, check_int, check_temperature
 from .sweep_file import SWEEP_FORMAT, SWEEP_FORMAT_VERSION
 from .train import _accuracy
 
@@ -218,15 +218,16 @@ def _train_student(
 
 def _check_seeds(seeds: object, name: str) -> list[int]:
     values = list(seeds)  # type: ignore[call-overload]
-    if not values or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0 for s in values):
+    if not values:
         raise ValueError(f"{name} must be a non-empty list of integers ≥ 0, got {_describe(seeds)}")
-    return [int(s) for s in values]
+    return [check_int(s, f"{name}[{i}]", 0) for i, s in enumerate(values)]
 
 
 def _check_folds(folds: object) -> int:
-    if isinstance(folds, bool) or not isinstance(folds, numbers.Integral) or not 1 <= folds <= 20:
-        raise ValueError(f"folds must be an integer from 1 to 20, got folds={_describe(folds)}")
-    return int(folds)
+    folds = check_int(folds, "folds", 1)
+    if folds > 20:
+        raise ValueError(f"folds must be an integer from 1 to 20, got folds={folds}")
+    return folds
 
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> list[np.ndarray]:

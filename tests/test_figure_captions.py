@@ -308,3 +308,17 @@ def test_no_number_without_a_claim(figure):
             lesson = lesson.replace(claim.text(), "")
     prose = re.sub(r"\$[^$]*\$", "", lesson)  # formulas and settings ($T = 4$, $\log N$) are not data
     assert not re.search(r"\d", prose), f"docs/figures.md, {figure}: a number without a claim in «{prose}»"
+
+
+def test_the_others_rise_and_keep_their_rank():
+    # Not a number, but a claim of the dark_knowledge caption all the same: from T = 1 to T = 4 every class
+    # but the top one gains probability, and no two classes swap places.
+    record = data("dark_knowledge")
+    low_T, high_T = record["temperatures"]
+    for example in record["examples"]:
+        logits = np.asarray(example["logits"])
+        low, high = softmax(logits, low_T), softmax(logits, high_T)
+        others = np.arange(logits.size) != np.argmax(logits)
+        assert np.all(high[others] > low[others]) and high[~others] < low[~others]
+        assert np.array_equal(np.argsort(low, kind="stable"), np.argsort(high, kind="stable"))
+    assert "every class but the top one rises, and none changes rank" in lessons()["dark_knowledge"]

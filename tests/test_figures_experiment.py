@@ -59,6 +59,9 @@ class TestConfusionMatrix:
         counts = ax.get_images()[0].get_array()
         np.testing.assert_array_equal(counts, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
         assert counts.sum() == labels.size
+        # The non-zero counts are written in their cells (a lone mistake is invisible in colour alone).
+        written = {(text.get_position(), text.get_text()) for text in ax.texts}
+        assert written == {((0, 0), "1"), ((1, 0), "1"), ((1, 1), "1"), ((0, 2), "1"), ((2, 2), "2")}
 
     @pytest.mark.parametrize(
         ("labels", "predicted"),

@@ -50,9 +50,12 @@ class TestRunSweep:
         with pytest.raises(ValueError, match="teacher per fold"):
             sweeps.run_sweep(folds=2, teacher=teacher)
 
-    @pytest.mark.parametrize("folds", [0, 21, 2.0, True])
-    def test_bad_folds(self, folds):
-        with pytest.raises(ValueError, match="folds"):
+    # kdcore's one error rule (kdcore/_arrays.py): a wrong value is a ValueError, a wrong type a TypeError.
+    @pytest.mark.parametrize(
+        ("folds", "error"), [(0, ValueError), (21, ValueError), (2.0, TypeError), (True, TypeError)]
+    )
+    def test_bad_folds(self, folds, error):
+        with pytest.raises(error, match="folds"):
             sweeps.run_sweep(folds=folds)
 
 

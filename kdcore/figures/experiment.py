@@ -87,7 +87,8 @@ def confusion_matrix(
     Returns
     -------
     matplotlib.figure.Figure
-        One axis; its image holds the counts, rows the true class, columns the predicted one.
+        One axis; its image holds the counts, rows the true class, columns the predicted one; up to 20
+        classes, each non-zero count is also written in its cell.
 
     Examples
     --------
@@ -119,6 +120,14 @@ def confusion_matrix(
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
     ax.grid(False)
+    # Every non-zero count written in its cell: a single mistake is one image, far too dark to see on a
+    # colour scale that must reach the diagonal's hundreds. Small matrices only, where the text fits.
+    if n <= 20:
+        middle = counts.max() / 2
+        for (true, guess), count in np.ndenumerate(counts):
+            if count:
+                colour = "black" if count > middle else "white"
+                ax.text(guess, true, str(count), ha="center", va="center", fontsize=7, color=colour)
     return figure
 
 

@@ -3,14 +3,13 @@ r"""A trained teacher's soft targets on real test images: the "dark knowledge" t
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._arrays import _describe
+from .._arrays import _describe, check_int
 from ..softmax import softmax
 from ..sweeps import _check_teacher_fits, _check_temperatures, _resolve_teacher
 from ..train import _accuracy
@@ -133,8 +132,7 @@ def soft_target_examples(
     """
     from .. import data
 
-    if isinstance(n_images, bool) or not isinstance(n_images, numbers.Integral) or n_images < 1:
-        raise ValueError(f"n_images must be a positive integer, got n_images={_describe(n_images)}")
+    check_int(n_images, "n_images", 1)
     low_T, high_T = _check_temperatures(temperatures)
     if not low_T < high_T:
         raise ValueError(f"temperatures must be (low, high) with low < high, got {_describe(temperatures)}")
@@ -175,7 +173,7 @@ def dark_knowledge(
     Lesson: at :math:`T = 1` a good teacher puts nearly all its mass on one class, and on a linear axis
     (what a student trained with these targets feels) the targets are the label; at :math:`T = 4` the
     look-alike class appears — which other digit this particular image resembles — and that is what the
-    student learns from. The log axis shows where it came from: every class rises, none changes rank.
+    student learns from. The log axis shows where it came from: every class but the top one rises, none changes rank.
 
     Parameters
     ----------
@@ -265,7 +263,7 @@ def dark_knowledge(
         )
         if row == 0:
             linear_ax.set_title("soft targets, linear axis: the look-alike appears", loc="left")
-            log_ax.set_title("log axis: all rise, none changes rank", loc="left")
+            log_ax.set_title("log axis: the others rise, none changes rank", loc="left")
         if row == len(examples) - 1:
             linear_ax.set_xlabel("class")
             log_ax.set_xlabel("class")

@@ -1,6 +1,6 @@
 r"""Check a distillation loss written in another framework against kdcore, and say what is wrong with it.
 
-An engineer has a knowledge-distillation loss in PyTorch, JAX or NumPy. :func:`check_soft_loss` and
+An engineer has a knowledge-distillation loss in PyTorch, JAX, TensorFlow or NumPy. :func:`check_soft_loss` and
 :func:`check_distillation_loss` run it on a fixed battery of inputs, compare its value and its gradient
 w.r.t. the student logits with kdcore's, and return a :class:`Report`: ``ok``, and for a wrong loss a
 list of :class:`Finding` objects that name the cause (``missing-T2-scaling``, ``swapped-kl-direction``,
@@ -13,12 +13,13 @@ The package, one module per concern:
 :mod:`.catalogue`              the causes a finding can name, with their fixes
 :mod:`.battery`                the seeded inputs every loss runs on
 :mod:`.hypotheses`             the reference and the catalogued mistakes as formulas, and the tolerances
+:mod:`.binding`                how the loss is called: arguments by name, classes, partials, methods
 :mod:`.running`                calling the loss through an adapter, capturing what it does
 :mod:`.diagnosis`              fitting the hypotheses and writing the findings
 :mod:`.reports`                :class:`Report` and its text and JSON
 :mod:`.checks`                 :func:`check_soft_loss`, :func:`check_distillation_loss`
 :mod:`.command`                :func:`run_check`, what ``kdcore check`` runs
-:mod:`.adapters`               PyTorch, JAX, NumPy: arrays in, value and gradient out
+:mod:`.adapters`               PyTorch, JAX, TensorFlow, NumPy: arrays in, value and gradient out
 =============================  ===========================================================================
 
 The reference
@@ -36,7 +37,10 @@ With student logits :math:`z`, teacher logits :math:`v`, labels :math:`y`, tempe
   :func:`kdcore.distillation_loss` — :math:`\alpha\,\mathrm{CE}(y, z) + (1-\alpha)\,T^2\,L_\text{soft}`,
   the hard cross-entropy at temperature 1, mean over samples, the soft term in either convention.
 
-``t2_scaling=False`` drops the :math:`T^2` from the reference, for code that scales elsewhere.
+The arguments are matched by parameter name, not position (:mod:`kdcore.verify.binding`):
+``fn(student, teacher, labels, alpha=0.1, T=10)`` and ``DistillKL(T).forward(y_s, y_t)`` are checked as they
+are. ``t2_scaling=False`` drops the :math:`T^2` from the reference, for code that scales elsewhere;
+``alpha_on="soft"`` expects α on the soft term.
 
 How a cause is named
 --------------------
