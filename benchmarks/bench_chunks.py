@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     saved = {
         name: getattr(_chunks, name)
-        for name in ("CHUNK_ELEMENTS", "MIN_CHUNK_ELEMENTS", "PARALLEL_MIN_ELEMENTS")
+        for name in ("CHUNK_ELEMENTS", "MAX_CHUNK_ELEMENTS", "MIN_CHUNK_ELEMENTS", "PARALLEL_MIN_ELEMENTS")
         if hasattr(_chunks, name)
     }
     info = machine.describe()
@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                         _chunks.PARALLEL_MIN_ELEMENTS = z.size + 1
                     else:
                         _chunks.PARALLEL_MIN_ELEMENTS = saved.get("PARALLEL_MIN_ELEMENTS", 0)
-                        _chunks.CHUNK_ELEMENTS = _chunks.MIN_CHUNK_ELEMENTS = 1 << power
+                        # CHUNK_ELEMENTS before the fast kernel, MAX_CHUNK_ELEMENTS since: set both
+                        _chunks.CHUNK_ELEMENTS = _chunks.MAX_CHUNK_ELEMENTS = _chunks.MIN_CHUNK_ELEMENTS = (
+                            1 << power
+                        )
                     for _ in range(3):
                         loss_and_grad(z, v)
                     times = []

@@ -35,6 +35,15 @@ from .mixtures import skew_kl_divergence
 from .mixtures import skew_kl_divergence_grad
 from .mixtures import skew_reverse_kl_divergence
 from .mixtures import skew_reverse_kl_divergence_grad
+from .decoupled import decoupled_kd_loss
+from .decoupled import decoupled_kd_loss_grad
+from .decoupled import non_target_class_kl_divergence
+from .decoupled import non_target_class_kl_divergence_grad
+from .decoupled import target_class_kl_divergence
+from .decoupled import target_class_kl_divergence_grad
+from .standardize import standardize_logits
+from .standardize import standardize_logits_jacobian
+from .standardize import standardize_logits_vjp
 from .softmax import log_softmax
 from .softmax import logsumexp
 from .softmax import softmax
@@ -49,6 +58,8 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_and_grad",
     "cross_entropy_grad",
+    "decoupled_kd_loss",
+    "decoupled_kd_loss_grad",
     "distillation_loss",
     "distillation_loss_and_grad",
     "distillation_loss_grad",
@@ -66,6 +77,8 @@ __all__ = [
     "logit_mse_and_grad",
     "logit_mse_grad",
     "logsumexp",
+    "non_target_class_kl_divergence",
+    "non_target_class_kl_divergence_grad",
     "num_threads",
     "reverse_kl_divergence",
     "reverse_kl_divergence_grad",
@@ -81,4 +94,9 @@ __all__ = [
     "softmax",
     "softmax_jacobian",
     "softmax_vjp",
+    "standardize_logits",
+    "standardize_logits_jacobian",
+    "standardize_logits_vjp",
+    "target_class_kl_divergence",
+    "target_class_kl_divergence_grad",
 ]

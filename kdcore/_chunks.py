@@ -37,11 +37,12 @@ import numpy as np
 __all__ = ["get_num_threads", "num_threads", "set_num_threads"]
 
 # A chunk never exceeds MAX_CHUNK_ELEMENTS (so that a kernel's few temporaries stay in the 2 MiB L2 cache:
-# 2^16 float64 elements are 512 KiB) and is never cut below MIN_CHUNK_ELEMENTS (per-chunk Python overhead
-# of a few dozen NumPy calls, ~30 µs, would dominate). Below PARALLEL_MIN_ELEMENTS the call stays in the
+# 2^16 float64 elements are 512 KiB) and is never cut below MIN_CHUNK_ELEMENTS: a chunk costs ~60 NumPy
+# calls of fixed overhead (~0.1–0.2 ms), which below 2^14 elements outweighs the memory it saves (at
+# 256 × 10, five chunks took 2× the time of one). Below PARALLEL_MIN_ELEMENTS the call stays in the
 # calling thread: starting a worker costs more than it saves. Measured in docs/performance.md.
 MAX_CHUNK_ELEMENTS = 1 << 16
-MIN_CHUNK_ELEMENTS = 1 << 10
+MIN_CHUNK_ELEMENTS = 1 << 14
 PARALLEL_MIN_ELEMENTS = 1 << 16
 MAX_DEFAULT_THREADS = 4
 

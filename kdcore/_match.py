@@ -38,6 +38,32 @@ Rows where this cannot be evaluated in floating point (a teacher probability bel
 number paired with a large :math:`|f_i|`, or terms beyond ``exp``'s range) are recomputed in the log
 domain: :math:`\mathrm{KL} = \operatorname{softplus}(\operatorname{LSE}_i[\log q_i + \log(e^{f_i}-1-f_i)])`.
 
+The fast path, and why its certificate is sound
+-----------------------------------------------
+This algorithm is the *careful* path. Every soft loss first runs the few-pass kernel of ``kdcore/_fast.py``
+(teacher softmax, :math:`f = d - c` with any :math:`c`, :math:`\mathrm{KL} = \operatorname{log1p}(\sigma) - r`
+with :math:`\sigma = \sum q\operatorname{expm1}(f)` and :math:`r = \sum q f`, and
+:math:`p - q = q\,(\operatorname{expm1}(f) - \sigma)/(1 + \sigma)`), and recomputes here only the rows whose
+certificate fails. The certificate is sound because (``kdcore/_certificate.py`` derives every term):
+
+* both paths compute the teacher's exponentials with the same operations, so they evaluate the same
+  function of the same rounded teacher; the certificate bounds the *difference* the fast path adds;
+* that difference is a sum of first-order rounding terms — of :math:`d`, :math:`f`, ``expm1`` (its ulp
+  accuracy is checked in the tests), products, float64 pairwise sums (their rounding count is bounded by
+  NumPy's summation order), the normalisation of :math:`q`, underflowed teacher probabilities and
+  ``log1p`` — each a constant times a per-row size the kernel computes anyway (:math:`\max f`,
+  :math:`\min f`, :math:`\sigma`, :math:`r`, :math:`c`, :math:`\sum q f^2`, :math:`\max|p - q|`);
+* the choice of :math:`c` cannot matter (the formulas are exact for any shift), so a fast, inaccurate
+  centre costs nothing, and ``expm1`` makes every term scale with :math:`\sum q|f| \le \sqrt{\sum q f^2}`,
+  so the bound is tight enough to pass every ordinary row;
+* the bound is compared with half the contract (5e-13 relative, normwise for the gradient; 1e-4 in
+  float32, where accuracy is an observed property of both paths — see ``_certificate``), leaving the other half to this algorithm's own error (≤ 6e-14 against the oracle) and to the
+  second-order terms (~u², negligible); NaN, overflow and masked classes make the bound NaN or infinite,
+  which never passes.
+
+Rows that fail — near-equal rows (KL ≲ 1e-5), large logit offsets, extreme temperatures, masks — are the
+regimes this module was written for.
+
 Masks
 -----
 A class whose teacher probability is 0 (logit ``-inf``, or a tempered gap so large that

@@ -54,7 +54,14 @@ class TestBenchLosses:
             BENCHMARKS / "bench_losses.py", "--smoke", "--no-torch", "--no-jax", "--output", str(output)
         )
         record = json.loads(output.read_text())
-        assert record["implementations"] == ["kdcore", "numpy", "kdcore-fused", "exp-floor"]
+        assert record["implementations"] == [
+            "kdcore-and-grad",
+            "kdcore-1t",
+            "kdcore",
+            "numpy",
+            "kdcore-fused",
+            "exp-floor",
+        ]
         assert [case["dtype"] for case in record["cases"]] == ["float32", "float64"]
         for case in record["cases"]:
             assert len(case["seconds"]["kdcore"]) == 3
