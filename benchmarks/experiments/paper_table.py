@@ -201,6 +201,7 @@ def values(results: Path = RESULTS) -> dict[str, str]:
     out.update(_omitted_values("mnist", results))
     out.update(_omitted_values("fashion-mnist", results))
     out.update(_only_values("mnist", results))
+    out.update(_only_values("fashion-mnist", results))
     return out
 
 
@@ -226,7 +227,16 @@ def _small_data(dataset: str, tag: str, results: Path) -> dict[str, str]:
         return {}
     best = min(gains, key=gains.get)  # type: ignore[arg-type]
     record = teacher_record(dataset, teacher, results)
-    return {
+    train = {
+        f"{tag}.small_data.train.T{T:g}": spread(
+            [100 * r["train_accuracy_last_epoch"] for r in runs if r["distilled"] and r["T"] == T], 1, " %"
+        )
+        for T in gains
+    }
+    train[f"{tag}.small_data.train.labels"] = spread(
+        [100 * r["train_accuracy_last_epoch"] for r in runs if not r["distilled"]], 1, " %"
+    )
+    return train | {
         f"{tag}.small_data.teacher": f"`{teacher}`"
         + (f", {record['test_errors']} test errors" if record else ""),
         f"{tag}.small_data.best": f"T = {best:g}",
@@ -344,6 +354,10 @@ def _span(dataset: str, tag: str, results: Path) -> dict[str, str]:
             seconds = r.get("seconds") or r.get("seconds_total")
             if "finished" not in r or seconds is None:
                 continue
+            # Fashion-MNIST's issue-6 set only: the rebuilt teacher and its runs came a session later.
+            rebuilt = name in ("teacher_rebuilt", "only_classes") or r.get("n_train") == SMALL_DATA
+            if dataset == "fashion-mnist" and rebuilt:
+                continue
             end = datetime.fromisoformat(r["finished"])
             starts.append(end - timedelta(seconds=seconds))
             ends.append(end)
@@ -352,9 +366,7 @@ def _span(dataset: str, tag: str, results: Path) -> dict[str, str]:
     minutes = (max(ends) - min(starts)).total_seconds() / 60
     return {
         f"{tag}.span": f"{minutes:.0f} minutes ({min(starts):%H:%M} → {max(ends):%H:%M})",
-        f"{tag}.runs": str(
-            sum(len(read(dataset, n, results)) for n in ("students", "omitted_class", "only_classes"))
-        ),
+        f"{tag}.runs": str(len(starts)),
     }
 
 
