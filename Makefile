@@ -62,7 +62,11 @@ $(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
 
 docs: $(VENV)/.docs-installed
 	rm -rf build/docs
-	$(BIN)/python -m sphinx -b html -W --keep-going -q docs build/docs/html
+	@# The tutorial's kernel talks to Sphinx over local TCP, and ipykernel >= 7 logs a warning about that
+	@# plain-text channel on every start; a profile for this build only keeps the kernel's log to errors.
+	@mkdir -p build/docs/ipython/profile_default
+	@echo 'c.IPKernelApp.log_level = "ERROR"' > build/docs/ipython/profile_default/ipython_kernel_config.py
+	IPYTHONDIR=$(CURDIR)/build/docs/ipython $(BIN)/python -m sphinx -b html -W --keep-going -q docs build/docs/html
 	$(BIN)/python docs/_ext/kdcore_api.py build/docs/html/api.html
 	@echo "open build/docs/html/index.html"
 

@@ -12,8 +12,10 @@ returns noise (often negative). The same happens at high temperature, where ever
 
 The formulation used here
 -------------------------
-KL depends on the logits only through :math:`d = (z - v)/T`, and only up to a constant shift of
-:math:`d`. Centre it under the teacher, :math:`f_i = d_i - \sum_j q_j d_j` (so :math:`\sum_i q_i f_i = 0`). Then
+For a given teacher, KL depends on the student only through :math:`d = (z - v)/T`, and only up to a
+constant shift of :math:`d` (:math:`p_i/q_i = e^{d_i}/\sum_j q_j e^{d_j}`); the teacher enters through
+:math:`q` as well, so two pairs with the same :math:`d` but different :math:`v` have different KLs.
+Centre :math:`d` under the teacher, :math:`f_i = d_i - \sum_j q_j d_j` (so :math:`\sum_i q_i f_i = 0`). Then
 :math:`\log p_i - \log q_i = f_i - \mathrm{KL}` and :math:`\sum_i p_i = 1` give
 
 .. math::
@@ -26,7 +28,7 @@ because the removed first-order term :math:`\sum_i q_i f_i` is exactly 0. Every 
 :math:`f_i`, see ``_numerics.exp_minus_one_minus_x``), the sum has no cancellation, and ``log1p`` keeps
 the result's relative precision down to the smallest KL float64 can hold. The formula is stationary in
 the centring constant (an error :math:`\delta` in it changes the sum only by :math:`O(\delta\,f)`), so
-rounding in the centre costs nothing to first order. The difference ``z − v`` is formed with an
+rounding in the centre costs nothing at leading order. The difference ``z − v`` is formed with an
 error-free transformation (``two_difference``) so that a large offset common to both logit vectors does not
 round the small differences away. Identical inputs give exactly 0.
 

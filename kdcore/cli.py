@@ -16,13 +16,15 @@ Each sub-command is a thin layer over a library function, imported only when tha
 Exit status: 0 on success; 1 when the work failed (a download, or ``check``'s findings); 2 for a bad
 argument — a value out of range (``--T 0``, ``--alpha 1.5``), an unknown data set, a missing or corrupt
 file — reported as one line on stderr that names the option and its value, before any data is loaded or any
-model trained; 130 on Ctrl-C (the last completed epoch's checkpoint is kept).
+model trained; 130 on Ctrl-C (the last completed epoch's checkpoint is kept); 141 when the reader of
+stdout closes the pipe (``kdcore check … | head``), silently, as Unix tools do.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -490,6 +492,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     Traceback (most recent call last):
     SystemExit: 0
     """
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # here, not at interpreter exit, so that a closed pipe is caught below
+    except BrokenPipeError:
+        # The reader closed the pipe (``kdcore check … | head``): stop quietly, as Unix tools do, and point
+        # stdout at /dev/null so that the interpreter's final flush cannot raise a second time.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE, the status a shell reports for a process killed by a closed pipe
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     validate = getattr(args, "validate", None)
     if validate is not None:

@@ -28,8 +28,6 @@ https://arxiv.org/abs/2203.08679
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -38,6 +36,7 @@ from ._arrays import (
     as_logit_pair,
     check_choice,
     check_labels,
+    check_real,
     check_temperature,
     reduce,
     reduce_grad,
@@ -156,15 +155,6 @@ def _tckd(z, v, target, labels, T, rest, wrt) -> np.ndarray:
         near = coupling * across + excess * student_mean
         grad = -np.where(small, near, plain) / T
     return np.where(infinite | undefined, np.nan, grad)
-
-
-def _check_weight(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a finite real number, got {name}={value!r}")
-    number = float(value)
-    if not np.isfinite(number):
-        raise ValueError(f"{name} must be a finite real number, got {name}={value!r}")
-    return number
 
 
 def _evaluate(
@@ -373,7 +363,7 @@ def decoupled_kd_loss(
     T : float, default 4.0
         Temperature, finite and positive.
     alpha, beta : float, default 1.0 and 8.0
-        Weights of TCKD and NCKD, finite reals; a part of weight exactly 0 is not computed (so it cannot
+        Weights of TCKD and NCKD, finite and non-negative; a part of weight exactly 0 is not computed (so it cannot
         make the loss NaN, e.g. NCKD with N = 1).
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"mean"`` is mdistiller's (the sum over the batch divided by the batch size).
@@ -398,7 +388,7 @@ def decoupled_kd_loss(
     >>> bool(np.isclose(decoupled_kd_loss(z, v, y), parts))
     True
     """
-    weights = {"tckd": _check_weight(alpha, "alpha"), "nckd": _check_weight(beta, "beta")}
+    weights = {"tckd": check_real(alpha, "alpha", 0.0), "nckd": check_real(beta, "beta", 0.0)}
     return _evaluate(student_logits, teacher_logits, labels, T, reduction, None, weights, True)
 
 
@@ -431,5 +421,5 @@ def decoupled_kd_loss_grad(
     >>> bool(np.allclose(g, 4 * (tckd(z, v, 0, 2.0) + 8 * nckd(z, v, 0, 2.0))))
     True
     """
-    weights = {"tckd": _check_weight(alpha, "alpha"), "nckd": _check_weight(beta, "beta")}
+    weights = {"tckd": check_real(alpha, "alpha", 0.0), "nckd": check_real(beta, "beta", 0.0)}
     return _evaluate(student_logits, teacher_logits, labels, T, reduction, wrt, weights, True)

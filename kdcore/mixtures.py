@@ -29,13 +29,18 @@ https://arxiv.org/abs/2402.03898
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._arrays import REDUCTIONS, as_logit_pair, check_choice, check_temperature, reduce, reduce_grad
+from ._arrays import (
+    REDUCTIONS,
+    as_logit_pair,
+    check_choice,
+    check_real,
+    check_temperature,
+    reduce,
+    reduce_grad,
+)
 from ._chunks import map_rows
 from ._mixture import mixture_kl, pair
 from .divergences import WRT
@@ -51,17 +56,8 @@ __all__ = [
 
 
 def check_weight(value: object, name: str) -> float:
-    """A mixture weight (``skew``, ``beta``): a real number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real | np.ndarray):
-        raise TypeError(f"{name} must be a real number in [0, 1], got {name}={value!r}")
-    if isinstance(value, np.ndarray):
-        if value.ndim != 0 or value.dtype.kind not in "iuf":
-            raise TypeError(f"{name} must be a real number in [0, 1], got {name}={value!r}")
-        value = value.item()
-    number = float(value)
-    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-        raise ValueError(f"{name} must be in [0, 1], got {name}={value!r}")
-    return number
+    """A mixture weight (``skew``, ``beta``): a real number in [0, 1] (the shared validator's rule)."""
+    return check_real(value, name, 0.0, 1.0)
 
 
 def _parts(kind: str, pq, weight: float) -> list:
