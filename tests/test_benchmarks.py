@@ -263,3 +263,40 @@ class TestJitter:
         images = rng.random((3, 784)).astype(np.float32)
         moved = jitter(images, 0, rng)
         assert np.array_equal(moved, images) and moved is not images
+
+
+class TestQuietRunSummary:
+    """docs/performance.md's summary of the quiet-machine run is computed here from the committed JSON."""
+
+    @pytest.fixture
+    def run(self):
+        return json.loads((REPO / "benchmarks" / "results" / "bench_losses-quick-quiet.json").read_text())
+
+    @staticmethod
+    def large(run):
+        return [case for case in run["cases"] if case["shape"] != [256, 10]]
+
+    def test_ranges_quoted_in_the_page(self, run):
+        page = (REPO / "docs" / "performance.md").read_text()
+        cases = self.large(run)
+
+        def span(values, digits):
+            return f"{min(values):.{digits}f}–{max(values):.{digits}f}"
+
+        to_torch = [c["median_seconds"]["kdcore-and-grad"] / c["median_seconds"]["torch"] for c in cases]
+        to_torch_1t = [
+            c["median_seconds"]["kdcore-and-grad"] / c["median_seconds"]["torch-1t"] for c in cases
+        ]
+        to_floor = [c["median_seconds"]["kdcore-and-grad"] / c["median_seconds"]["exp-floor"] for c in cases]
+        assert f"**{span(to_torch, 2)}× PyTorch's 2-thread" in page
+        assert f"it is {span(to_torch_1t, 2)}× (kdcore-and-grad over torch-1t)" in page
+        assert f"ratio ({span(to_floor, 1)} at the large shapes) meets ≤ 6 at four" in page
+        assert sum(ratio <= 6 for ratio in to_floor) == 4
+        assert all(round(case["other_load_cores"], 2) == 0 for case in run["cases"])  # "0.00 cores"
+
+    def test_one_thread_beats_two_where_the_page_says(self, run):
+        page = (REPO / "docs" / "performance.md").read_text()
+        case = next(c for c in run["cases"] if c["shape"] == [256, 1000] and c["dtype"] == "float32")
+        one, two = case["median_seconds"]["kdcore-1t"], case["median_seconds"]["kdcore-and-grad"]
+        assert one < two
+        assert f"{one * 1e3:.2f} ms on one thread, {two * 1e3:.2f} ms on two" in page
