@@ -85,6 +85,7 @@ import numpy as np
 from ._numerics import (
     exp_minus_one_minus_x,
     log_exp_minus_one_minus_x,
+    row_sum,
     take_along_last,
     tempered_difference,
     two_difference,
@@ -110,10 +111,6 @@ def _underflow_safe_product(
 def _extent(x: np.ndarray) -> float:
     """max |x| from two reductions (no |x| temporary)."""
     return max(abs(float(np.max(x))), abs(float(np.min(x))))
-
-
-def _sum(x: np.ndarray) -> np.ndarray:
-    return np.sum(x, axis=-1, keepdims=True)
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -152,7 +149,7 @@ class Match:
         """H(q) = −Σ q log q, shape (..., 1)."""
         q = self.teacher_probs
         with np.errstate(invalid="ignore"):
-            entropy = -_sum(np.where(q > 0, q * self.teacher_log_probs, 0))
+            entropy = -row_sum(np.where(q > 0, q * self.teacher_log_probs, 0))
         return self._nan_rows(entropy)
 
     @cached_property
@@ -164,7 +161,7 @@ class Match:
         """
         has_mass = self.teacher_log_probs > -np.inf
         shifted = np.where(has_mass, self.teacher_shifted, 0)
-        return np.where(has_mass, shifted - _sum(self.teacher_probs * shifted), 0)
+        return np.where(has_mass, shifted - row_sum(self.teacher_probs * shifted), 0)
 
     @cached_property
     def gap(self) -> np.ndarray:
@@ -262,7 +259,7 @@ class Match:
             vanishing &= np.isfinite(self.student_logits)
             if vanishing.any():
                 terms = np.where(vanishing, self._vanishing_terms(diff, vanishing), terms)
-        beta_dkl_dbeta = _sum(terms)
+        beta_dkl_dbeta = row_sum(terms)
         return self._nan_rows(self._nan_if_infinite(-beta_dkl_dbeta / self.T))
 
     def _times_teacher_probs(self, x: np.ndarray) -> np.ndarray:
@@ -296,7 +293,7 @@ class Match:
     def entropy_temperature_grad(self) -> np.ndarray:
         r""":math:`\partial H(q)/\partial T = \operatorname{Var}_q(v/T)/T = \sum_i q_i(\log q_i + H)^2 / T`."""
         centred = self.teacher_centred
-        return self._nan_rows(_sum(self.teacher_probs * centred * centred) / self.T)
+        return self._nan_rows(row_sum(self.teacher_probs * centred * centred) / self.T)
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -386,7 +383,7 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         # q_i below the normal range times a huge log-ratio can still be a normal number (e^{-746}·1e300):
         # such products are formed in the log domain, or the centre (and with it every f_i) would miss them.
         weighted = _underflow_safe_product(teacher_probs, teacher_log_probs, log_ratio, weighted)
-    centre = _sum(weighted)
+    centre = row_sum(weighted)
     del weighted
     log_ratio -= centre
     if both is not None:
@@ -396,7 +393,7 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
     large_ratio = np.max(log_ratio) > exp_limit
     terms = exp_minus_one_minus_x(np.minimum(log_ratio, exp_limit) if large_ratio else log_ratio)
     terms *= teacher_probs
-    total = _sum(terms)
+    total = row_sum(terms)
     del terms
     needs_log_domain = None
     if tiny_teacher or large_ratio:
@@ -408,7 +405,7 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         )
         too_large = student_only_log_mass > exp_limit
         needs_log_domain = too_large if needs_log_domain is None else needs_log_domain | too_large
-        total = total + _sum(np.exp(np.minimum(student_only_log_mass, exp_limit)))
+        total = total + row_sum(np.exp(np.minimum(student_only_log_mass, exp_limit)))
     with np.errstate(over="ignore"):
         kl = np.log1p(total)
     fallback = ~np.isfinite(total)
@@ -491,6 +488,6 @@ def _log_domain_kl(
     peak = np.max(log_terms, axis=-1, keepdims=True)
     safe_peak = np.where(np.isfinite(peak), peak, 0)
     with np.errstate(divide="ignore"):  # all terms 0 (f = 0 everywhere): log 0 = −inf, KL = 0
-        lse = safe_peak + np.log(_sum(np.exp(log_terms - safe_peak)))
+        lse = safe_peak + np.log(row_sum(np.exp(log_terms - safe_peak)))
     lse = np.where(np.isneginf(peak), -np.inf, np.where(np.isposinf(peak), np.inf, lse))
     return _softplus(lse)

@@ -76,7 +76,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._match import Match, match, student_gap
-from ._numerics import take_along_last
+from ._numerics import row_sum, take_along_last
 from .softmax import log_softmax
 
 # Taylor coefficients (−1)^n / n of φ(s) = s − log1p(s) = Σ_{n≥2} (−1)^n s^n / n for |s| ≤ SERIES_RADIUS:
@@ -114,10 +114,6 @@ def _psi(x: np.ndarray) -> np.ndarray:
     return np.where(small, _series(np.where(small, x, 0), _PSI_SERIES), direct)
 
 
-def _sum(x: np.ndarray) -> np.ndarray:
-    return np.sum(x, axis=-1, keepdims=True)
-
-
 def _softmax_vjp(
     probs: np.ndarray, log_probs: np.ndarray, representations: list
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +138,7 @@ def _softmax_vjp(
             better = size < cost
             relative, cost = np.where(better, difference, relative), np.where(better, size, cost)
     relative = np.where(log_probs > -np.inf, relative, 0)
-    return probs * (relative - _sum(probs * relative)), relative
+    return probs * (relative - row_sum(probs * relative)), relative
 
 
 @dataclass
@@ -194,10 +190,10 @@ def pair(student: np.ndarray, teacher: np.ndarray, T: float) -> Pair:
         # difference of two nearly equal numbers when p_m ≈ 1.
         own_gap = student_gap(m.student_logits, np.argmax(student_log_probs, axis=-1), T)
         own_gap = np.where(student_mass & np.isfinite(own_gap), own_gap, 0)
-        student_centred = np.where(student_mass, own_gap - _sum(student_probs * own_gap), 0)
+        student_centred = np.where(student_mass, own_gap - row_sum(student_probs * own_gap), 0)
         teacher_centred = m.teacher_centred
         # (z/T − E_p z/T) − (v/T − E_q v/T) = f − ⟨p − q, z/T⟩, with f the exact centred log-ratio.
-        centred_diff = m.log_ratio - _sum(np.where(np.isfinite(diff), diff, 0) * gap)
+        centred_diff = m.log_ratio - row_sum(np.where(np.isfinite(diff), diff, 0) * gap)
     undefined = m.undefined
     if undefined is not None:
         exact &= ~undefined
@@ -273,7 +269,7 @@ def mixture_kl(pq: Pair, weight: float, other_weight: float, anchor: str) -> Mix
         a_partial = np.where(a_mass, lam * t - log_m_over_a, 0)  # ∂D/∂a − const
         b_partial = np.where(b_mass, one_minus * t, 0)  # ∂D/∂b − const
         b_term = np.where(b_mass, b * b_partial, 0)  # b ∂D/∂b
-        value = _sum(term)
+        value = row_sum(term)
         # The partials in the forms that are small where b/a → 0 (c = (1 − λ)/λ, u = b/a) and, for b's,
         # where a/b → 0: differences between two classes where b ≪ a (or a ≪ b) stay exact.
         a_forms, b_forms = [a_partial], [b_partial, np.where(b_mass, -one_minus / (1 + s), 0)]
@@ -295,7 +291,7 @@ def mixture_kl(pq: Pair, weight: float, other_weight: float, anchor: str) -> Mix
         per_side = np.where(a_mass, centred_a * a * a_relative, 0) + np.where(
             b_mass, centred_b * b * b_relative, 0
         )
-        beta_derivative = _sum(np.where(near_row, delta, per_side))
+        beta_derivative = row_sum(np.where(near_row, delta, per_side))
     infinite = np.isinf(value)
     if infinite.any():  # the derivatives of an infinite divergence are undefined
         a_side = np.where(infinite, np.nan, a_side)

@@ -96,6 +96,11 @@ def two_difference(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return s, a_virtual
 
 
+def row_sum(x: np.ndarray) -> np.ndarray:
+    """The sum over the class axis, keeping it as an axis of length 1 (for broadcasting against the rows)."""
+    return np.sum(x, axis=-1, keepdims=True)
+
+
 def take_along_last(array: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``array[..., index]`` for one index per row, keeping a trailing axis of length 1 (for broadcasting)."""
     return np.take_along_axis(array, index[..., None], axis=-1)

@@ -43,7 +43,7 @@ from ._arrays import (
 )
 from ._chunks import map_rows
 from ._match import match, student_gap
-from ._numerics import exp_minus_one_minus_x, take_along_last
+from ._numerics import exp_minus_one_minus_x, row_sum, take_along_last
 from .divergences import WRT
 from .softmax import log_softmax
 
@@ -57,17 +57,13 @@ __all__ = [
 ]
 
 
-def _sum(x: np.ndarray) -> np.ndarray:
-    return np.sum(x, axis=-1, keepdims=True)
-
-
 def _log_sum_without(log_probs: np.ndarray, target: np.ndarray) -> np.ndarray:
     """log Σ_{i≠t} w_i from log-probabilities (finite even where the sum underflows), shape (rows, 1)."""
     masked = np.where(target, -np.inf, log_probs)
     peak = np.max(masked, axis=-1, keepdims=True)
     safe = np.where(np.isfinite(peak), peak, 0)
     with np.errstate(divide="ignore"):
-        return np.where(np.isfinite(peak), safe + np.log(_sum(np.exp(masked - safe))), peak)
+        return np.where(np.isfinite(peak), safe + np.log(row_sum(np.exp(masked - safe))), peak)
 
 
 def _parts(z: np.ndarray, v: np.ndarray, labels: np.ndarray, T: float, want: tuple, wrt: str | None) -> dict:
@@ -99,7 +95,7 @@ def _tckd(z, v, target, labels, T, rest, wrt) -> np.ndarray:
     pick = lambda x: take_along_last(x, labels[..., 0])  # noqa: E731
     q_t, d = pick(q), pick(diff)  # d = p_t − q_t = q̄ − p̄
     log_q_t, log_p_t = pick(log_q), pick(log_p)
-    q_rest = _sum(np.where(target, 0, q))  # q̄ = 1 − q_t, summed (no cancellation when q_t ≈ 1)
+    q_rest = row_sum(np.where(target, 0, q))  # q̄ = 1 − q_t, summed (no cancellation when q_t ≈ 1)
     log_q_rest, log_p_rest = _log_sum_without(log_q, target), _log_sum_without(log_p, target)
     exact = np.isfinite(full.kl) & np.isfinite(log_q_t) & np.isfinite(log_p_t)
     if full.fallback is not None:
@@ -141,15 +137,15 @@ def _tckd(z, v, target, labels, T, rest, wrt) -> np.ndarray:
         # cancel; then it is c·(E_q̂[f_t − f] + ⟨q̂ − p̂, (z − z_t)/T⟩) + (c − d)·E_p̂[(z − z_t)/T], with
         # c − d = q_t (KL − g(f'_t − KL)), g(x) = e^x − 1 − x: every term second order.
         student_gap_t = np.where(p_hat > 0, student_gap(full.student_logits, labels[..., 0], T), 0)
-        student_mean = _sum(p_hat * student_gap_t)
+        student_mean = row_sum(p_hat * student_gap_t)
         teacher_gap_t = np.where(q_hat > 0, (full.teacher_shifted - pick(full.teacher_shifted)), 0)
         # (where q_t or q̄ is 0 the coupling is 0 and the teacher's logits, perhaps masked, do not enter)
-        teacher_mean = np.where(coupling != 0, _sum(np.where(coupling != 0, q_hat * teacher_gap_t, 0)), 0)
+        teacher_mean = np.where(coupling != 0, row_sum(np.where(coupling != 0, q_hat * teacher_gap_t, 0)), 0)
         plain = -d * student_mean + coupling * teacher_mean
         f = full.log_ratio
         hat_diff = rest.probs_diff()  # p̂ − q̂
         f_t = pick(f)
-        across = _sum(q_hat * (f_t - f)) - _sum(np.where(target, 0, hat_diff) * student_gap_t)
+        across = row_sum(q_hat * (f_t - f)) - row_sum(np.where(target, 0, hat_diff) * student_gap_t)
         f_target = q_rest * safe_odds
         excess = q_t * (value - exp_minus_one_minus_x(np.where(small, f_target - value, 0)))
         near = coupling * across + excess * student_mean

@@ -55,11 +55,6 @@ __all__ = [
 ]
 
 
-def check_weight(value: object, name: str) -> float:
-    """A mixture weight (``skew``, ``beta``): a real number in [0, 1] (the shared validator's rule)."""
-    return check_real(value, name, 0.0, 1.0)
-
-
 def _parts(kind: str, pq, weight: float) -> list:
     """(coefficient, D) pairs whose weighted sum is the loss; a part of coefficient 0 is absent."""
     if kind == "skew_kl":
@@ -79,7 +74,7 @@ def _evaluate(kind, student_logits, teacher_logits, T, weight, weight_name, redu
     if wrt is not None:
         check_choice(wrt, "wrt", WRT)
     T = check_temperature(T)
-    weight = check_weight(weight, weight_name)
+    weight = check_real(weight, weight_name, 0.0, 1.0)
     student, teacher = as_logit_pair(student_logits, teacher_logits)
     dtype = student.dtype.type
 
