@@ -51,8 +51,47 @@ def test_the_page_marks_its_numbers(paper_table):
         "mnist.800.T20",
         "fm.800.labels",
         "table.temperature",
+        "table.two_teachers",
+        "mnist.prev_teacher.errors",
+        "mnist.teacher.command",
     ):
         assert required in names
+
+
+def _run(teacher, seed, T=20.0):
+    return {"distilled": True, "teacher": teacher, "seed": seed, "T": T, "alpha": 0.1}
+
+
+def test_mnist_cells_use_the_page_teacher_and_never_mix_teachers(paper_table):
+    # Five seeds from the 75-epoch teacher and one from the page's: the cell shows the page's teacher alone.
+    runs = [_run("teacher.npz", s) for s in range(5)] + [_run(paper_table.TEACHER["mnist"], 0)]
+    assert paper_table.pick_teacher("mnist", runs) == paper_table.TEACHER["mnist"]
+    assert paper_table.pick_teacher("mnist", runs[:5]) == "teacher.npz"  # a row not re-run: the old one
+    errors = {r["teacher"]: 100 for r in runs}
+    for r in runs:
+        r["test_errors"] = errors[r["teacher"]] + r["seed"]
+    assert paper_table.distilled(runs, 20.0, 0.1, paper_table.TEACHER["mnist"]) == {0: 100}
+
+
+def test_fashion_mnist_cells_take_the_sibling_teacher_with_most_seeds(paper_table):
+    runs = [_run("teacher.npz", 0)] + [_run("teacher_rebuilt2.npz", s) for s in range(3)]
+    assert paper_table.pick_teacher("fashion-mnist", runs) == "teacher_rebuilt2.npz"
+    tie = [_run("teacher_rebuilt2.npz", 0), _run("teacher.npz", 0)]
+    assert paper_table.pick_teacher("fashion-mnist", tie) == "teacher.npz"
+    assert paper_table.named("fashion-mnist", "teacher_rebuilt2.npz") == ", teacher `teacher_rebuilt2.npz`"
+    assert paper_table.named("fashion-mnist", "teacher.npz") == ""
+
+
+def test_teacher_cpu_time_adds_the_processes_of_a_resumed_run(paper_table, tmp_path):
+    # The log's CPU count restarts at 0 when the run is resumed in a new process (teacher.py --reschedule).
+    line = "[t] teacher250 epoch {}/9: loss 0.1, jittered-train acc 0.9, test acc 0.9, {} s wall, {} s CPU so far\n"
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "a.log").write_text(
+        line.format(1, 10.0, 12) + line.format(2, 11.0, 25) + "resuming\n" + line.format(3, 9.5, 11)
+    )
+    wall, cpu = paper_table._teacher_epochs(tmp_path, ["a.log", "missing.log"])
+    assert wall == {1: 10.0, 2: 11.0, 3: 9.5}
+    assert cpu == 25 + 11
 
 
 def test_side_by_side_tables_mark_every_kdcore_cell(paper_table):
