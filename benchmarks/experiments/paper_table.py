@@ -699,6 +699,10 @@ def two_teachers_table(results: Path = RESULTS) -> str:
     )
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("s" if n != 1 else "")
+
+
 def _errors_of(dataset: str, checkpoint: str | None, results: Path) -> str:
     record = teacher_record(dataset, checkpoint, results) if checkpoint else None
     return str(record["test_errors"]) if record else "?"
@@ -1009,7 +1013,12 @@ def figures(out: Path, results: Path = RESULTS) -> list[Path]:
                     done = finished(distilled(runs, T, alpha, teacher_name).values())
                     if done:
                         points.append(
-                            (T, statistics.fmean(done), statistics.stdev(done) if len(done) > 1 else 0.0)
+                            (
+                                T,
+                                statistics.fmean(done),
+                                statistics.stdev(done) if len(done) > 1 else 0.0,
+                                len(done),
+                            )
                         )
                 if points:
                     ax.errorbar(
@@ -1019,7 +1028,7 @@ def figures(out: Path, results: Path = RESULTS) -> list[Path]:
                         marker="os"[k],
                         capsize=3,
                         color=temperature_colour(2 * k),
-                        label=f"distilled, α = {alpha:g}",
+                        label=f"distilled, α = {alpha:g} ({_seeds(max(p[3] for p in points))}, ±1 sd)",
                     )
             teacher = teacher_record(dataset, teacher_name, results) if teacher_name else None
             ax.set_xscale("log")
