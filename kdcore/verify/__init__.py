@@ -81,6 +81,7 @@ from .catalogue import CATALOGUE
 from .catalogue import Cause
 from .checks import KINDS
 from .checks import check_distillation_loss
+from .checks import check_divergence_loss
 from .checks import check_soft_loss
 from .command import run_check
 from .reports import REPORT_SCHEMA_VERSION
@@ -99,6 +100,7 @@ __all__ = [
     "Finding",
     "Report",
     "check_distillation_loss",
+    "check_divergence_loss",
     "check_soft_loss",
     "run_check",
 ]
