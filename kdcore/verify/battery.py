@@ -29,7 +29,7 @@ __all__ = [
 SEED = 20150309  # the date Hinton et al. posted the paper, as in the tests
 MASK_LOGIT = -1e9  # masked classes: a large *finite* negative logit (see the "masked" regime below)
 # Regimes whose logits are large: a non-finite result there (and only there) is "numerically-unstable".
-LARGE_LOGIT_REGIMES = frozenset({"extreme", "offset", "masked"})
+LARGE_LOGIT_REGIMES = frozenset({"extreme", "offset", "masked", "dominant-target"})
 # Finite differences (NumPy losses without grad_fn) only where a step of ~1e-4 probes the function well.
 FINITE_DIFFERENCE_REGIMES = frozenset({"ordinary", "high-T", "near-equal", "equal", "masked"})
 

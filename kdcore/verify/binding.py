@@ -67,7 +67,9 @@ ROLES = {
 }
 # Roles a loss may lack. A token-level loss without labels or mask is run on the unpadded cases only; one
 # without a temperature computes at T = 1 (DistiLLM's and MiniLLM's losses have none).
-OPTIONAL_ROLES = {kind: ("labels", "mask", "T") for kind in ("reverse-kl", "jsd", "skew-kl", "skew-reverse-kl")}
+OPTIONAL_ROLES = {
+    kind: ("labels", "mask", "T") for kind in ("reverse-kl", "jsd", "skew-kl", "skew-reverse-kl")
+}
 # The numbers of the battery a loss may take as parameters, constructor arguments or built-in values.
 SCALAR_ROLES = ("T", "alpha", "beta", "skew")
 

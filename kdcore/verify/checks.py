@@ -17,7 +17,14 @@ from .reports import Finding, Report
 from .running import Outcome, Recorder, run_case, scalars
 from .token_battery import family_cases, family_infinite_mask_probe
 
-__all__ = ["ALPHA_ON", "KINDS", "WEIGHT_ON", "check_distillation_loss", "check_divergence_loss", "check_soft_loss"]
+__all__ = [
+    "ALPHA_ON",
+    "KINDS",
+    "WEIGHT_ON",
+    "check_distillation_loss",
+    "check_divergence_loss",
+    "check_soft_loss",
+]
 
 KINDS = ("soft", "distillation", *FAMILY_KINDS)
 ALPHA_ON = ("hard", "soft")  # which term α weighs; (1 − α) weighs the other
@@ -72,7 +79,9 @@ def _check(
     binding.construct([scalars(kind, case.spec) for case in cases])  # a failing constructor: usage
     outcomes = [run_case(binding, grad_binding, kind, adapter, case, recorder) for case in cases]
     findings, convention, results = diagnose(kind, outcomes, t2_scaling, alpha_on, weight_on)
-    notes = _notes(binding, grad_binding, kind, adapter, recorder, outcomes, len(cases) < len(everything), probe)
+    notes = _notes(
+        binding, grad_binding, kind, adapter, recorder, outcomes, len(cases) < len(everything), probe
+    )
     if skipped_padded:
         notes.append(
             Finding(

@@ -101,7 +101,12 @@ def parse_assignments(items: Sequence[str] | None, option: str) -> dict[str, Any
 
 
 def _check_options(
-    kind: str, alpha: float | None, alpha_on: str, beta: float | None, skew: float | None, weight_on: str | None
+    kind: str,
+    alpha: float | None,
+    alpha_on: str,
+    beta: float | None,
+    skew: float | None,
+    weight_on: str | None,
 ) -> None:
     """Refuse an option the kind has no use for, before anything is imported or run."""
     if alpha_on != "hard" and kind != "distillation":
@@ -194,7 +199,9 @@ def run_check(
         if kind in ("soft", "distillation"):
             t2_scaling = True if t2_scaling is None else t2_scaling
         fn, name = import_target(target)
-        check = {"soft": check_soft_loss, "distillation": check_distillation_loss}.get(kind, check_divergence_loss)
+        check = {"soft": check_soft_loss, "distillation": check_distillation_loss}.get(
+            kind, check_divergence_loss
+        )
         try:
             report = check(fn, framework=framework, name=name, t2_scaling=t2_scaling, **options)
         except (TypeError, ValueError) as error:  # the loss's own errors are caught per case, inside

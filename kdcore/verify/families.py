@@ -91,7 +91,9 @@ class FamilyHypothesis:
     kind: str
     form: str = "reference"
     weight_on: str = "teacher"  # JSD: which distribution β weighs
-    endpoints: str = "unscaled"  # JSD: "switch" = trl's forward/reverse KL at β = 0 and 1 exactly
+    endpoints: str = (
+        "unscaled"  # JSD: "switch" = trl's forward/reverse KL at β = 0 and 1 exactly; "switch-swapped"
+    )
     convention: str = "kl"  # skew KL: "kl" or "cross_entropy"
     t2: bool = False
     reduction: str = "token-mean"
@@ -100,11 +102,15 @@ class FamilyHypothesis:
     def soft_form(self) -> str:
         return self.form
 
-    def codes(self, t2_expected: bool | None, alpha_on: str = "hard", weight_on: str | None = None) -> tuple[str, ...]:
+    def codes(
+        self, t2_expected: bool | None, alpha_on: str = "hard", weight_on: str | None = None
+    ) -> tuple[str, ...]:
         """The catalogue codes this hypothesis deviates by (``None``: either convention accepted)."""
         found = set()
         if self.form in _FORM_CODES:
             found.add(_FORM_CODES[self.form])
+        if self.endpoints == "switch-swapped":  # reverse KL at β = 0, forward at β = 1
+            found.add("swapped-kl-direction")
         if weight_on is not None and self.kind == "jsd" and self.weight_on != weight_on:
             found.add("mixture-weight-swapped")
         if t2_expected is not None and self.t2 != t2_expected:
@@ -136,7 +142,12 @@ class FamilyHypothesis:
             ("dkd", "reference"): "α·TCKD + β·NCKD",
             ("dkd", "nckd-unmasked"): "α·TCKD + β·KL(q ‖ p) (the target class left in the NCKD)",
             ("dkd", "nckd-minus-1000"): "α·TCKD + β·NCKD with the target logit lowered by 1000 (mdistiller)",
-        }.get((self.kind, self.form.replace("student-T-only", "reference").replace("teacher-T-only", "reference")))
+        }.get(
+            (
+                self.kind,
+                self.form.replace("student-T-only", "reference").replace("teacher-T-only", "reference"),
+            )
+        )
         if self.kind == "skew-kl" and self.convention == "cross_entropy":
             formula = formula.replace("KL(q ‖", "CE(q,", 1)
         if self.form == "student-T-only":
@@ -147,18 +158,22 @@ class FamilyHypothesis:
             formula += f" at {w} → 1 − {w} (β on the student)"
         if self.kind == "jsd" and self.endpoints == "switch":
             formula += "; KL(q ‖ p) at β = 0, KL(p ‖ q) at β = 1"
+        elif self.kind == "jsd" and self.endpoints == "switch-swapped":
+            formula += "; KL(p ‖ q) at β = 0, KL(q ‖ p) at β = 1"
         return f"{'T²·' if self.t2 else ''}[{formula}] ({_REDUCTION_WORDS[self.reduction]})"
 
 
 def family_hypotheses(kind: str) -> list[FamilyHypothesis]:
     """Every combination for ``kind``: the conventions times the forms times the scales and reductions."""
     weight_on = ("teacher", "student") if kind == "jsd" else ("teacher",)
-    endpoints = ("unscaled", "switch") if kind == "jsd" else ("unscaled",)
+    endpoints = ("unscaled", "switch", "switch-swapped") if kind == "jsd" else ("unscaled",)
     conventions = ("kl", "cross_entropy") if kind == "skew-kl" else ("kl",)
     reductions = _DKD_REDUCTIONS if kind == "dkd" else _TOKEN_REDUCTIONS
     return [
         FamilyHypothesis(kind, *combination)
-        for combination in itertools.product(FORMS[kind], weight_on, endpoints, conventions, (False, True), reductions)
+        for combination in itertools.product(
+            FORMS[kind], weight_on, endpoints, conventions, (False, True), reductions
+        )
     ]
 
 
@@ -218,7 +233,7 @@ class FamilyPrediction(Allowances):
             alpha, beta = self.case.spec.alpha, self.case.spec.beta
             (tckd, tckd_grad), (nckd, nckd_grad) = self.forms.rows("dkd", h.form, 0.0)  # type: ignore[misc]
             return alpha * tckd + beta * nckd, lambda: alpha * tckd_grad() + beta * nckd_grad()
-        values, grad = self.forms.rows(self.kind, h.form, self._form_weight(h), h.endpoints == "switch")
+        values, grad = self.forms.rows(self.kind, h.form, self._form_weight(h), h.endpoints)
         if h.convention == "cross_entropy":
             values = values + self.forms.teacher_entropy()  # −Σ q log M = KL(q ‖ M) + H(q): same gradient
         return values, grad
@@ -266,9 +281,15 @@ _CONVENTION_WORDS = {
     "(GKD Eq. 1 and trl)",
     ("weight_on", "student"): "β weights the student: M = β·p + (1 − β)·q, β·KL(p ‖ M) + (1 − β)·KL(q ‖ M) "
     "(GKD's β is 1 − this β)",
-    ("endpoints", "switch"): "at β = 0 and β = 1 exactly, the forward KL(q ‖ p) and the reverse KL(p ‖ q) instead "
+    (
+        "endpoints",
+        "switch",
+    ): "at β = 0 and β = 1 exactly, the forward KL(q ‖ p) and the reverse KL(p ‖ q) instead "
     "of JSD_β, which is 0 there (trl's switch: the loss jumps at the endpoints)",
-    ("endpoints", "unscaled"): "JSD_β itself at β = 0 and β = 1, where it is 0 (no switch to forward/reverse KL)",
+    (
+        "endpoints",
+        "unscaled",
+    ): "JSD_β itself at β = 0 and β = 1, where it is 0 (no switch to forward/reverse KL)",
     ("convention", "kl"): "KL(q ‖ M)",
     ("convention", "cross_entropy"): "soft cross-entropy −Σ q·log M instead of KL(q ‖ M): they differ by the "
     "teacher's entropy, so the gradients agree",

@@ -107,23 +107,29 @@ class PositionForms:
                 self._tempered[side] = (z, v, T, 1.0)
         return self._tempered[side]
 
-    def rows(self, kind: str, form: str, weight: float, endpoint_switch: bool = False) -> Rows:
-        """The per-position values of ``form`` and a function giving their gradient rows w.r.t. z."""
-        endpoint_switch = endpoint_switch and kind == "jsd" and weight in (0.0, 1.0)  # elsewhere no switch
-        key = (kind, form, weight, endpoint_switch)
+    def rows(self, kind: str, form: str, weight: float, endpoints: str = "unscaled") -> Rows:
+        """The per-position values of ``form`` and a function giving their gradient rows w.r.t. z.
+
+        ``endpoints`` (JSD only): "unscaled", "switch" (trl: forward KL at β = 0, reverse at β = 1) or
+        "switch-swapped" (the reverse KL at β = 0 and the forward at β = 1).
+        """
+        if not (kind == "jsd" and weight in (0.0, 1.0)):
+            endpoints = "unscaled"  # a switch only acts at β = 0 and 1
+        key = (kind, form, weight, endpoints)
         if key not in self._cache:
-            self._cache[key] = self._compute(kind, form, weight, endpoint_switch)
+            self._cache[key] = self._compute(kind, form, weight, endpoints)
         return self._cache[key]
 
-    def _compute(self, kind: str, form: str, b: float, endpoint_switch: bool) -> Rows:
+    def _compute(self, kind: str, form: str, b: float, endpoints: str) -> Rows:
         side = {"student-T-only": "student", "teacher-T-only": "teacher"}.get(form, "both")
         z, v, T, chain = self._temper(side)
         if kind == "dkd":  # a pair (TCKD, NCKD) of Rows, weighted by .families
             return tuple(_chained(part, chain) for part in self._dkd(form, z, v, T))  # type: ignore[return-value]
-        if kind == "jsd" and endpoint_switch and b in (0.0, 1.0):
+        if endpoints != "unscaled":
             # trl's convention: at β = 0 and 1 exactly, the limits of JSD_β/β and JSD_β/(1 − β) — the forward
-            # and the reverse KL — instead of the JSD itself (which is 0 there).
-            values, grad = self._divergence("forward" if b == 0.0 else "reverse", z, v, T)
+            # and the reverse KL — instead of the JSD itself (which is 0 there); or those two exchanged.
+            forward = (b == 0.0) == (endpoints == "switch")
+            values, grad = self._divergence("forward" if forward else "reverse", z, v, T)
         else:
             values, grad = self._mixture(kind, form, z, v, T, b)
         return _chained((values, grad), chain)
@@ -147,7 +153,10 @@ class PositionForms:
             return self._geometric(kind, z, v, T, b, normalised=form == "log-space-normalised")
         if kind == "jsd":
             if form == "weights-swapped":  # M = b q + (1 − b) p, but (1 − b) KL(q‖M) + b KL(p‖M)
-                a, ga = _none(skew_kl_divergence, z, v, T, skew=b), _grad(skew_kl_divergence_grad, z, v, T, skew=b)
+                a, ga = (
+                    _none(skew_kl_divergence, z, v, T, skew=b),
+                    _grad(skew_kl_divergence_grad, z, v, T, skew=b),
+                )
                 c = _none(skew_reverse_kl_divergence, z, v, T, skew=1 - b)
                 gc = _grad(skew_reverse_kl_divergence_grad, z, v, T, skew=1 - b)
                 return (1 - b) * a + b * c, lambda: (1 - b) * ga() + b * gc()
@@ -177,10 +186,10 @@ class PositionForms:
             grad = lambda: b * (1 - b) * (grad_forward() + grad_reverse())  # noqa: E731
             teacher_share = b  # the teacher's exponent in G
         elif kind == "skew-kl":  # KL(q ‖ q^b p^(1−b)) = (1 − b) KL(q‖p)
-            values, grad = (1 - b) * forward, lambda: (1 - b) * grad_forward()  # noqa: E731
+            values, grad = (1 - b) * forward, lambda: (1 - b) * grad_forward()
             teacher_share = b
         else:  # KL(p ‖ p^b q^(1−b)) = (1 − b) KL(p‖q)
-            values, grad = (1 - b) * reverse, lambda: (1 - b) * grad_reverse()  # noqa: E731
+            values, grad = (1 - b) * reverse, lambda: (1 - b) * grad_reverse()
             teacher_share = 1 - b
         if not normalised:
             return values, grad
@@ -198,7 +207,10 @@ class PositionForms:
     def _dkd(self, form: str, z, v, T) -> tuple[Rows, Rows]:
         """TCKD and NCKD (without weights or T²), the NCKD as each form computes it."""
         y = self.labels
-        tckd = (_none(target_class_kl_divergence, z, v, y, T), _grad(target_class_kl_divergence_grad, z, v, y, T))
+        tckd = (
+            _none(target_class_kl_divergence, z, v, y, T),
+            _grad(target_class_kl_divergence_grad, z, v, y, T),
+        )
         if form == "nckd-unmasked":  # the target class left in: the plain KL
             nckd = _none(kl_divergence, z, v, T), _grad(kl_divergence_grad, z, v, T)
         elif form == "nckd-minus-1000":  # mdistiller: 1000 subtracted from the tempered target logits

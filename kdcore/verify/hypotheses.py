@@ -19,7 +19,7 @@ import numpy as np
 from ..cross_entropy import cross_entropy, cross_entropy_grad
 from ..divergences import kl_divergence, kl_divergence_grad, soft_cross_entropy, soft_cross_entropy_grad
 from ..softmax import softmax, softmax_vjp
-from .battery import BATTERY, Case
+from .battery import Case
 from .catalogue import CATALOGUE
 
 __all__ = [
@@ -109,7 +109,9 @@ class Hypothesis:
     alpha_on_soft: bool = False  # distillation: α weighs the soft term, (1 − α) the hard one
     hard_reduction: str = "batchmean"
 
-    def codes(self, t2_expected: bool, alpha_on: str = "hard", weight_on: str | None = None) -> tuple[str, ...]:
+    def codes(
+        self, t2_expected: bool, alpha_on: str = "hard", weight_on: str | None = None
+    ) -> tuple[str, ...]:
         """The catalogue codes this hypothesis deviates by from the expected conventions, in catalogue order."""
         found = set()
         if self.soft_form == "swapped":
@@ -208,7 +210,6 @@ class Allowances:
         return float(np.max(np.abs(got - expected)) / allowance)
 
 
-
 class Prediction(Allowances):
     """Everything kdcore knows about one case, in float64: each hypothesis's value, gradient and tolerance.
 
@@ -301,6 +302,7 @@ class Prediction(Allowances):
             source = self._soft_grads if term == "soft" else self._hard_grads
             self._cache[term, key] = source[key]()
         return self._cache[term, key]
+
 
 @functools.lru_cache(maxsize=256)
 def prediction(case: Any, kind: str) -> Allowances:

@@ -183,7 +183,9 @@ def _finite_differences(outcome: Outcome, loss_of_student: Callable) -> None:
     # would make it 1e5), and no larger than T·eps^(1/4), since the loss curves on the scale of z/T.
     size = max(1.0, float(np.max(np.abs(case.student_logits[active]))))
     step = DEFAULT_STEP_FACTOR * min(size, max(case.spec.T, 1e-3) * size)
-    scale = abs(outcome.value) + sum(map(abs, outcome.prediction.value(outcome.prediction.reference_hypothesis)))
+    scale = abs(outcome.value) + sum(
+        map(abs, outcome.prediction.value(outcome.prediction.reference_hypothesis))
+    )
     outcome.fd_noise = FD_NOISE_ULPS * 3.0 * eps(np.dtype(np.float64)) * scale / step
     for _ in range(FD_DIRECTIONS):
         direction = np.where(active, rng.standard_normal(case.student_logits.shape), 0.0)

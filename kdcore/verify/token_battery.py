@@ -72,11 +72,11 @@ TOKEN_BATTERY: tuple[FamilySpec, ...] = (
     FamilySpec("offset", 2, 4, 20, 2.0, 0.4, 0.3, 0.25, "logits shifted by +1e4 (student) and -5e3 (teacher)"),
     FamilySpec("masked", 2, 5, 40, 1.0, 0.5, 0.1, 0.4, "a fifth of the vocabulary masked with -1e9 in both"),
     FamilySpec("masked", 3, None, 12, 2.0, 0.2, 0.25, 0.0, "masked classes in a (B, V) batch"),
-    FamilySpec("beta-0", 2, 4, 12, 1.5, 0.0, 0.0, 0.25, "β = 0 (skew 0): where trl switches to forward KL"),
+    FamilySpec("beta-0", 2, 4, 12, 1.5, 0.0, 0.05, 0.25, "β = 0: where trl switches to forward KL"),
     FamilySpec("beta-1", 2, 4, 12, 1.0, 1.0, 0.5, 0.25, "β = 1: where trl switches to reverse KL"),
 )
 
-#: The DKD battery (``--kind dkd``): classification batches with labels, 10 rows, 20 cases.
+#: The DKD battery (``--kind dkd``): classification batches with labels, 11 rows, 22 cases.
 DKD_BATTERY: tuple[FamilySpec, ...] = (
     FamilySpec("ordinary", 1, None, 2, 1.0, 8.0, 0.0, 0.0, "one sample, two classes: NCKD is over one class", 1.0),
     FamilySpec("ordinary", 8, None, 10, 4.0, 8.0, 0.0, 0.0, "mdistiller's CIFAR-100 setting: α = 1, β = 8, T = 4", 1.0),
@@ -88,6 +88,7 @@ DKD_BATTERY: tuple[FamilySpec, ...] = (
     FamilySpec("confident", 4, None, 10, 1.0, 8.0, 0.0, 0.0, "the target logit 30 above the rest", 1.0),
     FamilySpec("extreme", 2, None, 50, 0.5, 8.0, 0.0, 0.0, "logits up to ±1e4 at T = 0.5", 1.0),
     FamilySpec("masked", 6, None, 12, 2.0, 8.0, 0.0, 0.0, "a third of the classes masked with -1e9", 1.0),
+    FamilySpec("dominant-target", 4, None, 10, 2.0, 8.0, 0.0, 0.0, "the target 5e3 above the rest: mdistiller's -1000 leaks", 1.0),
 )
 # fmt: on
 _INDEX_BASE = {"token": 100, "dkd": 200}  # seeds distinct from the Hinton battery's
@@ -137,13 +138,17 @@ def _inputs(index: int, spec: FamilySpec, battery: str, mask_value: float) -> tu
         share = 1 / 5 if spec.seq_len is not None else 1 / 3
         masked = rng.permutation(V)[: max(1, min(V - 2, round(V * share)))]
         vocab_mask[..., masked] = True
-        student, teacher = np.where(vocab_mask, mask_value, student), np.where(vocab_mask, mask_value, teacher)
+        student, teacher = (
+            np.where(vocab_mask, mask_value, student),
+            np.where(vocab_mask, mask_value, teacher),
+        )
     allowed = np.flatnonzero(~vocab_mask.reshape(-1, V)[0])
     labels = rng.choice(allowed, lead).astype(np.int64)
-    if spec.regime == "confident":  # DKD: the target far above the rest, so p_t and q_t ≈ 1
+    if spec.regime in ("confident", "dominant-target"):  # DKD: the target far above the rest: p_t, q_t ≈ 1
         rows = np.arange(spec.batch_size)
-        student[rows, labels] += 30.0
-        teacher[rows, labels] += 30.0
+        gap = 30.0 if spec.regime == "confident" else 5e3
+        student[rows, labels] += gap
+        teacher[rows, labels] += gap
     keep = np.ones(lead, dtype=bool)
     if spec.seq_len is not None and spec.padding > 0:
         # Right padding of a different length per sequence, about `padding` of the positions in all, each
