@@ -288,6 +288,17 @@ class TestTorchFamilyZoo:
     def test_the_zoo_covers_every_new_code(self, members):
         assert NEW_CODES <= set().union(*(m.expected for m in members.values()))
 
+    @pytest.mark.parametrize(
+        ("target", "kind", "code"),
+        [("per_token_kl_padded", "skew-kl", "padding-in-mean"), ("jsd_geometric", "jsd", "log-space-mixture")],
+    )
+    def test_the_buggy_examples_on_the_command_line(self, target, kind, code):
+        pytest.importorskip("torch")
+        out = io.StringIO()
+        examples = Path(__file__).resolve().parent.parent / "docs" / "examples" / "token_losses.py"
+        assert run_check(f"{examples}:{target}", "torch", kind, stream=out) == 1
+        assert re.findall(r"^\[([a-z0-9-]+)\]", out.getvalue(), flags=re.MULTILINE) == [code], out.getvalue()
+
     def test_trl_itself(self):
         """trl's real function, checked as it is (trl pinned in the Makefile's frameworks target)."""
         pytest.importorskip("trl")

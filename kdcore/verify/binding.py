@@ -14,8 +14,15 @@ role                 parameter names recognised (exact spelling)
                      teacher, t_logits, logits_t, out_t, y_t, target_logits, t, v
 ``labels``           labels, label, target, targets, y, y_true, gt, hard_labels  (distillation only)
 ``T``                T, temperature, tau, temp
-``alpha``            alpha, lambda_, lam, lmbda  (distillation only)
+``alpha``            alpha, lambda_, lam, lmbda  (distillation, dkd)
+``beta``             beta, jsd_beta  (jsd, dkd)
+``skew``             skew, skew_alpha, skew_lambda; for the skew kinds also α's names (DistiLLM's ``lam``)
+``mask``             mask, loss_mask, attention_mask, padding_mask, valid_mask, token_mask, keep  (token
+                     kinds; bool, True where a position counts; ``labels`` there hold -100 at padding)
 ===================  ======================================================================================
+
+The token-level kinds (``reverse-kl``, ``jsd``, ``skew-kl``, ``skew-reverse-kl``) take ``labels``, ``mask``
+and ``T`` only by name: a loss may lack them (it then runs on unpadded cases, at T = 1).
 
 A role that no parameter is named after takes the next *required* positional parameter, in the order
 ``student_logits, teacher_logits[, labels], T[, alpha]`` — so ``lambda z, v, T: ...`` and
