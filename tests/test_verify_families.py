@@ -290,7 +290,10 @@ class TestTorchFamilyZoo:
 
     @pytest.mark.parametrize(
         ("target", "kind", "code"),
-        [("per_token_kl_padded", "skew-kl", "padding-in-mean"), ("jsd_geometric", "jsd", "log-space-mixture")],
+        [
+            ("per_token_kl_padded", "skew-kl", "padding-in-mean"),
+            ("jsd_geometric", "jsd", "log-space-mixture"),
+        ],
     )
     def test_the_buggy_examples_on_the_command_line(self, target, kind, code):
         pytest.importorskip("torch")
