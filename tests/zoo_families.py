@@ -92,55 +92,46 @@ def torch_members() -> list[FamilyMember]:
         conventions=("β weights the teacher", "trl's switch", "no T²", "mean over the kept positions"),
     )
 
-    # The same function with one line changed, each as it appears in the wild.
-    def jsd_log_space(student_logits, teacher_logits, labels=None, beta=0.5, temperature=1.0):
-        student_log_probs = F.log_softmax(student_logits / temperature, dim=-1)
-        teacher_log_probs = F.log_softmax(teacher_logits / temperature, dim=-1)
-        if beta == 0:
-            jsd = F.kl_div(student_log_probs, teacher_log_probs, reduction="none", log_target=True)
-        elif beta == 1:
-            jsd = F.kl_div(teacher_log_probs, student_log_probs, reduction="none", log_target=True)
-        else:
-            mixture_log_probs = (
-                beta * teacher_log_probs + (1 - beta) * student_log_probs
-            )  # log of q^β p^(1−β)
-            jsd = beta * F.kl_div(mixture_log_probs, teacher_log_probs, reduction="none", log_target=True)
-            jsd = jsd + (1 - beta) * F.kl_div(
-                mixture_log_probs, student_log_probs, reduction="none", log_target=True
-            )
+    # The same function with one thing changed, each as it appears in the wild. They share trl's first and
+    # last steps: tempered log-probabilities, and the mean over the kept tokens.
+    def log_probs(student_logits, teacher_logits, temperature):
+        return F.log_softmax(student_logits / temperature, -1), F.log_softmax(
+            teacher_logits / temperature, -1
+        )
+
+    def kept_mean(jsd, labels):
         mask = labels != -100
         return jsd[mask].sum() / mask.sum()
+
+    def kl(input_log_probs, target_log_probs):  # KL(target ‖ input), per entry
+        return F.kl_div(input_log_probs, target_log_probs, reduction="none", log_target=True)
+
+    def jsd_log_space(student_logits, teacher_logits, labels=None, beta=0.5, temperature=1.0):
+        log_p, log_q = log_probs(student_logits, teacher_logits, temperature)
+        if beta in (0, 1):
+            return generalized_jsd_loss(student_logits, teacher_logits, labels, beta, temperature)
+        log_m = beta * log_q + (1 - beta) * log_p  # the log of q^β p^(1−β)
+        return kept_mean(beta * kl(log_m, log_q) + (1 - beta) * kl(log_m, log_p), labels)
 
     add("jsd_log_space_mixture", "jsd", jsd_log_space, {"log-space-mixture"})
 
     def jsd_trl_before_3043(student_logits, teacher_logits, labels=None, beta=0.5, temperature=1.0):
-        student_log_probs = F.log_softmax(student_logits / temperature, dim=-1)
-        teacher_log_probs = F.log_softmax(teacher_logits / temperature, dim=-1)
+        log_p, log_q = log_probs(student_logits, teacher_logits, temperature)
         # β on the *student* in the mixture, but β on KL(teacher ‖ M) below: no JSD_β for any β
-        mixture_log_probs = torch.logsumexp(
-            torch.stack([student_log_probs + torch.log(torch.tensor(beta, dtype=student_log_probs.dtype)),
-                         teacher_log_probs + torch.log(torch.tensor(1 - beta, dtype=student_log_probs.dtype))]), dim=0)  # fmt: skip
-        kl_teacher = F.kl_div(mixture_log_probs, teacher_log_probs, reduction="none", log_target=True)
-        kl_student = F.kl_div(mixture_log_probs, student_log_probs, reduction="none", log_target=True)
-        jsd = beta * kl_teacher + (1 - beta) * kl_student
-        mask = labels != -100
-        return jsd[mask].sum() / mask.sum()
+        weight = torch.tensor(beta, dtype=log_p.dtype)
+        log_m = torch.logsumexp(torch.stack([log_p + torch.log(weight), log_q + torch.log1p(-weight)]), dim=0)
+        return kept_mean(beta * kl(log_m, log_q) + (1 - beta) * kl(log_m, log_p), labels)
 
     add("jsd_trl_before_3043", "jsd", jsd_trl_before_3043, {"mixture-weight-swapped"})
 
     def jsd_endpoints_exchanged(student_logits, teacher_logits, labels=None, beta=0.5, temperature=1.0):
-        student_log_probs = F.log_softmax(student_logits / temperature, dim=-1)
-        teacher_log_probs = F.log_softmax(teacher_logits / temperature, dim=-1)
-        if (
-            beta == 0
-        ):  # meant as forward KL(student ‖ teacher)...: kl_div(input, target) is KL(target ‖ input)
-            jsd = F.kl_div(teacher_log_probs, student_log_probs, reduction="none", log_target=True)
-        elif beta == 1:
-            jsd = F.kl_div(student_log_probs, teacher_log_probs, reduction="none", log_target=True)
-        else:
-            return generalized_jsd_loss(student_logits, teacher_logits, labels, beta, temperature)
-        mask = labels != -100
-        return jsd[mask].sum() / mask.sum()
+        log_p, log_q = log_probs(student_logits, teacher_logits, temperature)
+        # meant as "forward KL(student ‖ teacher)" at β = 0: but kl_div(input, target) is KL(target ‖ input)
+        if beta == 0:
+            return kept_mean(kl(log_q, log_p), labels)
+        if beta == 1:
+            return kept_mean(kl(log_p, log_q), labels)
+        return generalized_jsd_loss(student_logits, teacher_logits, labels, beta, temperature)
 
     add("jsd_endpoints_exchanged", "jsd", jsd_endpoints_exchanged, {"swapped-kl-direction"})
 

@@ -374,22 +374,12 @@ def check_distillation_loss(
 
 
 def check_divergence_loss(
-    fn: Any,
-    kind: str,
-    framework: str = "torch",
-    *,
-    grad_fn: Callable | None = None,
-    t2_scaling: bool | None = None,
-    weight_on: str | None = None,
-    name: str | None = None,
-    args: Mapping[str, Any] | None = None,
-    init: Mapping[str, Any] | None = None,
+    fn: Any, kind: str, framework: str = "torch", *,
+    grad_fn: Callable | None = None, t2_scaling: bool | None = None, weight_on: str | None = None,
+    T: float | None = None, beta: float | None = None, skew: float | None = None, alpha: float | None = None,
+    name: str | None = None, args: Mapping[str, Any] | None = None, init: Mapping[str, Any] | None = None,
     roles: Mapping[str, str] | None = None,
-    T: float | None = None,
-    beta: float | None = None,
-    skew: float | None = None,
-    alpha: float | None = None,
-) -> Report:
+) -> Report:  # fmt: skip
     r"""Check a reverse-KL, generalised-JSD, skew-KL, skew-reverse-KL or DKD loss against kdcore.
 
     Parameters
@@ -415,10 +405,10 @@ def check_divergence_loss(
     weight_on : {"teacher", "student"}, optional
         JSD only: which distribution β weighs. None (default) accepts either and reports it; given, the other
         is ``mixture-weight-swapped``.
-    name, args, init, roles : optional
-        As :func:`check_soft_loss`.
     T, beta, skew, alpha : float, optional
         Values the loss has built in (no parameter for them): the battery runs at that value.
+    name, args, init, roles : optional
+        As :func:`check_soft_loss`.
 
     Returns
     -------

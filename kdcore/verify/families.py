@@ -55,32 +55,30 @@ _FORM_CODES = {
     "nckd-unmasked": "dkd-target-leak",
     "nckd-minus-1000": "dkd-target-leak",
 }
-# Reductions over the positions: the first three are conventions, the rest catalogued mistakes.
-_TOKEN_REDUCTIONS = ("token-mean", "sequence-mean", "sequence-sum", "all-positions", "padding-mean",
-                     "padding-kept", "padding-sequence-sum", "sum", "mean-over-classes")  # fmt: skip
+# Reductions over the positions: (the code it is a finding of, or None for a convention; what it computes).
+_REDUCTIONS = {
+    "token-mean": (None, "mean over the kept positions (tokens)"),
+    "sequence-mean": (None, "mean over each sequence's kept tokens, then over the sequences"),
+    "sequence-sum": (None, "sum over each sequence's kept tokens, mean over the sequences"),
+    "all-positions": (
+        "mean-over-all-positions",
+        "sum over the kept positions divided by all positions, padding included",
+    ),
+    "padding-mean": ("padding-in-mean", "mean over all positions, padding included"),
+    "padding-kept": (
+        "padding-in-mean",
+        "sum over all positions, padding included, divided by the number kept",
+    ),
+    "padding-sequence-sum": (
+        "padding-in-mean",
+        "sum over all positions, padding included, mean over the sequences",
+    ),
+    "sum": ("sum-over-batch", "sum over the kept positions"),
+    "mean-over-classes": ("mean-over-classes", "mean over the kept positions and the vocabulary"),
+    "batch-mean-twice": ("batch-mean-twice", "mean over samples, divided by B again"),
+}
 _DKD_REDUCTIONS = ("token-mean", "sum", "batch-mean-twice", "mean-over-classes")
-_CONVENTIONAL_REDUCTIONS = ("token-mean", "sequence-mean", "sequence-sum")
-_REDUCTION_CODES = {
-    "all-positions": "mean-over-all-positions",
-    "padding-mean": "padding-in-mean",
-    "padding-kept": "padding-in-mean",
-    "padding-sequence-sum": "padding-in-mean",
-    "sum": "sum-over-batch",
-    "mean-over-classes": "mean-over-classes",
-    "batch-mean-twice": "batch-mean-twice",
-}
-_REDUCTION_WORDS = {
-    "token-mean": "mean over the kept positions (tokens)",
-    "sequence-mean": "mean over each sequence's kept tokens, then over the sequences",
-    "sequence-sum": "sum over each sequence's kept tokens, mean over the sequences",
-    "all-positions": "sum over the kept positions divided by all positions, padding included",
-    "padding-mean": "mean over all positions, padding included",
-    "padding-kept": "sum over all positions, padding included, divided by the number kept",
-    "padding-sequence-sum": "sum over all positions, padding included, mean over the sequences",
-    "sum": "sum over the kept positions",
-    "mean-over-classes": "mean over the kept positions and the vocabulary",
-    "batch-mean-twice": "mean over samples, divided by B again",
-}
+_TOKEN_REDUCTIONS = tuple(name for name in _REDUCTIONS if name != "batch-mean-twice")
 _WEIGHT = {"jsd": "β", "skew-kl": "α", "skew-reverse-kl": "α"}
 
 
@@ -115,8 +113,9 @@ class FamilyHypothesis:
             found.add("mixture-weight-swapped")
         if t2_expected is not None and self.t2 != t2_expected:
             found.add("missing-T2-scaling" if t2_expected else "unexpected-T2-scaling")
-        if self.reduction in _REDUCTION_CODES:
-            found.add(_REDUCTION_CODES[self.reduction])
+        code = _REDUCTIONS[self.reduction][0]
+        if code is not None:
+            found.add(code)
         return tuple(code for code in CATALOGUE if code in found)
 
     def describe(self, kind: str = "") -> str:
@@ -160,7 +159,7 @@ class FamilyHypothesis:
             formula += "; KL(q ‖ p) at β = 0, KL(p ‖ q) at β = 1"
         elif self.kind == "jsd" and self.endpoints == "switch-swapped":
             formula += "; KL(p ‖ q) at β = 0, KL(q ‖ p) at β = 1"
-        return f"{'T²·' if self.t2 else ''}[{formula}] ({_REDUCTION_WORDS[self.reduction]})"
+        return f"{'T²·' if self.t2 else ''}[{formula}] ({_REDUCTIONS[self.reduction][1]})"
 
 
 def family_hypotheses(kind: str) -> list[FamilyHypothesis]:
@@ -311,7 +310,7 @@ def convention_text(kind: str, fitting: list[FamilyHypothesis]) -> str | None:
     for dimension in dimensions:
         values = list(dict.fromkeys(getattr(h, dimension) for h in fitting))
         words = [
-            _REDUCTION_WORDS[value] if dimension == "reduction" else _CONVENTION_WORDS[dimension, value]
+            _REDUCTIONS[value][1] if dimension == "reduction" else _CONVENTION_WORDS[dimension, value]
             for value in values
         ]
         if dimension == "endpoints" and kind == "jsd" and len(values) > 1:

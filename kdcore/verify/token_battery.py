@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .battery import DTYPES, MASK_LOGIT, SEED
+from .battery import DTYPES, MASK_LOGIT, SEED, regime_logits
 
 __all__ = [
     "DKD_BATTERY",
@@ -120,19 +120,9 @@ def _inputs(index: int, spec: FamilySpec, battery: str, mask_value: float) -> tu
     """The float64 inputs of one row (the same for both dtypes)."""
     rng = np.random.default_rng([SEED, _INDEX_BASE[battery], index])
     shape, lead, V = spec.shape, spec.shape[:-1], spec.n_classes
-    student = rng.normal(0.0, 3.0, shape)
-    teacher = rng.normal(0.0, 4.0, shape)
+    student, teacher = regime_logits(rng, spec.regime, shape)
     vocab_mask = np.zeros(shape, dtype=bool)
-    if spec.regime == "near-equal":
-        teacher = student + 1e-3 * rng.standard_normal(shape)
-    elif spec.regime == "equal":
-        teacher = student.copy()
-    elif spec.regime == "extreme":
-        student = rng.choice([-1.0, 1.0], shape) * 10.0 ** rng.uniform(3.0, 4.0, shape)
-        teacher = rng.choice([-1.0, 1.0], shape) * 10.0 ** rng.uniform(3.0, 4.0, shape)
-    elif spec.regime == "offset":
-        student, teacher = student + 1e4, teacher - 5e3
-    elif spec.regime in ("masked", "masked-inf"):
+    if spec.regime in ("masked", "masked-inf"):
         # Entries masked in both, the same at every position (a vocabulary padded or restricted): V/5 of
         # the token vocabulary, a third of a class axis; at least two left.
         share = 1 / 5 if spec.seq_len is not None else 1 / 3
