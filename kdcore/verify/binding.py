@@ -181,8 +181,9 @@ class Binding:
 
     def construct(self, scalars: list[Mapping[str, float]]) -> None:
         """Build the instances for these values of T, α… now, so that a failing constructor is a usage error."""
-        for values in scalars:
-            self._callable(values)
+        unique = {tuple(values.get(role, 0.0) for role in SCALAR_ROLES): values for values in scalars}
+        for key in sorted(unique):  # the smallest temperature first, so that its failure is the one reported
+            self._callable(unique[key])
 
     def evidence(self) -> dict[str, Any]:
         """What the report shows about the binding: the parameters bound by position, if any."""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .battery import LARGE_LOGIT_REGIMES
-from .catalogue import message
+from .catalogue import CATALOGUE, message
 from .families import FAMILY_KINDS, convention_text
 from .families import reference_for as family_reference
 from .hypotheses import VALUE_ULPS, Hypothesis, all_hypotheses, eps
@@ -283,7 +283,7 @@ def _non_finite_groups(non_finite: list[Outcome], family: bool) -> dict[str, lis
     for o in non_finite:
         masked = family and o.case.spec.regime == "masked"
         groups.setdefault("log-softmax-masked-vocabulary" if masked else "numerically-unstable", []).append(o)
-    return dict(sorted(groups.items()))
+    return {code: groups[code] for code in CATALOGUE if code in groups}
 
 
 def _value_mismatch(

@@ -23,7 +23,7 @@ from ..gradcheck import DEFAULT_STEP_FACTOR, directional_derivative
 from .adapters import Adapter, Evaluation, NotScalarError
 from .battery import FINITE_DIFFERENCE_REGIMES, SEED, Case
 from .binding import Binding, BindingError
-from .hypotheses import FD_DIRECTIONS, FD_NOISE_ULPS, FD_RTOL, Hypothesis, Prediction, eps, prediction
+from .hypotheses import FD_DIRECTIONS, FD_NOISE_ULPS, FD_RTOL, Allowances, Hypothesis, eps, prediction
 
 __all__ = ["Outcome", "Recorder", "describe_exception", "run_case", "scalars"]
 
@@ -33,7 +33,7 @@ class Outcome:
     """One case's raw result, before any diagnosis."""
 
     case: Case
-    prediction: Prediction
+    prediction: Allowances  # a Prediction (soft, distillation) or a FamilyPrediction (the newer kinds)
     evaluation: Evaluation | None = None
     grad_source: str = "none"
     # For finite differences: the unit directions and the measured directional derivatives.
