@@ -30,7 +30,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from ._version import __version__
 from .cross_entropy import cross_entropy, cross_entropy_grad
 from .distillation import distillation_loss, distillation_loss_grad, logit_mse, logit_mse_grad
 from .divergences import kl_divergence, kl_divergence_grad, soft_cross_entropy, soft_cross_entropy_grad
+from .sweep_file import write_json
 
 __all__ = ["FORMAT", "VERSION", "decode", "encode", "make_vectors", "write_vectors"]
 
@@ -348,7 +348,7 @@ def make_vectors() -> dict[str, Any]:
 
 
 def write_vectors(path: str | os.PathLike[str]) -> None:
-    """Write :func:`make_vectors` to ``path`` as strict JSON (UTF-8, one field per line where short).
+    """Write :func:`make_vectors` to ``path`` as strict JSON, atomically (:func:`kdcore.sweep_file.write_json`).
 
     Examples
     --------
@@ -360,6 +360,5 @@ def write_vectors(path: str | os.PathLike[str]) -> None:
     ...     json.loads(path.read_text(encoding="utf-8"))["version"]
     1
     """
-    text = json.dumps(make_vectors(), indent=1, ensure_ascii=False, allow_nan=False)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
+    # Atomically (a temporary file renamed into place), with sorted keys: the same vectors, the same bytes.
+    write_json(make_vectors(), path)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import oracle
@@ -22,6 +24,7 @@ import pytest
 from tolerances import ORACLE_RTOL
 
 import kdcore
+from kdcore import sweep_file
 from kdcore.vectors import FORMAT, VERSION, decode, encode, make_vectors, write_vectors
 
 RTOL = ORACLE_RTOL[np.dtype(np.float64)]
@@ -106,6 +109,20 @@ class TestWriteVectors:
             raise AssertionError(f"non-standard JSON token {token}")
 
         assert json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse) == vectors
+
+    def test_an_interrupted_write_leaves_the_old_file(self, tmp_path, monkeypatch):
+        # write_vectors goes through kdcore.sweep_file.write_json: a temporary file renamed into place.
+        path = tmp_path / "vectors.json"
+        path.write_text("previous", encoding="utf-8")
+
+        def interrupted(source, destination):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(sweep_file, "os", SimpleNamespace(fsync=os.fsync, replace=interrupted))
+        with pytest.raises(KeyboardInterrupt):
+            write_vectors(path)
+        assert path.read_text(encoding="utf-8") == "previous"
+        assert [p.name for p in tmp_path.iterdir()] == ["vectors.json"]
 
     def test_deterministic(self, vectors):
         assert make_vectors() == vectors
