@@ -119,6 +119,23 @@ def write_all(
         (:func:`~kdcore.figures.soft_targets.soft_target_examples`), ``capacity_curve.json``
         (:func:`~kdcore.sweeps.run_capacity`), if the sweep was run here ``temperature_sweep.json``, and
         ``divergence_fits.json`` (:func:`~kdcore.figures.divergences.one_peak_fits`).
+
+    Examples
+    --------
+    Every figure with the smallest budget (a few seconds of training; the drawing takes longer), into a
+    temporary folder:
+
+    >>> import tempfile
+    >>> from kdcore.figures import FIGURES, Budget, write_all
+    >>> tiny = Budget(teacher_hidden=(32,), teacher_epochs=10, student_epochs=1, sweep_temperatures=(4.0,),
+    ...               sweep_alphas=(0.5,), sweep_seeds=(0,), sweep_student_hidden=(4,), capacity_widths=(2,),
+    ...               capacity_seeds=(0,), divergence_betas=(0.5,), divergence_shown=(0.5,), divergence_steps=5)
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     names = [path.name for path in write_all(out, budget=tiny)]
+    >>> names[: len(FIGURES)] == [f"{name}.png" for name in FIGURES]
+    True
+    >>> names[len(FIGURES):]
+    ['dark_knowledge.json', 'capacity_curve.json', 'temperature_sweep.json', 'divergence_fits.json']
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(map(repr, FORMATS))}, got fmt={_describe(fmt)}")
