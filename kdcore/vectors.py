@@ -233,37 +233,32 @@ _FAMILY = {
 }
 
 
+def _value_and_gradients(value: Callable[..., Any], grad: Callable[..., Any]) -> dict[str, Any]:
+    """A loss and its three derivatives, from the loss and its ``_grad`` with every input bound but ``wrt``."""
+    return {
+        "value": value(),
+        "grad_student": grad(wrt="student"),
+        "grad_teacher": grad(wrt="teacher"),
+        "grad_T": grad(wrt="temperature"),
+    }
+
+
 def _family_case(function: str, inputs: dict, params: dict) -> dict[str, Any]:
     value, grad, weight = _FAMILY[function]
     z, v, T, reduction = inputs["student_logits"], inputs["teacher_logits"], inputs["T"], params["reduction"]
-    options = {} if weight is None else {weight: params[weight]}
-    return {
-        "value": value(z, v, T, reduction=reduction, **options),
-        **{
-            key: grad(z, v, T, reduction=reduction, wrt=wrt, **options)
-            for key, wrt in (
-                ("grad_student", "student"),
-                ("grad_teacher", "teacher"),
-                ("grad_T", "temperature"),
-            )
-        },
-    }
+    options = {"reduction": reduction} if weight is None else {"reduction": reduction, weight: params[weight]}
+    return _value_and_gradients(
+        functools.partial(value, z, v, T, **options), functools.partial(grad, z, v, T, **options)
+    )
 
 
 def _decoupled_case(inputs: dict, params: dict) -> dict[str, Any]:
-    z, v, y, T = inputs["student_logits"], inputs["teacher_logits"], inputs["labels"], inputs["T"]
+    arguments = (inputs["student_logits"], inputs["teacher_logits"], inputs["labels"], inputs["T"])
     options = {"alpha": params["alpha"], "beta": params["beta"], "reduction": params["reduction"]}
-    return {
-        "value": decoupled_kd_loss(z, v, y, T, **options),
-        **{
-            key: decoupled_kd_loss_grad(z, v, y, T, wrt=wrt, **options)
-            for key, wrt in (
-                ("grad_student", "student"),
-                ("grad_teacher", "teacher"),
-                ("grad_T", "temperature"),
-            )
-        },
-    }
+    return _value_and_gradients(
+        functools.partial(decoupled_kd_loss, *arguments, **options),
+        functools.partial(decoupled_kd_loss_grad, *arguments, **options),
+    )
 
 
 def _standardize_case(inputs: dict, params: dict) -> dict[str, Any]:
@@ -272,22 +267,25 @@ def _standardize_case(inputs: dict, params: dict) -> dict[str, Any]:
     return {"value": standardize_logits(x, **options), "vjp": standardize_logits_vjp(x, cotangent, **options)}
 
 
-# (function, regime, params): every function in the regimes that matter for it. Reductions rotate so
-# that each function is pinned with all three.
+# The regimes of the soft losses, each with the reduction it is pinned with (they rotate, so that each
+# function is pinned with all three).
+_SOFT_REGIMES = (
+    ("ordinary", "none"),
+    ("near-equal", "none"),
+    ("high-T", "mean"),
+    ("low-T", "none"),
+    ("extreme", "sum"),
+    ("offset", "none"),
+    ("masked", "none"),
+    ("student-masked", "none"),
+)
+
+# (function, regime, params): every function in the regimes that matter for it.
 _PLAN: tuple[tuple[str, str, dict[str, Any]], ...] = (
     *(
         (function, regime, {"reduction": reduction})
         for function in ("kl_divergence", "soft_cross_entropy")
-        for regime, reduction in (
-            ("ordinary", "none"),
-            ("near-equal", "none"),
-            ("high-T", "mean"),
-            ("low-T", "none"),
-            ("extreme", "sum"),
-            ("offset", "none"),
-            ("masked", "none"),
-            ("student-masked", "none"),
-        )
+        for regime, reduction in _SOFT_REGIMES
     ),
     ("cross_entropy", "ordinary", {"reduction": "none"}),
     ("cross_entropy", "confident", {"reduction": "none"}),
@@ -326,16 +324,8 @@ _PLAN: tuple[tuple[str, str, dict[str, Any]], ...] = (
 )
 
 # (function, regime, params, dtype) for the divergences beyond Hinton's and logit standardisation: every
-# regime in float64, the ordinary and a temperature extreme in float32 (float32 stays float32).
-_FAMILY_REGIMES = (
-    ("ordinary", "none"),
-    ("near-equal", "none"),
-    ("high-T", "mean"),
-    ("low-T", "none"),
-    ("extreme", "sum"),
-    ("offset", "none"),
-    ("masked", "none"),
-)
+# regime in float64, the ordinary and a temperature extreme in float32 (float32 stays float32). Where the
+# student masks a class the teacher gives mass, these stay finite (the reverse KL: p_i = 0 adds nothing).
 _FAMILY_PARAMS: dict[str, tuple[dict[str, Any], ...]] = {
     "reverse_kl_divergence": ({},),
     "jensen_shannon_divergence": ({"beta": 0.5}, {"beta": 0.1}, {"beta": 0.9}),
@@ -346,10 +336,8 @@ _NEW_PLAN: tuple[tuple[str, str, dict[str, Any], str], ...] = (
     *(
         (function, regime, {**weights[k % len(weights)], "reduction": reduction}, "float64")
         for function, weights in _FAMILY_PARAMS.items()
-        for k, (regime, reduction) in enumerate(_FAMILY_REGIMES)
+        for k, (regime, reduction) in enumerate(_SOFT_REGIMES)
     ),
-    # reverse KL where the student masks a class the teacher gives mass: finite (p_i = 0 contributes 0)
-    ("reverse_kl_divergence", "student-masked", {"reduction": "none"}, "float64"),
     *(
         (function, regime, {**weights[0], "reduction": reduction}, "float32")
         for function, weights in _FAMILY_PARAMS.items()

@@ -387,30 +387,15 @@ def divergence_fits(record: Mapping | None = None) -> Figure:
     densities[1].set_title(r"(b) JSD$_\beta$, β the teacher's weight in $M$", loc="left")
 
     betas = np.array([fit["beta"] for fit in jsd])
-    sweep.plot(
-        1 - betas,
-        [fit["mass_between"] for fit in jsd],
-        color=OKABE_ITO["green"],
-        marker="o",
-        label=r"JSD$_\beta$ fit",
+    masses = [fit["mass_between"] for fit in jsd]
+    sweep.plot(1 - betas, masses, color=OKABE_ITO["green"], marker="o", label=r"JSD$_\beta$ fit")
+    references = (
+        (forward["mass_between"], OKABE_ITO["blue"], "--", "forward KL fit"),
+        (reverse[0]["mass_between"], OKABE_ITO["vermillion"], "--", "reverse KL fit"),
+        (record["teacher_mass_between"], "#888888", ":", "teacher"),
     )
-    sweep.axhline(
-        forward["mass_between"],
-        color=OKABE_ITO["blue"],
-        linestyle="--",
-        linewidth=1.0,
-        label="forward KL fit",
-    )
-    sweep.axhline(
-        reverse[0]["mass_between"],
-        color=OKABE_ITO["vermillion"],
-        linestyle="--",
-        linewidth=1.0,
-        label="reverse KL fit",
-    )
-    sweep.axhline(
-        record["teacher_mass_between"], color="#888888", linestyle=":", linewidth=1.2, label="teacher"
-    )
+    for level, colour, dash, label in references:
+        sweep.axhline(level, color=colour, linestyle=dash, linewidth=1.1, label=label)
     sweep.set_xscale("log")
     sweep.invert_xaxis()  # β grows to the right
     # Ticks named by β itself, placed at 1 − β: the interesting part is close to β = 1.

@@ -28,6 +28,7 @@ from .differences import (
     _default_step,
     _Difference,
     _name_of,
+    _positive_or_none,
 )
 from .report import GradcheckReport, GradcheckRow, relative_error
 
@@ -71,14 +72,7 @@ FLOAT64_ROUNDING_ULPS = 4096
 
 
 def _check_rtol(rtol: object) -> float:
-    if rtol is None:
-        return DEFAULT_RTOL
-    if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real):
-        raise TypeError(f"rtol must be a positive number or None, got rtol={_describe(rtol)}")
-    value = float(rtol)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"rtol must be a positive finite number or None, got rtol={rtol!r}")
-    return value
+    return DEFAULT_RTOL if rtol is None else _positive_or_none(rtol, "rtol")
 
 
 def _check_directions(directions: object, point: np.ndarray) -> int:

@@ -57,15 +57,20 @@ def _as_point(x: ArrayLike) -> tuple[np.ndarray, list[str]]:
     return point, notes
 
 
-def _check_step(step: object) -> float | None:
-    if step is None:
+def _positive_or_none(value: object, name: str) -> float | None:
+    """``value`` as a positive finite float, or None; a wrong type is a TypeError, a wrong value a ValueError."""
+    if value is None:
         return None
-    if isinstance(step, bool) or not isinstance(step, numbers.Real):
-        raise TypeError(f"step must be a positive finite number or None, got step={_describe(step)}")
-    value = float(step)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"step must be a positive finite number or None, got step={step!r}")
-    return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive finite number or None, got {name}={_describe(value)}")
+    number = float(value)
+    if not (math.isfinite(number) and number > 0.0):
+        raise ValueError(f"{name} must be a positive finite number or None, got {name}={value!r}")
+    return number
+
+
+def _check_step(step: object) -> float | None:
+    return _positive_or_none(step, "step")
 
 
 def _default_step(point: np.ndarray) -> float:
