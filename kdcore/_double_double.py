@@ -1,0 +1,140 @@
+r"""Double-double arithmetic: a number as an unevaluated sum ``hi + lo`` of two float64s (~32 digits).
+
+Why it exists: the top-k *tail* convention (``kdcore.topk``) compares the student's tail log-mass
+:math:`\log\sum_{j\notin K} e^{z_j}` with the teacher's :math:`\log(1 - \sum_{i\in K} e^{a_i})`. Both are
+transcendental functions of the inputs, each computed in float64 with an absolute error of ~1e-16 times
+its size; when the student is close to the teacher their *difference* (what the KL depends on) may be
+1e-12, and a float64 evaluation keeps only ~4 of its digits. No rearrangement avoids this (the student's
+normaliser does not cancel against the stored log-probabilities), so the few rows that need it are
+recomputed here with ~32 significant digits, using only NumPy and the error-free transformations of
+Knuth (TwoSum) and Dekker (TwoProduct).
+
+A pair ``(hi, lo)`` of arrays is one double-double array. Everything here is vectorised and finite-input
+only; the caller keeps arguments in range (exponents in about [-700, 700]).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+DD = tuple[np.ndarray, np.ndarray]
+
+_SPLITTER = 134217729.0  # 2^27 + 1: splits a double into two 26-bit halves (Dekker)
+# ln 2 to ~107 bits: hi is the double nearest ln 2, lo the double nearest the remainder.
+_LN2 = (0.6931471805599453, 2.3190468138462996e-17)
+# Taylor coefficients 1/k! of e^r − 1 for k = 1..9, each to ~107 bits (hi + lo from the exact rational).
+_INVERSE_FACTORIALS = tuple(
+    (
+        float(Fraction(1, math.factorial(k))),
+        float(Fraction(1, math.factorial(k)) - Fraction(float(Fraction(1, math.factorial(k))))),
+    )
+    for k in range(1, 10)
+)
+# e^r for |r| ≤ ln2/2 is evaluated as (1 + y)^(2^10) with y = expm1(r / 2^10): |r/2^10| ≤ 3.4e-4, where nine
+# Taylor terms leave a truncation error below 1e-40 relative, and ten squarings cost ~10 bits of the ~106.
+_SQUARINGS = 10
+
+
+def two_sum(a: np.ndarray, b: np.ndarray) -> DD:
+    """``s + e == a + b`` exactly, ``s = fl(a + b)`` (Knuth)."""
+    s = a + b
+    b_virtual = s - a
+    return s, (a - (s - b_virtual)) + (b - b_virtual)
+
+
+def _quick_two_sum(a: np.ndarray, b: np.ndarray) -> DD:
+    """two_sum for |a| ≥ |b|: renormalise a double-double."""
+    s = a + b
+    return s, b - (s - a)
+
+
+def _split(a: np.ndarray) -> DD:
+    t = _SPLITTER * a
+    hi = t - (t - a)
+    return hi, a - hi
+
+
+def two_product(a: np.ndarray, b: np.ndarray) -> DD:
+    """``p + e == a·b`` exactly, ``p = fl(a·b)`` (Dekker; no fused multiply-add needed)."""
+    p = a * b
+    a_hi, a_lo = _split(a)
+    b_hi, b_lo = _split(b)
+    return p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+
+
+def add(x: DD, y: DD) -> DD:
+    s, e = two_sum(x[0], y[0])
+    return _quick_two_sum(s, e + (x[1] + y[1]))
+
+
+def multiply(x: DD, y: DD) -> DD:
+    p, e = two_product(x[0], y[0])
+    return _quick_two_sum(p, e + (x[0] * y[1] + x[1] * y[0]))
+
+
+def exp(x: DD) -> DD:
+    r""":math:`e^x` to ~32 digits: :math:`x = n\ln 2 + r`, :math:`e^r = (1 + \operatorname{expm1}(r/2^{10}))^{2^{10}}`.
+
+    The squarings use :math:`(1 + y)^2 - 1 = 2y + y^2`, which keeps the relative precision of the small
+    :math:`y`; the power of two is applied exactly at the end.
+    """
+    n = np.rint(x[0] / _LN2[0])
+    r = add(x, multiply((-n, np.zeros_like(n)), (np.full_like(n, _LN2[0]), np.full_like(n, _LN2[1]))))
+    scale = 2.0**-_SQUARINGS
+    r = (r[0] * scale, r[1] * scale)  # exact
+    hi, lo = _INVERSE_FACTORIALS[-1]
+    y = (np.full_like(n, hi), np.full_like(n, lo))
+    for hi, lo in reversed(_INVERSE_FACTORIALS[:-1]):
+        y = add(multiply(y, r), (np.full_like(n, hi), np.full_like(n, lo)))
+    y = multiply(y, r)  # expm1(r / 2^10)
+    for _ in range(_SQUARINGS):
+        y = add(multiply(y, y), (2 * y[0], 2 * y[1]))
+    one_plus_y = add((np.ones_like(n), np.zeros_like(n)), y)
+    exponent = n.astype(np.int64)
+    return np.ldexp(one_plus_y[0], exponent), np.ldexp(one_plus_y[1], exponent)
+
+
+def log(x: DD) -> DD:
+    r""":math:`\log x` for :math:`x > 0` to ~32 digits: one Newton step from the float64 logarithm.
+
+    With :math:`y_0 = \operatorname{fl}(\log x)` and :math:`u = (x - e^{y_0})/e^{y_0}` (:math:`|u| \lesssim
+    10^{-16}`, its numerator an almost exact double-double cancellation),
+    :math:`\log x = y_0 + \log(1 + u) = y_0 + u - u^2/2 + O(u^3)`.
+    """
+    y0 = np.log(x[0])
+    e = exp((y0, np.zeros_like(y0)))
+    difference = add(x, (-e[0], -e[1]))
+    u = (difference[0] + difference[1]) / e[0]
+    return _quick_two_sum(y0, u - 0.5 * u * u)
+
+
+def row_sum(x: DD) -> DD:
+    """The sum of a 1-D double-double array, to ~32 digits (two correctly rounded ``math.fsum``)."""
+    terms = [*x[0].tolist(), *x[1].tolist()]
+    hi = math.fsum(terms)
+    lo = math.fsum([*terms, -hi])
+    return np.float64(hi), np.float64(lo)
+
+
+def exp_of_nonpositive(x: DD) -> DD:
+    """:func:`exp` of arguments ≤ 0, where terms below e^-60 (relative to 1) are taken in float64: their
+    float64 error, ≤ 1e-42 each, is far below what a double-double sum of them could notice."""
+    small = x[0] < -60
+    safe = (np.where(small, 0.0, x[0]), np.where(small, 0.0, x[1]))
+    hi, lo = exp(safe)
+    with np.errstate(under="ignore"):
+        return np.where(small, np.exp(x[0]), hi), np.where(small, 0.0, lo)
+
+
+def logsumexp(x: np.ndarray) -> DD:
+    r""":math:`\log\sum_j e^{x_j}` of a 1-D float64 array (``-inf`` entries skipped, at least one finite)."""
+    x = x[np.isfinite(x)]
+    top = np.max(x)
+    shifted = two_sum(x, np.full_like(x, -top))  # exact: x_j − max
+    total = row_sum(exp_of_nonpositive(shifted))
+    log_total = log((np.atleast_1d(total[0]), np.atleast_1d(total[1])))
+    hi, lo = add((np.atleast_1d(top), np.zeros(1)), log_total)
+    return hi[0], lo[0]
