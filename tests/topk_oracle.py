@@ -29,11 +29,21 @@ NEG_INF = mpmath.mpf("-inf")
 
 
 def _lse(xs):
+    """log Σ e^x as (top, log1p part): the two are never added, so that (x − top) − part keeps a part of
+    e^-700 next to a top of 2500 (``top + part`` rounds it away below ~1000 bits, at every precision alike:
+    the adaptive precision of tests/oracle.py could not notice)."""
     finite = [x for x in xs if x != NEG_INF]
     if not finite:
-        return NEG_INF
+        return NEG_INF, mpmath.mpf(0)
     top = max(finite)
-    return top + mpmath.log(mpmath.fsum(mpmath.exp(x - top) for x in finite))
+    rest = list(finite)
+    rest.remove(top)
+    return top, mpmath.log1p(mpmath.fsum(mpmath.exp(x - top) for x in rest))
+
+
+def _log_probs(xs, normaliser):
+    top, part = normaliser
+    return [(x - top) - part if x != NEG_INF else NEG_INF for x in xs]
 
 
 def _distributions(z, values, indices, T, convention):
@@ -41,20 +51,20 @@ def _distributions(z, values, indices, T, convention):
     V, k = len(z), len(values)
     if convention == "tail" and k < V:
         mass = mpmath.fsum(mpmath.exp(a) for a in values)
-        log_z = _lse(z)
-        student = [z[i] - log_z for i in indices]
+        normaliser = _lse(z)
+        student = _log_probs([z[i] for i in indices], normaliser)
         rest = [z[j] for j in range(V) if j not in set(indices)]
         if mass >= 1:
             return [a - mpmath.log(mass) for a in values], student
-        return [*values, mpmath.log(1 - mass)], [*student, _lse(rest) - log_z]
+        tail = _lse(rest)
+        student_tail = (
+            NEG_INF if tail[0] == NEG_INF else (tail[0] - normaliser[0]) + (tail[1] - normaliser[1])
+        )
+        return [*values, mpmath.log(1 - mass)], [*student, student_tail]
     teacher = [v / T for v in values]
-    log_teacher = _lse(teacher)
     student = [z[i] / T for i in indices]
-    if convention == "dense_student":
-        log_student = _lse([x / T for x in z])
-    else:  # renormalized, and every convention at k = V
-        log_student = _lse(student)
-    return [t - log_teacher for t in teacher], [s - log_student for s in student]
+    everything = [x / T for x in z] if convention == "dense_student" else student
+    return _log_probs(teacher, _lse(teacher)), _log_probs(student, _lse(everything))
 
 
 def mp_loss(z, values, indices, T, convention, ce=False):
@@ -81,9 +91,14 @@ def _row_result(z, values, indices, T, convention, ce, wrt):
         point, replace = z, lambda x, j: loss(zz=[*z[:j], x, *z[j + 1 :]])
     else:
         point, replace = values, lambda x, j: loss(vv=[*values[:j], x, *values[j + 1 :]])
-    # A masked (−inf) entry has derivative 0: its probability is 0 on both sides of any change.
+
+    # A masked (−inf) entry has derivative 0: its probability is 0 on both sides of any change. Beyond |x| = 1
+    # the step is |x|·2^-prec: mpmath's default (2^-prec) would vanish next to a logit of 1e300.
+    def step(x):
+        return {"h": mpmath.ldexp(abs(x), -mpmath.mp.prec)} if abs(x) > 1 else {}
+
     return [
-        mpmath.mpf(0) if x == NEG_INF else mpmath.diff(lambda y, j=j: replace(y, j), x)
+        mpmath.mpf(0) if x == NEG_INF else mpmath.diff(lambda y, j=j: replace(y, j), x, **step(x))
         for j, x in enumerate(point)
     ]
 
