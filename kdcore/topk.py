@@ -176,20 +176,20 @@ def _rows(topk: TopK, name: str, wrt: str | None, with_value: bool = False):
     return result
 
 
-def _value(name, student_logits, teacher_values, teacher_indices, T, reduction, values, convention, mask):
+def _value(name, inputs, T, reduction, options):
+    """The loss ``name`` reduced; ``inputs`` = (student, values, indices), ``options`` = (values, convention, mask)."""
     check_choice(reduction, "reduction", REDUCTIONS)
-    topk = check_topk(student_logits, teacher_values, teacher_indices, T, values, convention, mask)
+    topk = check_topk(*inputs, T, *options)
     if topk.student.shape[0] == 0:
         return topk.reduce(np.zeros(0, topk.student.dtype), reduction)
     return topk.reduce(_rows(topk, name, None), reduction)
 
 
-def _derivative(
-    name, student_logits, teacher_values, teacher_indices, T, reduction, wrt, values, convention, mask
-):
+def _derivative(name, inputs, T, reduction, wrt, options):
+    """The derivative of the loss ``name`` w.r.t. ``wrt``, reduced like the loss (arguments as :func:`_value`)."""
     check_choice(reduction, "reduction", REDUCTIONS)
     check_choice(wrt, "wrt", WRT)
-    topk = check_topk(student_logits, teacher_values, teacher_indices, T, values, convention, mask, wrt)
+    topk = check_topk(*inputs, T, *options, wrt)
     n, n_classes = topk.student.shape
     if n == 0:
         width = {"student": (n_classes,), "teacher": (topk.values.shape[-1],), "temperature": ()}[wrt]
@@ -285,17 +285,8 @@ def topk_kl_divergence(
     >>> round(float(kl_divergence(z, v)), 6)  # the dense KL they approximate
     0.129689
     """
-    return _value(
-        "kl_divergence",
-        student_logits,
-        teacher_values,
-        teacher_indices,
-        T,
-        reduction,
-        values,
-        convention,
-        mask,
-    )
+    inputs = (student_logits, teacher_values, teacher_indices)
+    return _value("kl_divergence", inputs, T, reduction, (values, convention, mask))
 
 
 def topk_kl_divergence_grad(
@@ -371,18 +362,8 @@ def topk_kl_divergence_grad(
     >>> topk_kl_divergence_grad(z, v, K, convention="renormalized")[[1, 3]]  # free outside K
     array([0., 0.])
     """
-    return _derivative(
-        "kl_divergence",
-        student_logits,
-        teacher_values,
-        teacher_indices,
-        T,
-        reduction,
-        wrt,
-        values,
-        convention,
-        mask,
-    )
+    inputs = (student_logits, teacher_values, teacher_indices)
+    return _derivative("kl_divergence", inputs, T, reduction, wrt, (values, convention, mask))
 
 
 def topk_kl_divergence_and_grad(
@@ -474,17 +455,8 @@ def topk_soft_cross_entropy(
     >>> bool(np.isclose(ce - kl, np.log(2)))  # the entropy of the renormalised teacher (1/2, 1/2)
     True
     """
-    return _value(
-        "soft_cross_entropy",
-        student_logits,
-        teacher_values,
-        teacher_indices,
-        T,
-        reduction,
-        values,
-        convention,
-        mask,
-    )
+    inputs = (student_logits, teacher_values, teacher_indices)
+    return _value("soft_cross_entropy", inputs, T, reduction, (values, convention, mask))
 
 
 def topk_soft_cross_entropy_grad(
@@ -526,15 +498,5 @@ def topk_soft_cross_entropy_grad(
     >>> bool(np.allclose(ce, topk_kl_divergence_grad(z, v, K, convention="dense_student")))
     True
     """
-    return _derivative(
-        "soft_cross_entropy",
-        student_logits,
-        teacher_values,
-        teacher_indices,
-        T,
-        reduction,
-        wrt,
-        values,
-        convention,
-        mask,
-    )
+    inputs = (student_logits, teacher_values, teacher_indices)
+    return _derivative("soft_cross_entropy", inputs, T, reduction, wrt, (values, convention, mask))
