@@ -112,21 +112,26 @@ def log(x: DD) -> DD:
 
 
 def row_sum(x: DD) -> DD:
-    """The sum of a 1-D double-double array, to ~32 digits (two correctly rounded ``math.fsum``)."""
-    terms = [*x[0].tolist(), *x[1].tolist()]
-    hi = math.fsum(terms)
-    lo = math.fsum([*terms, -hi])
-    return np.float64(hi), np.float64(lo)
+    """The sum of a 1-D double-double array, to ~32 digits: pairwise, one vectorised double-double addition
+    per level (the error grows with log2 of the length, ~17 levels for 128k terms, not with the length)."""
+    hi, lo = x
+    while hi.size > 1:
+        if hi.size % 2:
+            hi, lo = np.append(hi, 0.0), np.append(lo, 0.0)
+        hi, lo = add((hi[0::2], lo[0::2]), (hi[1::2], lo[1::2]))
+    return hi[0], lo[0]
 
 
 def exp_of_nonpositive(x: DD) -> DD:
-    """:func:`exp` of arguments ≤ 0, where terms below e^-60 (relative to 1) are taken in float64: their
-    float64 error, ≤ 1e-42 each, is far below what a double-double sum of them could notice."""
-    small = x[0] < -60
-    safe = (np.where(small, 0.0, x[0]), np.where(small, 0.0, x[1]))
-    hi, lo = exp(safe)
+    """:func:`exp` of arguments ≤ 0 whose sum includes e^0 = 1, where terms below e^-45 are taken in float64:
+    each float64 error is ≤ 1.1e-16·e^-45 ≈ 3e-36, so even 10^5 of them stay below 1e-30 of the sum."""
+    small = x[0] < -45
     with np.errstate(under="ignore"):
-        return np.where(small, np.exp(x[0]), hi), np.where(small, 0.0, lo)
+        hi, lo = np.exp(x[0]), np.zeros_like(x[0])
+    large = ~small
+    if large.any():
+        hi[large], lo[large] = exp((x[0][large], x[1][large]))
+    return hi, lo
 
 
 def logsumexp(x: np.ndarray) -> DD:
