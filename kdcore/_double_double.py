@@ -25,17 +25,18 @@ DD = tuple[np.ndarray, np.ndarray]
 _SPLITTER = 134217729.0  # 2^27 + 1: splits a double into two 26-bit halves (Dekker)
 # ln 2 to ~107 bits: hi is the double nearest ln 2, lo the double nearest the remainder.
 _LN2 = (0.6931471805599453, 2.3190468138462996e-17)
-# Taylor coefficients 1/k! of e^r − 1 for k = 1..9, each to ~107 bits (hi + lo from the exact rational).
+# Taylor coefficients 1/k! of e^r − 1 for k = 1..10, each to ~107 bits (hi + lo from the exact rational).
 _INVERSE_FACTORIALS = tuple(
     (
         float(Fraction(1, math.factorial(k))),
         float(Fraction(1, math.factorial(k)) - Fraction(float(Fraction(1, math.factorial(k))))),
     )
-    for k in range(1, 10)
+    for k in range(1, 11)
 )
-# e^r for |r| ≤ ln2/2 is evaluated as (1 + y)^(2^10) with y = expm1(r / 2^10): |r/2^10| ≤ 3.4e-4, where nine
-# Taylor terms leave a truncation error below 1e-40 relative, and ten squarings cost ~10 bits of the ~106.
-_SQUARINGS = 10
+# e^r for |r| ≤ ln2/2 is split as e^{m/128}·e^s, |s| ≤ 1/256: e^{m/128} from a table (below), e^s − 1 from ten
+# Taylor terms, whose truncation error (1/256)^11/11! ≈ 1e-34 is far below double-double precision.
+_TABLE_STEP = 128
+_TAYLOR_TERMS = 10
 
 
 def two_sum(a: np.ndarray, b: np.ndarray) -> DD:
@@ -75,26 +76,52 @@ def multiply(x: DD, y: DD) -> DD:
     return _quick_two_sum(p, e + (x[0] * y[1] + x[1] * y[0]))
 
 
-def exp(x: DD) -> DD:
-    r""":math:`e^x` to ~32 digits: :math:`x = n\ln 2 + r`, :math:`e^r = (1 + \operatorname{expm1}(r/2^{10}))^{2^{10}}`.
-
-    The squarings use :math:`(1 + y)^2 - 1 = 2y + y^2`, which keeps the relative precision of the small
-    :math:`y`; the power of two is applied exactly at the end.
-    """
+def _reduce(x: DD) -> tuple[np.ndarray, DD]:
+    """n and r with x = n ln2 + r, |r| ≲ ln2/2, r in double-double (n·ln2 formed exactly by two_product)."""
     n = np.rint(x[0] / _LN2[0])
-    r = add(x, multiply((-n, np.zeros_like(n)), (np.full_like(n, _LN2[0]), np.full_like(n, _LN2[1]))))
-    scale = 2.0**-_SQUARINGS
-    r = (r[0] * scale, r[1] * scale)  # exact
-    hi, lo = _INVERSE_FACTORIALS[-1]
-    y = (np.full_like(n, hi), np.full_like(n, lo))
-    for hi, lo in reversed(_INVERSE_FACTORIALS[:-1]):
-        y = add(multiply(y, r), (np.full_like(n, hi), np.full_like(n, lo)))
-    y = multiply(y, r)  # expm1(r / 2^10)
-    for _ in range(_SQUARINGS):
+    n_ln2 = multiply((n, np.zeros_like(n)), (np.full_like(n, _LN2[0]), np.full_like(n, _LN2[1])))
+    return n, add(x, (-n_ln2[0], -n_ln2[1]))
+
+
+def _expm1_series(r: DD, terms: int) -> DD:
+    """e^r − 1 by Horner's rule over the first ``terms`` Taylor terms, in double-double."""
+    ones = np.ones_like(r[0])
+    hi, lo = _INVERSE_FACTORIALS[terms - 1]
+    y = (hi * ones, lo * ones)
+    for hi, lo in reversed(_INVERSE_FACTORIALS[: terms - 1]):
+        y = add(multiply(y, r), (hi * ones, lo * ones))
+    return multiply(y, r)
+
+
+def _table() -> DD:
+    """e^{m/128} for m = −46..46, each as (1 + expm1(m/128/2^10))^(2^10): exact squarings of a tiny series
+    (2y + y² keeps the relative precision of y), once at import."""
+    m = np.arange(-46, 47, dtype=np.float64)
+    r = (m / (_TABLE_STEP * 1024.0), np.zeros_like(m))  # exact
+    y = _expm1_series(r, 9)
+    for _ in range(10):
         y = add(multiply(y, y), (2 * y[0], 2 * y[1]))
-    one_plus_y = add((np.ones_like(n), np.zeros_like(n)), y)
+    return add((np.ones_like(m), np.zeros_like(m)), y)
+
+
+_EXP_TABLE = _table()
+
+
+def exp(x: DD) -> DD:
+    r""":math:`e^x` to ~32 digits: :math:`x = n\ln 2 + m/128 + s`, :math:`e^x = 2^n\,e^{m/128}\,(1 + \operatorname{expm1}(s))`.
+
+    :math:`e^{m/128}` comes from a double-double table, :math:`\operatorname{expm1}(s)` (:math:`|s| \le 1/256`)
+    from its Taylor series; the power of two is applied exactly at the end.
+    """
+    n, r = _reduce(x)
+    m = np.rint(r[0] * _TABLE_STEP)
+    s_part = add(r, (-m / _TABLE_STEP, np.zeros_like(m)))  # m/128 is exact
+    y = _expm1_series(s_part, _TAYLOR_TERMS)
+    row = m.astype(np.int64) + 46
+    table = (_EXP_TABLE[0][row], _EXP_TABLE[1][row])
+    value = add(table, multiply(table, y))
     exponent = n.astype(np.int64)
-    return np.ldexp(one_plus_y[0], exponent), np.ldexp(one_plus_y[1], exponent)
+    return np.ldexp(value[0], exponent), np.ldexp(value[1], exponent)
 
 
 def log(x: DD) -> DD:
