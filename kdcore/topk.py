@@ -24,7 +24,7 @@ every sparse loss is a *convention* about it. kdcore implements the three in use
     :math:`1 - \sum_{i\in K} q_i` (from log-probabilities) and the student's :math:`1 - P_K`.
     NVIDIA Megatron-LM's offline distillation (``megatron/training/distillation/cached_logits_loss.py``,
     ``add_ghost_token=True``), SDPO with ``distillation_add_tail``, DistillKit's
-    ``SYMMETRIC_UNIFORM`` (whose KL it equals).
+    ``SYMMETRIC_UNIFORM`` at T = 1 (each up to its own ε clamps of the tail, 1e-6 to 1e-7).
 
 Values and temperature. With ``values="logits"`` the stored entries are teacher logits :math:`v_K`; with
 ``values="log_probs"`` they are :math:`a_K = \log\operatorname{softmax}(v)_K` (at T = 1, the model's own
