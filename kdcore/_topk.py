@@ -65,7 +65,7 @@ class TopK:
         return self.spread(grad if scale is None else grad / scale)
 
 
-def _position(keep_index: np.ndarray, row: int, keep: np.ndarray | None, shape: tuple) -> tuple:
+def _position(row: int, keep: np.ndarray | None, shape: tuple) -> tuple:
     """The position (index in the leading shape) of kept row ``row``, for error messages."""
     flat = np.flatnonzero(keep.reshape(-1))[row] if keep is not None else row
     return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
@@ -143,7 +143,7 @@ def _check_kept_rows(teacher, indices, n_classes, values, keep, shape) -> None:
         bad = low if low < 0 else high
         row = int(np.argwhere((indices == bad).any(axis=-1))[0, 0])
         raise ValueError(
-            f"teacher_indices must be in [0, {n_classes}), got {bad} at position {_position(None, row, keep, shape)}"
+            f"teacher_indices must be in [0, {n_classes}), got {bad} at position {_position(row, keep, shape)}"
         )
     ordered = np.sort(indices, axis=-1)
     repeated = ordered[:, 1:] == ordered[:, :-1]
@@ -151,14 +151,14 @@ def _check_kept_rows(teacher, indices, n_classes, values, keep, shape) -> None:
         row, column = (int(i) for i in np.argwhere(repeated)[0])
         raise ValueError(
             f"teacher_indices must not repeat a class within a position, got class {int(ordered[row, column])} "
-            f"twice at position {_position(None, row, keep, shape)}"
+            f"twice at position {_position(row, keep, shape)}"
         )
     bad_value = np.isnan(teacher) | (teacher == np.inf)
     if bad_value.any():
         row, column = (int(i) for i in np.argwhere(bad_value)[0])
         raise ValueError(
             f"teacher_values must be finite or -inf (a class of probability 0), got {teacher[row, column]} "
-            f"at position {_position(None, row, keep, shape)}"
+            f"at position {_position(row, keep, shape)}"
         )
     if values == "log_probs":
         log_mass = _logsumexp(teacher)
@@ -168,7 +168,7 @@ def _check_kept_rows(teacher, indices, n_classes, values, keep, shape) -> None:
             raise ValueError(
                 f"teacher_values with values='log_probs' must be log-probabilities (their probabilities sum "
                 f"to at most 1), got a sum of {math.exp(float(log_mass[row])):.6g} at position "
-                f"{_position(None, row, keep, shape)}; pass values='logits' for logits"
+                f"{_position(row, keep, shape)}; pass values='logits' for logits"
             )
 
 
