@@ -273,7 +273,7 @@ def _choose(name: str, key: str | None, keys: list[str], kind: str) -> str:
         if len(keys) == 1:
             return keys[0]
         raise ValueError(
-            f"{name} holds {len(keys)} arrays ({', '.join(keys) or 'none'}): say which one (key)"
+            f"{name} holds {len(keys)} arrays ({', '.join(keys) or 'none'}): which one? (key=...)"
         )
     if key not in keys:
         raise ValueError(f"{name} has no {kind} {key!r} (it holds: {', '.join(keys) or 'nothing'})")
@@ -406,7 +406,7 @@ def open_array(path: str | os.PathLike, key: str | None = None) -> ArrayOnDisk:
     ...     except ValueError as error:
     ...         print(str(error).replace(tmp, "<tmp>"))
     npz (4,) [   0    2 -100    1]
-    <tmp>/batch.npz holds 2 arrays (student, labels): say which one (key)
+    <tmp>/batch.npz holds 2 arrays (student, labels): which one? (key=...)
     """
     path = Path(path)
     if not path.exists():

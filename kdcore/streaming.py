@@ -47,7 +47,7 @@ from ._arrays import REDUCTIONS, check_choice, check_int, float_dtype
 from .arrays_on_disk import ArrayOnDisk, NpyRowWriter, open_array
 from .cross_entropy import cross_entropy, cross_entropy_grad
 
-__all__ = ["LOSSES", "StreamedLoss", "exact_sum", "stream_loss"]
+__all__ = ["LOSSES", "Plan", "StreamedLoss", "exact_sum", "prepare", "stream_loss"]
 
 # Elements per chunk when the caller does not choose: 2^22 (16 MiB of float32 per input; 32 rows of a
 # 128 000-class vocabulary). Large enough that a chunk's fixed costs vanish, small enough to stay far below
@@ -400,6 +400,163 @@ def stream_loss(
     >>> float(abs(grad[~kept]).max())  # padding gets no gradient
     0.0
     """
+    plan = prepare(
+        loss,
+        student_logits,
+        teacher_logits,
+        labels,
+        mask=mask,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        grad_out=grad_out,
+        chunk_rows=chunk_rows,
+        dtype=dtype,
+        **parameters,
+    )
+    with plan:
+        return plan.run(progress)
+
+
+@dataclass
+class Plan:
+    """A checked :func:`stream_loss` call, ready to run: :func:`prepare` makes it (the command line checks
+    everything before it starts any work), :meth:`run` computes. A context manager: leaving it closes the
+    files it opened."""
+
+    spec: _Loss
+    logits: list  # the student's rows source, then the teacher's
+    keep: np.ndarray | None  # flat keep-mask; None: every position kept
+    labels: np.ndarray | None  # flat labels
+    reduction: str
+    parameters: dict
+    compute: np.dtype
+    chunk_rows: int
+    grad_out: Path | None
+    opened: list = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.logits[0].shape)
+
+    @property
+    def positions(self) -> int:
+        return self.logits[0].n_rows
+
+    @property
+    def kept(self) -> int:
+        return self.positions if self.keep is None else int(np.count_nonzero(self.keep))
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for array in self.opened:
+            array.close()
+
+    def _call(self, function: Callable, rows: list[np.ndarray], labels: np.ndarray | None, **extra: Any):
+        arrays = {"student": rows[0], "teacher": rows[-1], "labels": labels}
+        return function(*(arrays[name] for name in self.spec.inputs), **self.parameters, **extra)
+
+    def _chunk(self, start: int, stop: int, keep: np.ndarray | None, with_grad: bool):
+        """The per-row values (and gradients) of the kept rows in ``start:stop``."""
+        rows = [a.rows(start, stop) for a in self.logits]
+        labels = None if self.labels is None else self.labels[start:stop]
+        if keep is not None:  # never compute a dropped row (its logits may be anything)
+            rows = [r[keep] for r in rows]
+            labels = None if labels is None else labels[keep]
+        rows = [r.astype(self.compute, copy=False) for r in rows]
+        if not with_grad:
+            return self._call(self.spec.function, rows, labels, reduction="none"), None
+        if self.spec.and_grad is not None:
+            return self._call(self.spec.and_grad, rows, labels, reduction="none")
+        values = self._call(self.spec.function, rows, labels, reduction="none")
+        return values, self._call(self.spec.grad, rows, labels, reduction="none")
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> StreamedLoss:
+        """Compute, chunk by chunk (see :func:`stream_loss`)."""
+        n_rows, kept = self.positions, self.kept
+        total = _Total()
+        values = np.zeros(n_rows, dtype=self.compute) if self.reduction == "none" else None
+        writer = None if self.grad_out is None else NpyRowWriter(self.grad_out, self.shape, self.compute)
+        chunks = 0
+        with writer if writer is not None else contextlib.nullcontext():
+            for start in range(0, n_rows, self.chunk_rows):
+                stop = min(start + self.chunk_rows, n_rows)
+                keep = None if self.keep is None else self.keep[start:stop]
+                if keep is not None and keep.all():
+                    keep = None
+                if keep is None or keep.any():
+                    row_values, grad = self._chunk(start, stop, keep, writer is not None)
+                    total.add(row_values)
+                    if values is not None:
+                        values[start:stop][slice(None) if keep is None else keep] = row_values
+                    if writer is not None:
+                        if self.reduction == "mean":
+                            grad = np.divide(grad, grad.dtype.type(kept), out=grad)
+                        _write_rows(writer, grad, keep)
+                        del grad
+                elif writer is not None:
+                    writer.write_zeros(stop - start, self.chunk_rows)
+                for array in self.logits:
+                    array.release(start, stop)  # the pages of rows done with go back to the system
+                chunks += 1
+                if progress is not None:
+                    progress(stop, n_rows)
+        value = None
+        if self.reduction == "sum":
+            value = total.value()
+        elif self.reduction == "mean":
+            value = total.value(kept) if kept else 0.0
+        return StreamedLoss(
+            loss=self.spec.name,
+            value=value,
+            values=None if values is None else values.reshape(self.shape[:-1]),
+            reduction=self.reduction,
+            parameters=dict(self.parameters),
+            shape=self.shape,
+            dtype=self.compute,
+            positions=n_rows,
+            kept=kept,
+            chunk_rows=self.chunk_rows,
+            chunks=chunks,
+            grad_path=self.grad_out,
+        )
+
+
+def prepare(
+    loss: str | Callable,
+    student_logits: object,
+    teacher_logits: object = None,
+    labels: object = None,
+    *,
+    mask: object = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    grad_out: str | os.PathLike | None = None,
+    chunk_rows: int | None = None,
+    dtype: object = None,
+    **parameters: Any,
+) -> Plan:
+    """Check a :func:`stream_loss` call (arguments as there) and open its files, computing nothing yet.
+
+    Every check that needs no more than the files' headers, the labels and the mask is done here: an
+    error raised by :meth:`Plan.run` is one found in the data itself (a deflated member cut short).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore.streaming import prepare
+    >>> with prepare("kl_divergence", np.zeros((4, 3)), np.ones((4, 3)), T=2.0) as plan:
+    ...     print(plan.kept, plan.run().value)
+    4 0.0
+    >>> prepare("kl_divergence", np.zeros((4, 3)), np.ones((4, 3)), T=0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: T must be a positive finite number, got T=0.0
+    """
     spec = LOSSES.get(getattr(loss, "__name__", loss)) if isinstance(loss, str) or callable(loss) else None
     if spec is None or (callable(loss) and spec.function is not loss):
         raise ValueError(f"loss must be one of {', '.join(LOSSES)} (or that function), got loss={loss!r}")
@@ -421,109 +578,51 @@ def stream_loss(
             raise ValueError(
                 f"student_logits and teacher_logits must have the same shape, got {student.shape} and {teacher.shape}"
             )
-        leading, n_classes = tuple(student.shape[:-1]), student.row_length
         keep, flat_labels = _keep_mask(
             None if mask is None else _source(mask, "mask", opened),
             None if labels is None else _source(labels, "labels", opened),
             ignore_index,
-            leading,
-            n_classes,
+            tuple(student.shape[:-1]),
+            student.row_length,
             "labels" in spec.inputs,
         )
         logits = [student] if teacher is None else [student, teacher]
         compute = dtype if dtype is not None else float_dtype(*(np.empty(0, a.dtype) for a in logits))
-
-        def call(function, rows: list[np.ndarray], row_labels, **extra):
-            arrays = {"student": rows[0], "teacher": rows[-1], "labels": row_labels}
-            return function(*(arrays[name] for name in spec.inputs), **parameters, **extra)
-
-        # The parameters are checked by the loss itself, on one row, before any work: same rules, same messages.
-        probe = [np.zeros((1, n_classes), dtype=compute)] * len(logits)
-        call(spec.function, probe, np.zeros(1, dtype=np.intp), reduction="none")
-
-        n_rows = student.n_rows
-        kept = n_rows if keep is None else int(np.count_nonzero(keep))
-        rows_per_chunk = chunk_rows if chunk_rows is not None else max(1, CHUNK_ELEMENTS // n_classes)
         if grad_out is not None:
             grad_out = Path(grad_out)
-            for array in opened:
-                if grad_out.exists() and grad_out.resolve() == array.path.resolve():
-                    raise ValueError(f"grad_out {str(grad_out)!r} is one of the inputs")
-            if not grad_out.parent.is_dir():
-                raise ValueError(f"grad_out {str(grad_out)!r}: its directory does not exist")
-        total = _Total()
-        values = np.zeros(n_rows, dtype=compute) if reduction == "none" else None
-        writer = NpyRowWriter(grad_out, student.shape, compute) if grad_out is not None else None
-        chunks = 0
-        with writer if writer is not None else contextlib.nullcontext():
-            for start in range(0, n_rows, rows_per_chunk):
-                stop = min(start + rows_per_chunk, n_rows)
-                chunk_keep = None if keep is None else keep[start:stop]
-                chunk_kept = stop - start if chunk_keep is None else int(np.count_nonzero(chunk_keep))
-                if chunk_kept:
-                    rows = [a.rows(start, stop) for a in logits]
-                    row_labels = None if flat_labels is None else flat_labels[start:stop]
-                    if chunk_keep is not None and chunk_kept < stop - start:  # never compute a dropped row
-                        rows = [r[chunk_keep] for r in rows]
-                        row_labels = None if row_labels is None else row_labels[chunk_keep]
-                    rows = [r.astype(compute, copy=False) for r in rows]
-                    if writer is None:
-                        row_values = call(spec.function, rows, row_labels, reduction="none")
-                    elif spec.and_grad is not None:
-                        row_values, grad = call(spec.and_grad, rows, row_labels, reduction="none")
-                    else:
-                        row_values = call(spec.function, rows, row_labels, reduction="none")
-                        grad = call(spec.grad, rows, row_labels, reduction="none")
-                    del rows
-                    total.add(row_values)
-                    if values is not None:
-                        if chunk_keep is None:
-                            values[start:stop] = row_values
-                        else:
-                            values[start:stop][chunk_keep] = row_values
-                    if writer is not None:
-                        if reduction == "mean":
-                            grad = np.divide(grad, grad.dtype.type(kept), out=grad)
-                        _write_rows(writer, grad, chunk_keep, stop - start)
-                        del grad
-                elif writer is not None:
-                    writer.write_zeros(stop - start, rows_per_chunk)
-                for array in logits:
-                    array.release(start, stop)
-                chunks += 1
-                if progress is not None:
-                    progress(stop, n_rows)
-    finally:
+            if grad_out.is_dir() or not grad_out.parent.is_dir():
+                raise ValueError(f"grad_out must be a file in an existing directory, got {str(grad_out)!r}")
+            if any(grad_out.exists() and grad_out.samefile(array.path) for array in opened):
+                raise ValueError(f"grad_out {str(grad_out)!r} is one of the inputs")
+        plan = Plan(
+            spec=spec,
+            logits=logits,
+            keep=keep,
+            labels=flat_labels,
+            reduction=reduction,
+            parameters=dict(parameters),
+            compute=np.dtype(compute),
+            chunk_rows=max(1, min(student.n_rows, chunk_rows or CHUNK_ELEMENTS // student.row_length)),
+            grad_out=grad_out,
+            opened=opened,
+        )
+        # The parameters are checked by the loss itself, on one row: the same rules and messages, no work.
+        probe = [np.zeros((1, student.row_length), dtype=compute)] * len(logits)
+        plan._call(spec.function, probe, np.zeros(1, dtype=np.intp), reduction="none")
+    except BaseException:
         for array in opened:
             array.close()
-    value = None
-    if reduction == "sum":
-        value = total.value()
-    elif reduction == "mean":
-        value = total.value(kept) if kept else 0.0
-    return StreamedLoss(
-        loss=spec.name,
-        value=value,
-        values=None if values is None else values.reshape(leading),
-        reduction=reduction,
-        parameters=dict(parameters),
-        shape=tuple(student.shape),
-        dtype=np.dtype(compute),
-        positions=n_rows,
-        kept=kept,
-        chunk_rows=rows_per_chunk,
-        chunks=chunks,
-        grad_path=None if grad_out is None else Path(grad_out),
-    )
+        raise
+    return plan
 
 
-def _write_rows(writer: NpyRowWriter, grad: np.ndarray, chunk_keep: np.ndarray | None, n_rows: int) -> None:
+def _write_rows(writer: NpyRowWriter, grad: np.ndarray, keep: np.ndarray | None) -> None:
     """The kept rows' gradient, with zero rows where positions were dropped, in order."""
-    if chunk_keep is None or grad.shape[0] == n_rows:
+    if keep is None:
         writer.write(grad)
         return
     done = 0
-    for is_kept, length in _runs(chunk_keep):
+    for is_kept, length in _runs(keep):
         if is_kept:
             writer.write(grad[done : done + length])
             done += length
