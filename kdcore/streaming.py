@@ -176,7 +176,7 @@ class _Total:
         try:
             return float(exact)  # int / int in Python is correctly rounded
         except OverflowError:
-            return math.copysign(math.inf, exact)
+            return math.inf if exact > 0 else -math.inf
 
 
 @dataclass(frozen=True)
