@@ -125,7 +125,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
         "--values", metavar="OUT.npy", help="--reduction none: write the per-position values here"
     )
     parser.add_argument("--grad", metavar="OUT.npy", help="write the gradient w.r.t. the student logits here")
-    parser.add_argument("--chunk-rows", type=int, default=None, help="rows per chunk (default: 2^22 / V)")
+    parser.add_argument("--chunk-rows", type=int, default=None, help="rows per chunk (default: 2^23 / V)")
     parser.add_argument(
         "--float64", action="store_true", help="compute in float64 (default: the files' dtype)"
     )

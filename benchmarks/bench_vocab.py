@@ -1,0 +1,295 @@
+"""Losses of logits on disk at vocabulary scale: time and peak extra memory of ``kdcore loss``'s engine.
+
+The case of issue 9: a batch of 8 sequences × 512 tokens over a 128 000-token vocabulary, float32 — 2 GiB
+per logits array — with labels padded at the end of each sequence (``-100``). The student, teacher and
+labels are written as ``.npy`` files into ``--dir`` (default: a folder in the system's temporary directory,
+outside the repository; removed at the end unless ``--keep``), then every loss runs through
+:func:`kdcore.streaming.stream_loss` — what ``kdcore loss KIND --student … --teacher … --labels …`` runs —
+twice: the value alone, and the value with the gradient written to an ``.npy`` file.
+
+Each case runs in a fresh Python process (``--case``), so that one case's memory cannot hide another's:
+
+* ``seconds``: the wall time of the whole call (opening and checking the files included), on every row;
+* ``rss_peak_growth``: how far the process's peak resident set size (``VmHWM``) rises above its level just
+  before the call — every allocation, NumPy's or not, and every page of the files mapped into the process;
+* ``tracemalloc_peak``: the peak of what Python and NumPy allocate (tracemalloc), measured in a second call
+  on the first ``--trace-rows`` rows, since tracing slows the call and the peak is per chunk, not per row.
+
+Freed blocks of 64 KiB and more go back to the system at once (``mallopt``, as in bench_losses.py), so
+the rise of the resident set is the memory in use, not what glibc keeps for later.
+
+kdcore's careful kernels — the mixtures (JSD, skew KL both ways) and DKD — take ~0.05–0.2 s per row of
+128 000 classes, 30–100 times the fast KL kernel: on every row they would take tens of minutes on a 2-core
+machine. They are measured on the first ``--careful-rows`` rows (default 256, 32 chunks); the JSON says how
+many rows each case ran on, and the seconds per row. Memory does not depend on the number of rows.
+
+Examples::
+
+    .venv/bin/python benchmarks/bench_vocab.py --dir /work/runs/vocab         # the full case, ~10 min
+    .venv/bin/python benchmarks/bench_vocab.py --smoke --kinds kl,jsd         # tiny: proves it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import machine
+import numpy as np
+from bench_losses import _status_kib, rss_peak_setup
+
+RESULTS = Path(__file__).resolve().parent / "results"
+KINDS = ("kl", "soft-ce", "reverse-kl", "jsd", "skew-kl", "skew-reverse-kl", "distillation", "dkd", "ce")
+CAREFUL = ("jsd", "skew-kl", "skew-reverse-kl", "dkd")  # the slow kernels, timed on --careful-rows rows
+PARAMETERS = {
+    "kl": {"T": 2.0},
+    "soft-ce": {"T": 2.0},
+    "reverse-kl": {"T": 2.0},
+    "jsd": {"T": 2.0, "beta": 0.5},
+    "skew-kl": {"T": 2.0, "skew": 0.1},
+    "skew-reverse-kl": {"T": 2.0, "skew": 0.1},
+    "distillation": {"T": 2.0, "alpha": 0.5},
+    "dkd": {"T": 4.0, "alpha": 1.0, "beta": 8.0},
+    "ce": {},
+}
+
+
+def write_inputs(folder: Path, sequences: int, tokens: int, vocab: int, seed: int) -> dict:
+    """student.npy, teacher.npy (float32, sequences × tokens × vocab) and labels.npy, a block at a time."""
+    from kdcore.arrays_on_disk import NpyRowWriter
+
+    rng = np.random.default_rng(seed)
+    shape = (sequences, tokens, vocab)
+    block = max(1, 2**22 // vocab)
+    with (
+        NpyRowWriter(folder / "student.npy", shape, np.float32) as student,
+        NpyRowWriter(folder / "teacher.npy", shape, np.float32) as teacher,
+    ):
+        for start in range(0, sequences * tokens, block):
+            rows = min(block, sequences * tokens - start)
+            teacher_rows = rng.standard_normal((rows, vocab), dtype=np.float32) * np.float32(3)
+            noise = rng.standard_normal((rows, vocab), dtype=np.float32)
+            teacher.write(teacher_rows)
+            student.write(np.float32(0.7) * teacher_rows + noise)  # a student that has learnt something
+    labels = rng.integers(0, vocab, size=(sequences, tokens))
+    for row, padding in enumerate(rng.integers(0, tokens // 5, size=sequences)):
+        labels[row, tokens - padding :] = -100  # each sequence padded at its end
+    np.save(folder / "labels.npy", labels)
+    return {"shape": list(shape), "kept": int(np.count_nonzero(labels != -100))}
+
+
+def _call(kind: str, folder: Path, grad: bool, rows: int | None = None):
+    """The ``kdcore loss`` computation on the files in ``folder`` (on their first ``rows`` rows if given)."""
+    from kdcore._loss_command import KINDS as COMMAND_KINDS
+    from kdcore.arrays_on_disk import open_array
+    from kdcore.streaming import stream_loss
+
+    spec = COMMAND_KINDS[kind]
+
+    def logits(name: str):
+        if rows is None:  # the file itself: kdcore maps it, and gives back the pages of finished chunks
+            return open_array(folder / f"{name}.npy")
+        array = np.load(folder / f"{name}.npy", mmap_mode="r")
+        return array.reshape(-1, array.shape[-1])[:rows]
+
+    labels = np.load(folder / "labels.npy")
+    return stream_loss(
+        spec.loss,
+        logits("student"),
+        logits("teacher") if spec.teacher else None,
+        labels if rows is None else labels.reshape(-1)[:rows],
+        grad_out=folder / "grad.npy" if grad else None,
+        **PARAMETERS[kind],
+    )
+
+
+def first_rows(source: Path, target: Path, rows: int) -> None:
+    """The first ``rows`` positions of the batch in ``source`` as files of their own in ``target``."""
+    from kdcore.arrays_on_disk import NpyRowWriter, open_array
+
+    target.mkdir(exist_ok=True)
+    for name in ("student", "teacher"):
+        with (
+            open_array(source / f"{name}.npy") as array,
+            NpyRowWriter(target / f"{name}.npy", (rows, array.row_length), array.dtype) as out,
+        ):
+            out.write(array.rows(0, rows))
+    np.save(target / "labels.npy", np.load(source / "labels.npy").reshape(-1)[:rows])
+
+
+def run_case(kind: str, folder: Path, trace_rows: int, grad: bool) -> dict:
+    """One case, in this (fresh) process: time and RSS on every row, then tracemalloc on ``trace_rows``."""
+    rss_peak_setup()
+    _call(kind, folder, grad, rows=2)  # imports and first-call set-up are not the loss's memory
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    before = _status_kib("VmRSS")
+    started = time.perf_counter()
+    result = _call(kind, folder, grad)
+    seconds = time.perf_counter() - started
+    rss_growth = (_status_kib("VmHWM") - before) * 1024
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        _call(kind, folder, grad, rows=trace_rows)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return {
+        "kind": kind,
+        "loss": result.loss,
+        "mode": "value+grad" if grad else "value",
+        "rows": result.positions,
+        "kept": result.kept,
+        "chunk_rows": result.chunk_rows,
+        "value": result.value,
+        "seconds": seconds,
+        "seconds_per_row": seconds / result.positions,
+        "rss_peak_growth": rss_growth,
+        "tracemalloc_peak": peak - base,
+        "trace_rows": min(result.positions, trace_rows),
+    }
+
+
+def _uptime() -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(
+            ["uptime"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where the input files go (default: a temp dir)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the input files (and reuse them next time)")
+    parser.add_argument("--sequences", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=512, help="tokens per sequence (default 512)")
+    parser.add_argument("--vocab", type=int, default=128_000)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kdcore loss KINDs")
+    parser.add_argument("--careful-rows", type=int, default=256, help="rows for the careful kernels")
+    parser.add_argument("--trace-rows", type=int, default=256, help="rows of the tracemalloc call")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="2 × 16 tokens × 1000 classes: proves it runs")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="JSON file (default results/bench_vocab.json)"
+    )
+    parser.add_argument("--case", nargs=3, metavar=("KIND", "MODE", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.case:  # a child process: one case, its record on stdout
+        kind, mode, folder = args.case
+        print(json.dumps(run_case(kind, Path(folder), args.trace_rows, mode == "value+grad")))
+        return 0
+
+    if args.smoke:
+        args.sequences, args.tokens, args.vocab = 2, 16, 1000
+        args.careful_rows, args.trace_rows = 8, 8
+    kinds = args.kinds.split(",")
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown:
+        parser.error(f"--kinds: unknown {', '.join(unknown)} (known: {', '.join(KINDS)})")
+    created = args.dir is None
+    folder = Path(tempfile.mkdtemp(prefix="kdcore-vocab-")) if created else args.dir
+    folder.mkdir(parents=True, exist_ok=True)
+    shape = [args.sequences, args.tokens, args.vocab]
+    positions = args.sequences * args.tokens
+    output = args.output or RESULTS / ("bench_vocab-smoke.json" if args.smoke else "bench_vocab.json")
+    record = {
+        "schema": "kdcore-bench-vocab",
+        "command": " ".join(["benchmarks/bench_vocab.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine.describe(),
+        "uptime_before": _uptime(),
+        "shape": shape,
+        "dtype": "float32",
+        "input_bytes": positions * args.vocab * 4,
+        "cases": [],
+    }
+    try:
+        started = time.perf_counter()
+        try:
+            student = np.load(folder / "student.npy", mmap_mode="r")
+            reuse = list(student.shape) == shape and student.dtype == np.float32 and args.keep
+        except (OSError, ValueError):
+            reuse = False
+        if reuse:
+            labels = np.load(folder / "labels.npy")
+            record["kept"] = int(np.count_nonzero(labels != -100))
+        else:
+            record["kept"] = write_inputs(folder, args.sequences, args.tokens, args.vocab, args.seed)["kept"]
+        careful_rows = min(positions, args.careful_rows)
+        if any(kind in CAREFUL for kind in kinds):
+            first_rows(folder, folder / "careful", careful_rows)
+        record["careful_rows"] = careful_rows
+        record["write_seconds"] = time.perf_counter() - started
+        print(machine.summary(record["machine"]))
+        print(f"inputs: {shape} float32, {record['input_bytes'] / 2**30:.2f} GiB per array, in {folder}")
+        print(
+            f"{'kind':>16} {'mode':>10} {'rows':>5} {'chunk':>5} {'seconds':>8} {'s/row':>7} {'RSS +MiB':>9} {'traced MiB':>10}"
+        )
+        for kind in kinds:
+            case_folder = folder / "careful" if kind in CAREFUL else folder
+            for mode in ("value", "value+grad"):
+                load = machine.OtherLoad()
+                load.start()
+                child = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--case",
+                        kind,
+                        mode,
+                        str(case_folder),
+                        "--trace-rows",
+                        str(args.trace_rows),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if child.returncode != 0:
+                    sys.exit(f"case {kind} {mode} failed:\n{child.stderr}")
+                case = json.loads(child.stdout)
+                case["other_load_cores"] = load.stop()
+                case["chunk_bytes"] = case["chunk_rows"] * args.vocab * 4
+                record["cases"].append(case)
+                (case_folder / "grad.npy").unlink(missing_ok=True)
+                print(
+                    f"{kind:>16} {mode:>10} {case['rows']:>5} {case['chunk_rows']:>5} {case['seconds']:>8.2f} "
+                    f"{case['seconds_per_row']:>7.4f} {case['rss_peak_growth'] / 2**20:>9.1f} "
+                    f"{case['tracemalloc_peak'] / 2**20:>10.1f}"
+                )
+        record["uptime_after"] = _uptime()
+    finally:
+        if created or not args.keep:
+            for name in ("student.npy", "teacher.npy", "labels.npy", "grad.npy"):
+                (folder / name).unlink(missing_ok=True)
+            shutil.rmtree(folder / "careful", ignore_errors=True)
+            if created:
+                shutil.rmtree(folder, ignore_errors=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"load: {record['uptime_before']} (before), {record['uptime_after']} (after)")
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
