@@ -151,7 +151,7 @@ class TestSafetensors:
     @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, np.int64, np.bool_])
     def test_agrees_with_the_safetensors_package(self, tmp_path, rng, dtype):
         safetensors_numpy = pytest.importorskip(
-            "safetensors.numpy", reason="pip install 'kdcore[safetensors]'"
+            "safetensors.numpy", reason="the safetensors package (in kdcore[test]) writes the reference files"
         )
         array = (rng.normal(size=(2, 3, 7)) * 4).astype(dtype)
         safetensors_numpy.save_file({"a": np.zeros(3), "b": array}, tmp_path / "p.safetensors")

@@ -153,7 +153,7 @@ class TestEveryLoss:
 class TestStorage:
     def test_npz_stored_deflated_safetensors_and_memmap_give_the_same_numbers(self, tmp_path, arrays):
         safetensors_numpy = pytest.importorskip(
-            "safetensors.numpy", reason="pip install 'kdcore[safetensors]'"
+            "safetensors.numpy", reason="the safetensors package (in kdcore[test]) writes the reference files"
         )
         z, v = arrays["student"].astype(np.float32), arrays["teacher"].astype(np.float32)
         np.save(tmp_path / "z.npy", z)
