@@ -162,6 +162,45 @@ def run_case(kind: str, folder: Path, trace_rows: int, grad: bool) -> dict:
     }
 
 
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 10 * 2**20 else f"{n / 2**20:.1f} MiB"
+
+
+def summary_markdown(record: dict) -> str:
+    """The table and figures docs/performance.md quotes, computed from a run's JSON (tests check the page)."""
+    from kdcore._loss_command import KINDS as COMMAND_KINDS
+
+    sequences, tokens, vocab = record["shape"]
+    positions = sequences * tokens
+    lines = [
+        f"Inputs: {sequences} × {tokens} tokens × {vocab} classes, float32, "
+        f"{record['input_bytes'] / 2**30:.2f} GiB per logits array; {record['kept']} of {positions} positions "
+        f"kept (the rest padding, `-100`). Load: `{record['uptime_before'].split('load average: ')[-1]}` before, "
+        f"`{record['uptime_after'].split('load average: ')[-1]}` after (1, 5, 15-minute averages, 2 cores).",
+        "",
+        "| loss | mode | rows | chunk | seconds | s / 1000 rows | peak RSS growth | traced peak | RSS / chunk of inputs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in record["cases"]:
+        inputs = 2 if COMMAND_KINDS[case["kind"]].teacher else 1
+        chunk = case["chunk_bytes"] * inputs
+        lines.append(
+            f"| `{case['kind']}` | {case['mode']} | {case['rows']} | {case['chunk_rows']} | {case['seconds']:.1f} "
+            f"| {1000 * case['seconds_per_row']:.1f} | {_mib(case['rss_peak_growth'])} "
+            f"| {_mib(case['tracemalloc_peak'])} | {case['rss_peak_growth'] / chunk:.2f} |"
+        )
+    partial = [case for case in record["cases"] if case["rows"] < positions]
+    if partial:
+        kinds = ", ".join(dict.fromkeys(f"`{case['kind']}`" for case in partial))
+        totals = [case["seconds_per_row"] * positions for case in partial]
+        lines += [
+            "",
+            f"{kinds} ran on the first {partial[0]['rows']} positions; at the rate measured there, all "
+            f"{positions} would take {min(totals):.0f}–{max(totals):.0f} s.",
+        ]
+    return "\n".join(lines)
+
+
 def _uptime() -> str:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         return subprocess.run(
