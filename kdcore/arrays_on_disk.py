@@ -96,14 +96,18 @@ class ArrayOnDisk:
 
     Examples
     --------
-    >>> import numpy as np, pathlib, tempfile
+    >>> import os, tempfile
+    >>> import numpy as np
     >>> from kdcore.arrays_on_disk import open_array
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     path = pathlib.Path(tmp) / "logits.npy"
-    ...     np.save(path, np.arange(24, dtype=np.float32).reshape(2, 3, 4))
-    ...     with open_array(path) as logits:
-    ...         print(logits.shape, logits.n_rows, logits.rows(4, 6).tolist())
-    (2, 3, 4) 6 [[16.0, 17.0, 18.0, 19.0], [20.0, 21.0, 22.0, 23.0]]
+    >>> file = os.path.join(tempfile.mkdtemp(), "logits.npy")
+    >>> np.save(file, np.arange(24, dtype=np.float32).reshape(2, 3, 4))  # 2 × 3 positions, 4 classes
+    >>> logits = open_array(file)
+    >>> logits.shape, logits.n_rows, logits.storage
+    ((2, 3, 4), 6, 'npy')
+    >>> logits.rows(4, 6)  # positions 4 and 5: a view of the file
+    array([[16., 17., 18., 19.],
+           [20., 21., 22., 23.]], dtype=float32)
+    >>> logits.close(); os.remove(file)
     """
 
     def __init__(
@@ -234,16 +238,23 @@ class ArrayOnDisk:
             self._map = None
 
 
+def read_npy_header(file: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from an ``.npy`` header (versions 1.0 and 2.0), nothing unpickled.
+
+    The file is left at the first byte of the data. Raises ``ValueError`` for anything else.
+    """
+    version = np.lib.format.read_magic(file)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(file)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(file)
+    raise ValueError(f"unsupported .npy version {version[0]}.{version[1]} (1.0 and 2.0 are read)")
+
+
 def _npy_header(file: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from an ``.npy`` header (the file is left at the first data byte); refuse objects."""
     try:
-        version = np.lib.format.read_magic(file)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
-        else:
-            raise ValueError(f"format version {version[0]}.{version[1]} is not supported (1.0 and 2.0 are)")
+        shape, fortran_order, dtype = read_npy_header(file)
     except (ValueError, EOFError, SyntaxError) as error:
         raise ValueError(f"{name} is not a valid .npy array ({error})") from None
     if dtype.hasobject:
@@ -451,15 +462,19 @@ class NpyRowWriter:
 
     Examples
     --------
-    >>> import numpy as np, pathlib, tempfile
+    Write three rows of two, in two steps, then read them back:
+
+    >>> from pathlib import Path
+    >>> from tempfile import mkdtemp
     >>> from kdcore.arrays_on_disk import NpyRowWriter
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     path = pathlib.Path(tmp) / "grad.npy"
-    ...     with NpyRowWriter(path, (3, 2), np.float32) as out:
-    ...         out.write(np.ones((2, 2), np.float32))
-    ...         out.write_zeros(1)
-    ...     print(np.load(path).tolist())
+    >>> grad_file = Path(mkdtemp()) / "grad.npy"
+    >>> with NpyRowWriter(grad_file, (3, 2), "float32") as out:
+    ...     out.write([[1.0, 1.0], [1.0, 1.0]])  # rows 0 and 1
+    ...     out.write_zeros(1)                   # row 2
+    >>> import numpy
+    >>> numpy.load(grad_file).tolist()
     [[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
+    >>> grad_file.unlink()
     """
 
     def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype: Any) -> None:

@@ -313,15 +313,7 @@ def stream_loss(
     student_logits: object,
     teacher_logits: object = None,
     labels: object = None,
-    *,
-    mask: object = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    grad_out: str | os.PathLike | None = None,
-    chunk_rows: int | None = None,
-    dtype: object = None,
-    progress: Callable[[int, int], None] | None = None,
-    **parameters: Any,
+    **options: Any,
 ) -> StreamedLoss:
     r"""A kdcore loss of logits on disk (or in memory), computed chunk by chunk, exactly, in bounded memory.
 
@@ -359,7 +351,8 @@ def stream_loss(
         Called as ``progress(rows_done, rows_total)`` after each chunk.
     **parameters
         The loss's other arguments: ``T``, ``alpha``, ``beta``, ``skew``, ``t2_scaling``, ``soft``,
-        ``centered``, with the same meaning and defaults as in the function itself.
+        ``centered``, with the same meaning and defaults as in the function itself. These, and every
+        argument above after ``labels``, are passed by keyword.
 
     Returns
     -------
@@ -407,19 +400,8 @@ def stream_loss(
     >>> float(abs(grad[~kept]).max())  # padding gets no gradient
     0.0
     """
-    plan = prepare(
-        loss,
-        student_logits,
-        teacher_logits,
-        labels,
-        mask=mask,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        grad_out=grad_out,
-        chunk_rows=chunk_rows,
-        dtype=dtype,
-        **parameters,
-    )
+    progress = options.pop("progress", None)
+    plan = prepare(loss, student_logits, teacher_logits, labels, **options)
     with plan:
         return plan.run(progress)
 

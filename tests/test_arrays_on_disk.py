@@ -117,21 +117,23 @@ class TestNpz:
         with pytest.raises(ValueError, match=r"not an \.npz \(zip\) file"):
             open_array(tmp_path / "x.npz")
 
-    def test_a_stored_member_cut_short_is_reported_when_opened(self, tmp_path, logits):
-        # A zip whose member claims a larger array than it holds: the .npy header is rewritten in place.
-        np.save(tmp_path / "a.npy", logits)
-        data = (tmp_path / "a.npy").read_bytes().replace(b"(3, 4, 5)", b"(9, 4, 5)")
-        with zipfile.ZipFile(tmp_path / "b.npz", "w", zipfile.ZIP_STORED) as archive:
+    @staticmethod
+    def claiming_more(path, logits, compression):
+        """A zip whose member's .npy header claims three times the rows it holds."""
+        np.save(path.with_suffix(".npy"), logits)
+        data = path.with_suffix(".npy").read_bytes().replace(b"(3, 4, 5)", b"(9, 4, 5)")
+        with zipfile.ZipFile(path, "w", compression) as archive:
             archive.writestr("x.npy", data)
+        return path
+
+    def test_a_stored_member_cut_short_is_reported_when_opened(self, tmp_path, logits):
+        path = self.claiming_more(tmp_path / "b.npz", logits, zipfile.ZIP_STORED)
         with pytest.raises(ValueError, match=r"b\.npz\[x\] is truncated"):
-            open_array(tmp_path / "b.npz")
+            open_array(path)
 
     def test_a_deflated_member_cut_short_fails_when_read(self, tmp_path, logits):
-        np.save(tmp_path / "a.npy", logits)
-        data = (tmp_path / "a.npy").read_bytes().replace(b"(3, 4, 5)", b"(9, 4, 5)")
-        with zipfile.ZipFile(tmp_path / "c.npz", "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("x.npy", data)
-        with open_array(tmp_path / "c.npz") as array:
+        path = self.claiming_more(tmp_path / "c.npz", logits, zipfile.ZIP_DEFLATED)
+        with open_array(path) as array:
             np.testing.assert_array_equal(array.rows(0, 12), logits.reshape(12, 5))
             with pytest.raises(ValueError, match="truncated"):
                 array.rows(12, 36)

@@ -75,47 +75,32 @@ def streamed(name, paths, labels, **options):
     return stream_loss(name, paths["student"], teacher, labels, **PARAMETERS[name], **options)
 
 
+def case(tmp_path, arrays, name, dtype):
+    """The files of ``arrays`` in ``dtype``, the keep-mask, and the in-memory call on the kept rows."""
+    typed = {**arrays, "student": arrays["student"].astype(dtype), "teacher": arrays["teacher"].astype(dtype)}
+    keep = arrays["labels"] != -100
+    return (save(tmp_path, arrays, dtype), keep, *in_memory(name, typed, keep))
+
+
 class TestEveryLoss:
     @pytest.mark.parametrize("dtype", [np.float64, np.float32])
     @pytest.mark.parametrize("name", list(LOSSES))
-    def test_values_are_the_in_memory_ones_bit_for_bit(self, tmp_path, arrays, name, dtype):
-        paths = save(tmp_path, arrays, dtype)
-        keep = arrays["labels"] != -100
-        typed = {
-            **arrays,
-            "student": arrays["student"].astype(dtype),
-            "teacher": arrays["teacher"].astype(dtype),
-        }
-        spec, inputs, parameters = in_memory(name, typed, keep)
-        reference = spec.function(*inputs, reduction="none", **parameters)
-        for chunk_rows in (1, 4, 100):
-            result = streamed(name, paths, arrays["labels"], reduction="none", chunk_rows=chunk_rows)
-            assert result.values.dtype == reference.dtype
-            np.testing.assert_array_equal(result.values[keep], reference)
-            assert not result.values[~keep].any()
-
-    @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-    @pytest.mark.parametrize("name", list(LOSSES))
-    def test_totals_are_exact_and_match_the_in_memory_reduction(self, tmp_path, arrays, name, dtype):
-        paths = save(tmp_path, arrays, dtype)
-        keep = arrays["labels"] != -100
-        typed = {
-            **arrays,
-            "student": arrays["student"].astype(dtype),
-            "teacher": arrays["teacher"].astype(dtype),
-        }
-        spec, inputs, parameters = in_memory(name, typed, keep)
+    def test_values_bit_for_bit_and_totals_exact(self, tmp_path, arrays, name, dtype):
+        paths, keep, spec, inputs, parameters = case(tmp_path, arrays, name, dtype)
         per_position = spec.function(*inputs, reduction="none", **parameters)
-        for chunk_rows in (1, 5, 21):
+        for chunk_rows in (1, 4, 5, 21, 100):
+            result = streamed(name, paths, arrays["labels"], reduction="none", chunk_rows=chunk_rows)
+            assert result.values.dtype == per_position.dtype
+            np.testing.assert_array_equal(result.values[keep], per_position)  # the in-memory values
+            assert not result.values[~keep].any()
             mean = streamed(name, paths, arrays["labels"], chunk_rows=chunk_rows)
             total = streamed(name, paths, arrays["labels"], reduction="sum", chunk_rows=chunk_rows)
             assert mean.value == exact_mean(per_position, keep.sum())  # to the last bit
             assert total.value == exact_mean(per_position, 1)
         # NumPy's pairwise sum (in the input's dtype) differs from the exact one by a few rounding errors.
         tolerance = 8 * np.finfo(dtype).eps
-        np.testing.assert_allclose(
-            mean.value, spec.function(*inputs, reduction="mean", **parameters), rtol=tolerance
-        )
+        in_memory_mean = spec.function(*inputs, reduction="mean", **parameters)
+        np.testing.assert_allclose(mean.value, in_memory_mean, rtol=tolerance)
         np.testing.assert_allclose(
             total.value, spec.function(*inputs, reduction="sum", **parameters), rtol=tolerance
         )
