@@ -16,10 +16,11 @@ a chunk of rows at a time:
 * **bounded memory**: a chunk of a memory-mapped input is a view of the file, not a copy; the pages it
   used are given back when it is done (:meth:`~kdcore.arrays_on_disk.ArrayOnDisk.release`); its gradient
   is written to an ``.npy`` file (:class:`~kdcore.arrays_on_disk.NpyRowWriter`, atomic) before the next
-  chunk starts. What is held at once: the chunk's gradient, the kept rows of a masked chunk (a copy), a
-  deflated member's or a bfloat16 tensor's decoded rows, the in-memory function's own temporaries (a few
-  rows' worth per thread, ``kdcore/_chunks.py``), and the output (one value per position for
-  ``reduction="none"``). benchmarks/bench_vocab.py measures it; docs/performance.md records it.
+  chunk starts. What is held at once: the chunk's gradient, the kept rows of a chunk whose kept
+  positions are scattered (a copy; runs of kept positions, as with padding at the end of each sequence,
+  are read as views), a deflated member's or a bfloat16 tensor's decoded rows, the in-memory function's
+  own temporaries (a few rows' worth per thread, ``kdcore/_chunks.py``), and the output (one value per
+  position for ``reduction="none"``). benchmarks/bench_vocab.py measures it; docs/performance.md records it.
 
 Token-level inputs follow the rules of the in-memory losses (docs/divergences.md): ``mask`` (True = keep)
 and, where ``labels`` are given, ``labels == ignore_index`` drop positions; a dropped position is never
@@ -467,12 +468,24 @@ class Plan:
     def _block(self, start: int, stop: int, total: _Total, values: np.ndarray | None, writer) -> None:
         """Rows ``start:stop``: their values into ``total`` (and ``values``), their gradient to ``writer``."""
         keep = None if self.keep is None else self.keep[start:stop]
-        if keep is not None and keep.all():
-            keep = None
-        if keep is not None and not keep.any():
-            if writer is not None:
-                writer.write_zeros(stop - start, stop - start)
+        if keep is None or keep.all():
+            self._rows(start, stop, None, total, values, writer)
             return
+        runs = _runs(keep)
+        if sum(is_kept for is_kept, _ in runs) > max(1, (stop - start) // 8):
+            # Kept positions scattered: one call on a copy of the kept rows.
+            self._rows(start, stop, keep, total, values, writer)
+            return
+        # A few runs of kept positions (padding at the end of each sequence): one call per run, on a view
+        # of the file, so that no row is copied.
+        for is_kept, length in runs:
+            if is_kept:
+                self._rows(start, start + length, None, total, values, writer)
+            elif writer is not None:
+                writer.write_zeros(length, max(1, (1 << 20) // self.shape[-1]))
+            start += length
+
+    def _rows(self, start: int, stop: int, keep, total: _Total, values: np.ndarray | None, writer) -> None:
         row_values, grad = self._chunk(start, stop, keep, writer is not None)
         total.add(row_values)
         if values is not None:
@@ -625,4 +638,4 @@ def _write_rows(writer: NpyRowWriter, grad: np.ndarray, keep: np.ndarray | None)
             writer.write(grad[done : done + length])
             done += length
         else:
-            writer.write_zeros(length, max(1, grad.shape[0]))
+            writer.write_zeros(length, max(1, min(length, grad.shape[0])))
