@@ -81,3 +81,26 @@ class TestSmoke:
         keep = labels != -100
         per_token = kdcore.kl_divergence(student[keep], teacher[keep], T=2.0, reduction="none")
         assert result.value == float(sum(map(Fraction, per_token.astype(float).tolist())) / keep.sum())
+
+
+class TestPageSummary:
+    """docs/performance.md's final section is generated from the committed run by bench_vocab itself."""
+
+    def test_the_page_quotes_the_committed_run(self):
+        bench = load_script()
+        record = json.loads((BENCHMARKS / "results" / "bench_vocab.json").read_text())
+        page = (REPO / "docs" / "performance.md").read_text()
+        section = page[page.index("## Vocabulary scale") :]
+        assert "\n## " not in section[3:]  # the final section
+        assert bench.summary_markdown(record) in section
+        assert record["command"] in section  # the command that produced it
+        assert record["shape"] == [8, 512, 128000] and record["dtype"] == "float32"
+
+    def test_the_run_is_consistent(self):
+        record = json.loads((BENCHMARKS / "results" / "bench_vocab.json").read_text())
+        cases = {(case["kind"], case["mode"]): case for case in record["cases"]}
+        assert {kind for kind, _ in cases} == set(load_script().KINDS)
+        for (kind, mode), case in cases.items():
+            if mode == "value":  # the gradient does not change the value
+                assert cases[kind, "value+grad"]["value"] == case["value"]
+        assert cases["kl", "value"]["rows"] == 4096  # the headline case ran on every position
