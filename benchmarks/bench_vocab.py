@@ -181,6 +181,17 @@ def summary_markdown(record: dict) -> str:
             f"| {1000 * case['seconds_per_row']:.1f} | {_mib(case['rss_peak_growth'])} "
             f"| {_mib(case['tracemalloc_peak'])} | {case['rss_peak_growth'] / chunk:.2f} |"
         )
+    ratios = [
+        case["rss_peak_growth"] / (case["chunk_bytes"] * (2 if COMMAND_KINDS[case["kind"]].teacher else 1))
+        for case in record["cases"]
+    ]
+    largest = max(record["cases"], key=lambda case: case["rss_peak_growth"])
+    lines += [
+        "",
+        f"Peak RSS growth: at most {max(ratios):.2f}× one chunk of the inputs, {_mib(largest['rss_peak_growth'])} "
+        f"at most (`{largest['kind']}`, {largest['mode']}), against {2 * record['input_bytes'] / 2**30:.1f} GiB "
+        f"of logits read; {sum(r <= 2 for r in ratios)} of {len(ratios)} cases within the 2× of issue 9.",
+    ]
     partial = [case for case in record["cases"] if case["rows"] < positions]
     if partial:
         totals = [case["seconds_per_row"] * positions for case in partial]
