@@ -89,10 +89,10 @@ def _fast_stats(
     z: np.ndarray,
     v: np.ndarray,
     T: float,
+    stats: np.ndarray,
     entropy: bool,
     grad_out: np.ndarray | None,
     scale: float,
-    stats: np.ndarray,
 ) -> None:
     """The fast kernel's passes over a chunk (rows, N): writes scale·(p − q) into ``grad_out`` if given and
     the per-row numbers the certificate needs into ``stats`` (float64, (N_STATS, rows)).
@@ -108,7 +108,7 @@ def _fast_stats(
     if transposed:
         width = max(rows, 2)
         a, b, scratch, work = (np.empty((n, width), dtype) for _ in range(4))
-        z_in, v_in = (np.broadcast_to(x.T, (n, width)) for x in (z, v))  # one row: seen twice
+        z_in, v_in = (z.T, v.T) if rows > 1 else (np.repeat(z.T, 2, axis=1), np.repeat(v.T, 2, axis=1))
         axis = 0
     else:
         a, b = np.empty_like(z), np.empty_like(z)
@@ -225,7 +225,7 @@ def _fast_chunk(
     """The fast kernel and its certificate on a chunk (rows, N); writes scale·(p − q) into ``grad_out`` if
     given. (``soft_rows`` runs the same two steps, the certificate once for all chunks.)"""
     stats = np.empty((N_STATS, z.shape[0]))
-    _fast_stats(z, v, T, entropy, grad_out, scale, stats)
+    _fast_stats(z, v, T, stats, entropy, grad_out, scale)
     kl, teacher_entropy, margin, certified = _certify(
         z.dtype, z.shape[-1], stats, entropy, grad_out is not None, scale
     )
@@ -298,7 +298,7 @@ def soft_rows(
 
         def fast(rows: slice) -> None:
             grad_out = grad[rows] if grad is not None else None
-            _fast_stats(z[rows], v[rows], T, entropy, grad_out, scale, stats[:, rows])
+            _fast_stats(z[rows], v[rows], T, stats[:, rows], entropy, grad_out, scale)
 
         # two chunk arrays (three without a gradient; four when transposed) per worker
         scratch = 4 if n <= TRANSPOSED_MAX_CLASSES else (2 if grad is not None else 3)
