@@ -44,6 +44,12 @@ from .decoupled import target_class_kl_divergence_grad
 from .standardize import standardize_logits
 from .standardize import standardize_logits_jacobian
 from .standardize import standardize_logits_vjp
+from .topk import topk_kl_divergence
+from .topk import topk_kl_divergence_and_grad
+from .topk import topk_kl_divergence_grad
+from .topk import topk_soft_cross_entropy
+from .topk import topk_soft_cross_entropy_grad
+from .topk import topk_teacher
 from .softmax import log_softmax
 from .softmax import logsumexp
 from .softmax import softmax
@@ -99,4 +105,10 @@ __all__ = [
     "standardize_logits_vjp",
     "target_class_kl_divergence",
     "target_class_kl_divergence_grad",
+    "topk_kl_divergence",
+    "topk_kl_divergence_and_grad",
+    "topk_kl_divergence_grad",
+    "topk_soft_cross_entropy",
+    "topk_soft_cross_entropy_grad",
+    "topk_teacher",
 ]

@@ -94,7 +94,7 @@ def _check_dataset(value: str) -> None:
 
 def _check_data_present(dataset: str, data_dir: str | None) -> None:
     """The data set's files exist (IDX data sets) or its loader is installed (digits), before any training."""
-    from .data import IDX_DATASETS, _locate_split
+    from .data.locate import IDX_DATASETS, _locate_split
 
     if data_dir is not None:
         _require(Path(data_dir).is_dir(), "--data-dir", data_dir, "an existing directory")
