@@ -57,10 +57,15 @@ from .softmax import softmax_jacobian
 from .softmax import softmax_vjp
 from .mlp import MLP
 from .train import fit
+from . import arrays_on_disk
+from . import streaming
+from .arrays_on_disk import open_array
+from .streaming import stream_loss
 
 __all__ = [
     "MLP",
     "__version__",
+    "arrays_on_disk",
     "cross_entropy",
     "cross_entropy_and_grad",
     "cross_entropy_grad",
@@ -86,6 +91,7 @@ __all__ = [
     "non_target_class_kl_divergence",
     "non_target_class_kl_divergence_grad",
     "num_threads",
+    "open_array",
     "reverse_kl_divergence",
     "reverse_kl_divergence_grad",
     "reverse_kl_divergence_hessian",
@@ -103,6 +109,8 @@ __all__ = [
     "standardize_logits",
     "standardize_logits_jacobian",
     "standardize_logits_vjp",
+    "stream_loss",
+    "streaming",
     "target_class_kl_divergence",
     "target_class_kl_divergence_grad",
     "topk_kl_divergence",
