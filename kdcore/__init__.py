@@ -27,16 +27,25 @@ from .divergences import soft_cross_entropy
 from .divergences import soft_cross_entropy_and_grad
 from .divergences import soft_cross_entropy_grad
 from .reverse_kl import reverse_kl_divergence
+from .reverse_kl import reverse_kl_divergence_and_grad
 from .reverse_kl import reverse_kl_divergence_grad
 from .reverse_kl import reverse_kl_divergence_hessian
 from .mixtures import jensen_shannon_divergence
+from .mixtures import jensen_shannon_divergence_and_grad
 from .mixtures import jensen_shannon_divergence_grad
+from .mixtures import jensen_shannon_divergence_hessian
 from .mixtures import skew_kl_divergence
+from .mixtures import skew_kl_divergence_and_grad
 from .mixtures import skew_kl_divergence_grad
+from .mixtures import skew_kl_divergence_hessian
 from .mixtures import skew_reverse_kl_divergence
+from .mixtures import skew_reverse_kl_divergence_and_grad
 from .mixtures import skew_reverse_kl_divergence_grad
+from .mixtures import skew_reverse_kl_divergence_hessian
 from .decoupled import decoupled_kd_loss
+from .decoupled import decoupled_kd_loss_and_grad
 from .decoupled import decoupled_kd_loss_grad
+from .decoupled import decoupled_kd_loss_hessian
 from .decoupled import non_target_class_kl_divergence
 from .decoupled import non_target_class_kl_divergence_grad
 from .decoupled import target_class_kl_divergence
@@ -49,6 +58,7 @@ from .softmax import logsumexp
 from .softmax import softmax
 from .softmax import softmax_jacobian
 from .softmax import softmax_vjp
+from .tokens import token_mask
 from .mlp import MLP
 from .train import fit
 
@@ -59,7 +69,9 @@ __all__ = [
     "cross_entropy_and_grad",
     "cross_entropy_grad",
     "decoupled_kd_loss",
+    "decoupled_kd_loss_and_grad",
     "decoupled_kd_loss_grad",
+    "decoupled_kd_loss_hessian",
     "distillation_loss",
     "distillation_loss_and_grad",
     "distillation_loss_grad",
@@ -67,7 +79,9 @@ __all__ = [
     "get_num_threads",
     "gradcheck",
     "jensen_shannon_divergence",
+    "jensen_shannon_divergence_and_grad",
     "jensen_shannon_divergence_grad",
+    "jensen_shannon_divergence_hessian",
     "kl_divergence",
     "kl_divergence_and_grad",
     "kl_divergence_grad",
@@ -81,13 +95,18 @@ __all__ = [
     "non_target_class_kl_divergence_grad",
     "num_threads",
     "reverse_kl_divergence",
+    "reverse_kl_divergence_and_grad",
     "reverse_kl_divergence_grad",
     "reverse_kl_divergence_hessian",
     "set_num_threads",
     "skew_kl_divergence",
+    "skew_kl_divergence_and_grad",
     "skew_kl_divergence_grad",
+    "skew_kl_divergence_hessian",
     "skew_reverse_kl_divergence",
+    "skew_reverse_kl_divergence_and_grad",
     "skew_reverse_kl_divergence_grad",
+    "skew_reverse_kl_divergence_hessian",
     "soft_cross_entropy",
     "soft_cross_entropy_and_grad",
     "soft_cross_entropy_grad",
@@ -99,4 +118,5 @@ __all__ = [
     "standardize_logits_vjp",
     "target_class_kl_divergence",
     "target_class_kl_divergence_grad",
+    "token_mask",
 ]

@@ -32,66 +32,46 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._arrays import (
-    REDUCTIONS,
-    as_logit_pair,
-    check_choice,
-    check_real,
-    check_temperature,
-    reduce,
-    reduce_grad,
-)
+from ._arrays import REDUCTIONS, check_choice, check_real, check_temperature
 from ._chunks import map_rows
-from ._mixture import mixture_kl, pair
-from .divergences import WRT
+from ._mixture import mixture_rows
+from .divergences import WRT, checked_rows
 
 __all__ = [
     "jensen_shannon_divergence",
+    "jensen_shannon_divergence_and_grad",
     "jensen_shannon_divergence_grad",
+    "jensen_shannon_divergence_hessian",
     "skew_kl_divergence",
+    "skew_kl_divergence_and_grad",
     "skew_kl_divergence_grad",
+    "skew_kl_divergence_hessian",
     "skew_reverse_kl_divergence",
+    "skew_reverse_kl_divergence_and_grad",
     "skew_reverse_kl_divergence_grad",
+    "skew_reverse_kl_divergence_hessian",
 ]
 
 
-def _parts(kind: str, pq, weight: float) -> list:
-    """(coefficient, D) pairs whose weighted sum is the loss; a part of coefficient 0 is absent."""
-    if kind == "skew_kl":
-        return [(1.0, mixture_kl(pq, weight, 1.0 - weight, "teacher"))]
-    if kind == "skew_reverse_kl":
-        return [(1.0, mixture_kl(pq, weight, 1.0 - weight, "student"))]
-    parts = []
-    if weight != 0:  # β KL(q ‖ M): M = β q + (1 − β) p
-        parts.append((weight, mixture_kl(pq, weight, 1.0 - weight, "teacher")))
-    if weight != 1:  # (1 − β) KL(p ‖ M): the same M seen from p, whose weight in it is 1 − β
-        parts.append((1.0 - weight, mixture_kl(pq, 1.0 - weight, weight, "student")))
-    return parts
-
-
-def _evaluate(kind, student_logits, teacher_logits, T, weight, weight_name, reduction, wrt) -> np.ndarray:
+def _evaluate(kind, student_logits, teacher_logits, T, weight, weight_name, reduction, wants, mask) -> tuple:
+    """Check the inputs, then each of ``wants`` (see ``mixture_rows``) over the kept rows in one pass."""
     check_choice(reduction, "reduction", REDUCTIONS)
-    if wrt is not None:
-        check_choice(wrt, "wrt", WRT)
+    for wrt in wants:
+        if wrt not in (None, "hessian"):
+            check_choice(wrt, "wrt", WRT)
     T = check_temperature(T)
     weight = check_real(weight, weight_name, 0.0, 1.0)
-    student, teacher = as_logit_pair(student_logits, teacher_logits)
-    dtype = student.dtype.type
-
-    def rows(z: np.ndarray, v: np.ndarray) -> tuple[np.ndarray]:
-        pq = pair(z, v, T)
-        per_class = wrt in ("student", "teacher")
-        total = np.zeros(z.shape if per_class else (*z.shape[:-1], 1), dtype=z.dtype)
-        for coefficient, part in _parts(kind, pq, weight):
-            total += dtype(coefficient) * (part.value if wrt is None else part.derivative(wrt, T))
-        if pq.undefined is not None:
-            total = np.where(pq.undefined, np.nan, total)
-        return (total if per_class else total[..., 0],)
-
-    (result,) = map_rows(rows, student, teacher)
-    if wrt in ("student", "teacher"):
-        return reduce_grad(result, reduction)
-    return reduce(result, reduction)
+    T, kept, student, teacher, _ = checked_rows(student_logits, teacher_logits, T, reduction, mask)
+    results = map_rows(lambda z, v: mixture_rows(kind, z, v, T, weight, wants), student, teacher)
+    outputs = []
+    for wrt, result in zip(wants, results, strict=True):
+        if wrt == "hessian":
+            outputs.append(kept.spread(result))
+        elif wrt in ("student", "teacher"):
+            outputs.append(kept.reduce_grad(result, reduction))
+        else:
+            outputs.append(kept.reduce(result, reduction))
+    return tuple(outputs)
 
 
 def skew_kl_divergence(
@@ -100,6 +80,8 @@ def skew_kl_divergence(
     T: float = 1.0,
     skew: float = 0.1,
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Skew KL divergence :math:`\mathrm{KL}(q\,\|\,\alpha q + (1-\alpha) p)` (DistiLLM's SKL).
 
@@ -117,6 +99,10 @@ def skew_kl_divergence(
         α in [0, 1], the teacher's share of the mixture (DistiLLM's ``skew_alpha``, default 0.1).
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample, shape ``(...)``; ``"sum"``; ``"mean"``: the mean over samples.
+    mask : array_like of bool, shape (...), optional
+        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
+        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
+        and reductions"; :func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -155,7 +141,8 @@ def skew_kl_divergence(
     >>> float(skew_kl_divergence([0.0, -np.inf], [0.0, 0.0], skew=0.5))  # finite where KL is +inf
     0.14384103622589045
     """
-    return _evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, None)
+    (value,) = _evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None,), mask)
+    return value
 
 
 def skew_kl_divergence_grad(
@@ -165,6 +152,8 @@ def skew_kl_divergence_grad(
     skew: float = 0.1,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Derivative of :func:`skew_kl_divergence` w.r.t. the student logits, the teacher logits or ``T``.
 
@@ -177,6 +166,10 @@ def skew_kl_divergence_grad(
         divided by the number of samples for ``"mean"``; for ``wrt="temperature"`` the loss's shape.
     wrt : {"student", "teacher", "temperature"}, default "student"
         The variable to differentiate with respect to.
+    mask : array_like of bool, shape (...), optional
+        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
+        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
+        and reductions"; :func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -200,7 +193,8 @@ def skew_kl_divergence_grad(
     >>> bool(np.allclose(skew_kl_divergence_grad(z, v, skew=a), (1 - a) * p * (t - p @ t)))
     True
     """
-    return _evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, wrt)
+    (grad,) = _evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (wrt,), mask)
+    return grad
 
 
 def skew_reverse_kl_divergence(
@@ -209,6 +203,8 @@ def skew_reverse_kl_divergence(
     T: float = 1.0,
     skew: float = 0.1,
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Skew reverse KL divergence :math:`\mathrm{KL}(p\,\|\,\alpha p + (1-\alpha) q)` (DistiLLM's SRKL).
 
@@ -225,6 +221,10 @@ def skew_reverse_kl_divergence(
         α in [0, 1], the student's share of the mixture (DistiLLM's ``skew_alpha``).
     reduction : {"mean", "sum", "none"}, default "mean"
         As in :func:`skew_kl_divergence`.
+    mask : array_like of bool, shape (...), optional
+        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
+        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
+        and reductions"; :func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -256,7 +256,10 @@ def skew_reverse_kl_divergence(
     >>> float(skew_reverse_kl_divergence(z, v, skew=1.0))
     0.0
     """
-    return _evaluate("skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, None)
+    (value,) = _evaluate(
+        "skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None,), mask
+    )
+    return value
 
 
 def skew_reverse_kl_divergence_grad(
@@ -266,11 +269,20 @@ def skew_reverse_kl_divergence_grad(
     skew: float = 0.1,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Derivative of :func:`skew_reverse_kl_divergence` w.r.t. the student logits, the teacher logits or ``T``.
 
     Parameters and returns as in :func:`skew_kl_divergence_grad`; closed forms in
     :func:`skew_reverse_kl_divergence`.
+
+    Parameters
+    ----------
+    mask : array_like of bool, shape (...), optional
+        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
+        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
+        and reductions"; :func:`kdcore.token_mask`).
 
     Examples
     --------
@@ -281,7 +293,10 @@ def skew_reverse_kl_divergence_grad(
     >>> bool(abs(g.sum()) < 1e-16)  # a common shift of the logits changes nothing
     True
     """
-    return _evaluate("skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, wrt)
+    (grad,) = _evaluate(
+        "skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (wrt,), mask
+    )
+    return grad
 
 
 def jensen_shannon_divergence(
@@ -290,6 +305,8 @@ def jensen_shannon_divergence(
     T: float = 1.0,
     beta: float = 0.5,
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""The generalised Jensen–Shannon divergence of GKD (Agarwal et al. 2024, Eq. 1), trl's ``generalized_jsd_loss``.
 
@@ -313,6 +330,10 @@ def jensen_shannon_divergence(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample; ``"sum"``; ``"mean"``: the mean over samples (trl's
         ``"batchmean"`` over unmasked tokens).
+    mask : array_like of bool, shape (...), optional
+        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
+        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
+        and reductions"; :func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -361,7 +382,8 @@ def jensen_shannon_divergence(
     >>> bool(np.isclose(jensen_shannon_divergence(z, v, beta=b) / b, kl_divergence(z, v), rtol=1e-5))
     True
     """
-    return _evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, None)
+    (value,) = _evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, (None,), mask)
+    return value
 
 
 def jensen_shannon_divergence_grad(
@@ -371,12 +393,21 @@ def jensen_shannon_divergence_grad(
     beta: float = 0.5,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Derivative of :func:`jensen_shannon_divergence` w.r.t. the student logits, the teacher logits or ``T``.
 
     Parameters and returns as in :func:`skew_kl_divergence_grad`; closed forms in
     :func:`jensen_shannon_divergence`. At β = 0 and β = 1 every derivative is 0 (the divergence is
     identically 0 there).
+
+    Parameters
+    ----------
+    mask : array_like of bool, shape (...), optional
+        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
+        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
+        and reductions"; :func:`kdcore.token_mask`).
 
     Examples
     --------
@@ -388,4 +419,257 @@ def jensen_shannon_divergence_grad(
     >>> bool(np.allclose(jensen_shannon_divergence_grad(z, v, beta=b), (1 - b) * p * (ell - p @ ell)))
     True
     """
-    return _evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, wrt)
+    (grad,) = _evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, (wrt,), mask)
+    return grad
+
+
+# -- value and gradient in one pass, and the Hessians -------------------------------------------------------
+# T² ∂²L/∂z∂zᵀ = (I − p1ᵀ) diag(y + u) (I − 1pᵀ), u = T ∂L/∂z, y = p² ⊙ ∂²L/∂p² (diagonal): the chain rule
+# through the softmax, ∂²L/∂z² = Jᵀ (∂²L/∂p²) J + Σ_i (∂L/∂p_i) ∂²p_i/∂z², with J = diag p − ppᵀ; the second
+# sum is diag u − upᵀ − puᵀ. For the KL to a mixture m the second partials are diagonal and y is a product
+# (no cancellation): skew KL (1−α)² p²q/m², skew reverse KL (1−α)² pq²/m², JSD β(1−β) pq/M.
+
+
+def skew_kl_divergence_and_grad(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    skew: float = 0.1,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r""":func:`skew_kl_divergence` and its student gradient from one pass over the data.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits, T, skew, reduction, mask
+        As in :func:`skew_kl_divergence`.
+
+    Returns
+    -------
+    loss : numpy.ndarray
+        Identical to :func:`skew_kl_divergence` (the same arithmetic, one match of the rows shared).
+    grad : numpy.ndarray, shape (..., N)
+        Identical to ``skew_kl_divergence_grad(..., wrt="student")``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import skew_kl_divergence, skew_kl_divergence_and_grad, skew_kl_divergence_grad
+    >>> z, v = np.array([[2.0, 1.0, 0.1]]), np.array([[3.0, 0.5, 0.2]])
+    >>> loss, grad = skew_kl_divergence_and_grad(z, v, skew=0.1)
+    >>> bool(loss == skew_kl_divergence(z, v)), bool(np.array_equal(grad, skew_kl_divergence_grad(z, v)))
+    (True, True)
+    """
+    return _evaluate(
+        "skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None, "student"), mask
+    )
+
+
+def skew_reverse_kl_divergence_and_grad(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    skew: float = 0.1,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r""":func:`skew_reverse_kl_divergence` and its student gradient from one pass over the data.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits, T, skew, reduction, mask
+        As in :func:`skew_reverse_kl_divergence`.
+
+    Returns
+    -------
+    loss : numpy.ndarray
+        Identical to :func:`skew_reverse_kl_divergence`.
+    grad : numpy.ndarray, shape (..., N)
+        Identical to ``skew_reverse_kl_divergence_grad(..., wrt="student")``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import skew_reverse_kl_divergence_and_grad, skew_reverse_kl_divergence_grad
+    >>> z, v = np.array([[2.0, 1.0, 0.1]]), np.array([[3.0, 0.5, 0.2]])
+    >>> loss, grad = skew_reverse_kl_divergence_and_grad(z, v, T=2.0, skew=0.3)
+    >>> bool(np.array_equal(grad, skew_reverse_kl_divergence_grad(z, v, 2.0, 0.3))), bool(loss > 0)
+    (True, True)
+    """
+    return _evaluate(
+        "skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None, "student"), mask
+    )
+
+
+def jensen_shannon_divergence_and_grad(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    beta: float = 0.5,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r""":func:`jensen_shannon_divergence` and its student gradient from one pass over the data.
+
+    What a GKD training step needs: both parts :math:`\mathrm{KL}(q\,\|\,M)` and :math:`\mathrm{KL}(p\,\|\,M)`
+    and their gradients come from one match of the rows.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits, T, beta, reduction, mask
+        As in :func:`jensen_shannon_divergence`.
+
+    Returns
+    -------
+    loss : numpy.ndarray
+        Identical to :func:`jensen_shannon_divergence`.
+    grad : numpy.ndarray, shape (..., N)
+        Identical to ``jensen_shannon_divergence_grad(..., wrt="student")``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import jensen_shannon_divergence, jensen_shannon_divergence_and_grad
+    >>> z = np.array([[[2.0, 1.0, 0.1], [0.0, 0.0, 0.0]]])  # (batch 1, sequence 2, vocabulary 3)
+    >>> v = np.array([[[3.0, 0.5, 0.2], [np.nan, 0.0, 0.0]]])  # a padding position, never computed
+    >>> loss, grad = jensen_shannon_divergence_and_grad(z, v, mask=np.array([[True, False]]))
+    >>> bool(loss == jensen_shannon_divergence(z[:, :1], v[:, :1])), grad[0, 1].tolist()
+    (True, [0.0, 0.0, 0.0])
+    """
+    return _evaluate(
+        "jsd", student_logits, teacher_logits, T, beta, "beta", reduction, (None, "student"), mask
+    )
+
+
+def skew_kl_divergence_hessian(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    skew: float = 0.1,
+    *,
+    mask: ArrayLike | None = None,
+) -> np.ndarray:
+    r"""Per-sample Hessian of :func:`skew_kl_divergence` w.r.t. the student logits.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits, T, skew, mask
+        As in :func:`skew_kl_divergence`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., N, N)
+        One symmetric matrix per sample (each sample's own loss, ``reduction="none"``; 0 at dropped
+        positions), the all-ones vector in its null space. α = 0 gives :func:`kdcore.kl_divergence_hessian`.
+
+    Notes
+    -----
+    With :math:`m = \alpha q + (1-\alpha)p`, :math:`u = T\,\partial\,\mathrm{SKL}/\partial z` and
+    :math:`y = (1-\alpha)^2\,p^2 q/m^2` (:math:`p^2` times the diagonal second partials w.r.t. p):
+
+    .. math::
+
+        \frac{\partial^2\mathrm{SKL}}{\partial z\,\partial z^\top}
+            = \frac{(I - p\mathbf 1^\top)\operatorname{diag}(y + u)(I - \mathbf 1 p^\top)}{T^2}.
+
+    The row and column of the most probable class come from the null space (``kdcore/_mixture.py``,
+    ``softmax_sandwich``), so a dominant class does not cancel its own entry away.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import skew_kl_divergence_hessian, kl_divergence_hessian
+    >>> z, v = np.array([2.0, 1.0, 0.1]), np.array([3.0, 0.5, 0.2])
+    >>> h = skew_kl_divergence_hessian(z, v, T=2.0, skew=0.1)
+    >>> bool(np.allclose(h, h.T)), bool(np.allclose(h.sum(axis=-1), 0))
+    (True, True)
+    >>> bool(np.allclose(skew_kl_divergence_hessian(z, v, skew=0.0), kl_divergence_hessian(z, v)))
+    True
+    """
+    (hessian,) = _evaluate(
+        "skew_kl", student_logits, teacher_logits, T, skew, "skew", "none", ("hessian",), mask
+    )
+    return hessian
+
+
+def skew_reverse_kl_divergence_hessian(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    skew: float = 0.1,
+    *,
+    mask: ArrayLike | None = None,
+) -> np.ndarray:
+    r"""Per-sample Hessian of :func:`skew_reverse_kl_divergence` w.r.t. the student logits.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits, T, skew, mask
+        As in :func:`skew_reverse_kl_divergence`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., N, N)
+        As :func:`skew_kl_divergence_hessian`. α = 0 gives :func:`kdcore.reverse_kl_divergence_hessian`.
+
+    Notes
+    -----
+    As :func:`skew_kl_divergence_hessian`, with :math:`m = \alpha p + (1-\alpha) q` and
+    :math:`y = (1-\alpha)^2\,p\,q^2/m^2`: the second partial
+    :math:`1/p - \alpha/m - \alpha(1-\alpha)q/m^2` times :math:`p^2`, simplified so that nothing cancels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import skew_reverse_kl_divergence_hessian, reverse_kl_divergence_hessian
+    >>> z, v = np.array([2.0, 1.0, 0.1]), np.array([3.0, 0.5, 0.2])
+    >>> bool(np.allclose(skew_reverse_kl_divergence_hessian(z, v, 2.0, 0.0), reverse_kl_divergence_hessian(z, v, 2.0)))
+    True
+    """
+    (hessian,) = _evaluate(
+        "skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", "none", ("hessian",), mask
+    )
+    return hessian
+
+
+def jensen_shannon_divergence_hessian(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    beta: float = 0.5,
+    *,
+    mask: ArrayLike | None = None,
+) -> np.ndarray:
+    r"""Per-sample Hessian of :func:`jensen_shannon_divergence` w.r.t. the student logits.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits, T, beta, mask
+        As in :func:`jensen_shannon_divergence`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., N, N)
+        As :func:`skew_kl_divergence_hessian`; 0 at β = 0 and β = 1.
+
+    Notes
+    -----
+    As :func:`skew_kl_divergence_hessian`, with :math:`M = \beta q + (1-\beta)p` and
+    :math:`y = \beta(1-\beta)\,p\,q/M`: the sum of β times the skew KL's :math:`y` at α = β and 1 − β times
+    the skew reverse KL's at α = 1 − β, :math:`\beta(1-\beta)\,pq\,\bigl((1-\beta)p + \beta q\bigr)/M^2`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import jensen_shannon_divergence_hessian
+    >>> z, v = np.array([2.0, 1.0, 0.1]), np.array([3.0, 0.5, 0.2])
+    >>> h = jensen_shannon_divergence_hessian(z, v, beta=0.5)
+    >>> bool(np.allclose(h, h.T)), bool(np.allclose(h @ np.ones(3), 0))
+    (True, True)
+    """
+    (hessian,) = _evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", "none", ("hessian",), mask)
+    return hessian
