@@ -292,6 +292,20 @@ class Kept:
         """:func:`reduce_grad` over the kept rows, spread to the logits' shape (exactly 0 where dropped)."""
         return self.spread(reduce_grad(grad, reduction))
 
+    def outputs(self, wants: tuple, results: tuple, reduction: str) -> tuple:
+        """Per-row ``results`` of the kept rows, one for each entry of ``wants``, in their public form: a value
+        or temperature derivative (None, "temperature") reduced, a gradient ("student", "teacher") reduced as
+        gradients are, a Hessian ("hessian") spread, each with 0 at the dropped positions."""
+        finished = []
+        for wrt, result in zip(wants, results, strict=True):
+            if wrt == "hessian":
+                finished.append(self.spread(result))
+            elif wrt in ("student", "teacher"):
+                finished.append(self.reduce_grad(result, reduction))
+            else:
+                finished.append(self.reduce(result, reduction))
+        return tuple(finished)
+
 
 def keep_positions(
     mask: object,

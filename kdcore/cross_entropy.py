@@ -50,11 +50,9 @@ def cross_entropy(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample; ``"sum"``; ``"mean"``: the mean over samples.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -101,11 +99,9 @@ def cross_entropy_grad(
         Each sample's own gradient for ``"none"`` and ``"sum"``; divided by the number of samples for
         ``"mean"``.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -153,11 +149,9 @@ def cross_entropy_and_grad(
     reduction : {"mean", "sum", "none"}, default "mean"
         As in :func:`cross_entropy`; the gradient is that of the reduced loss.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Returns
     -------

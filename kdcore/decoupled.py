@@ -31,16 +31,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._arrays import REDUCTIONS, check_choice, check_real
+from ._arrays import check_real
 from ._chunks import map_rows
 from ._decoupled import parts
-from .divergences import WRT, checked_rows
+from .divergences import check_wants, checked_rows
 
 __all__ = [
     "decoupled_kd_loss",
     "decoupled_kd_loss_and_grad",
     "decoupled_kd_loss_grad",
-    "decoupled_kd_loss_hessian",
     "non_target_class_kl_divergence",
     "non_target_class_kl_divergence_grad",
     "target_class_kl_divergence",
@@ -48,7 +47,12 @@ __all__ = [
 ]
 
 
-def _evaluate(
+def dkd_weights(alpha: object, beta: object) -> dict:
+    """DKD's weights of its two parts, each finite and non-negative."""
+    return {"tckd": check_real(alpha, "alpha", 0.0), "nckd": check_real(beta, "beta", 0.0)}
+
+
+def evaluate(
     student_logits,
     teacher_logits,
     labels,
@@ -62,10 +66,7 @@ def _evaluate(
 ) -> tuple:
     """For each of ``wants`` (None: the value; "student", "teacher", "temperature"; "hessian"), Σ weight·part
     (times T² if ``t2``) or its derivative, over the kept positions in one pass; a part of weight 0 is absent."""
-    check_choice(reduction, "reduction", REDUCTIONS)
-    for wrt in wants:
-        if wrt not in (None, "hessian"):
-            check_choice(wrt, "wrt", WRT)
+    check_wants(reduction, wants)
     T, kept, student, teacher, labels = checked_rows(
         student_logits, teacher_logits, T, reduction, mask, labels, ignore_index
     )
@@ -90,15 +91,7 @@ def _evaluate(
         return tuple(outputs)
 
     results = map_rows(rows, student, teacher, labels[..., None])
-    outputs = []
-    for wrt, result in zip(wants, results, strict=True):
-        if wrt == "hessian":
-            outputs.append(kept.spread(result))
-        elif wrt in ("student", "teacher"):
-            outputs.append(kept.reduce_grad(result, reduction))
-        else:
-            outputs.append(kept.reduce(result, reduction))
-    return tuple(outputs)
+    return kept.outputs(wants, results, reduction)
 
 
 def target_class_kl_divergence(
@@ -124,11 +117,9 @@ def target_class_kl_divergence(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample; ``"sum"``; ``"mean"``: the mean over samples.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -170,7 +161,7 @@ def target_class_kl_divergence(
     >>> bool(np.isclose(target_class_kl_divergence(z, v, 0), binary))
     True
     """
-    (value,) = _evaluate(
+    (value,) = evaluate(
         student_logits,
         teacher_logits,
         labels,
@@ -206,11 +197,9 @@ def target_class_kl_divergence_grad(
     Parameters
     ----------
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Examples
     --------
@@ -222,7 +211,7 @@ def target_class_kl_divergence_grad(
     >>> bool(np.isclose(g[0], p[0] - q[0])), bool(np.isclose(g.sum(), 0))
     (True, True)
     """
-    (grad,) = _evaluate(
+    (grad,) = evaluate(
         student_logits, teacher_logits, labels, T, reduction, (wrt,), {"tckd": 1.0}, False, mask, ignore_index
     )
     return grad
@@ -256,11 +245,9 @@ def non_target_class_kl_divergence(
     Parameters
     ----------
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Examples
     --------
@@ -270,7 +257,7 @@ def non_target_class_kl_divergence(
     >>> bool(np.isclose(non_target_class_kl_divergence(z, v, 0), kl_divergence(z[1:], v[1:]), rtol=1e-15))
     True
     """
-    (value,) = _evaluate(
+    (value,) = evaluate(
         student_logits,
         teacher_logits,
         labels,
@@ -301,11 +288,9 @@ def non_target_class_kl_divergence_grad(
     Parameters
     ----------
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Examples
     --------
@@ -315,7 +300,7 @@ def non_target_class_kl_divergence_grad(
     >>> float(g[0])  # the target class does not take part
     0.0
     """
-    (grad,) = _evaluate(
+    (grad,) = evaluate(
         student_logits, teacher_logits, labels, T, reduction, (wrt,), {"nckd": 1.0}, False, mask, ignore_index
     )
     return grad
@@ -354,11 +339,9 @@ def decoupled_kd_loss(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"mean"`` is mdistiller's (the sum over the batch divided by the batch size).
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -380,8 +363,8 @@ def decoupled_kd_loss(
     >>> bool(np.isclose(decoupled_kd_loss(z, v, y), parts))
     True
     """
-    weights = {"tckd": check_real(alpha, "alpha", 0.0), "nckd": check_real(beta, "beta", 0.0)}
-    (value,) = _evaluate(
+    weights = dkd_weights(alpha, beta)
+    (value,) = evaluate(
         student_logits, teacher_logits, labels, T, reduction, (None,), weights, True, mask, ignore_index
     )
     return value
@@ -412,11 +395,9 @@ def decoupled_kd_loss_grad(
     Parameters
     ----------
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Examples
     --------
@@ -428,8 +409,8 @@ def decoupled_kd_loss_grad(
     >>> bool(np.allclose(g, 4 * (tckd(z, v, 0, 2.0) + 8 * nckd(z, v, 0, 2.0))))
     True
     """
-    weights = {"tckd": check_real(alpha, "alpha", 0.0), "nckd": check_real(beta, "beta", 0.0)}
-    (grad,) = _evaluate(
+    weights = dkd_weights(alpha, beta)
+    (grad,) = evaluate(
         student_logits, teacher_logits, labels, T, reduction, (wrt,), weights, True, mask, ignore_index
     )
     return grad
@@ -473,8 +454,8 @@ def decoupled_kd_loss_and_grad(
     >>> bool(np.array_equal(grad, decoupled_kd_loss_grad(z, v, y)))
     True
     """
-    weights = {"tckd": check_real(alpha, "alpha", 0.0), "nckd": check_real(beta, "beta", 0.0)}
-    return _evaluate(
+    weights = dkd_weights(alpha, beta)
+    return evaluate(
         student_logits,
         teacher_logits,
         labels,
@@ -486,59 +467,3 @@ def decoupled_kd_loss_and_grad(
         mask,
         ignore_index,
     )
-
-
-def decoupled_kd_loss_hessian(
-    student_logits: ArrayLike,
-    teacher_logits: ArrayLike,
-    labels: ArrayLike,
-    T: float = 4.0,
-    alpha: float = 1.0,
-    beta: float = 8.0,
-    *,
-    mask: ArrayLike | None = None,
-    ignore_index: int = -100,
-) -> np.ndarray:
-    r"""Per-sample Hessian of :func:`decoupled_kd_loss` w.r.t. the student logits.
-
-    Parameters
-    ----------
-    student_logits, teacher_logits, labels, T, alpha, beta, mask, ignore_index
-        As in :func:`decoupled_kd_loss`.
-
-    Returns
-    -------
-    numpy.ndarray, shape (..., N, N)
-        One symmetric matrix per sample (each sample's own loss, ``reduction="none"``; 0 at dropped
-        positions), the all-ones vector in its null space.
-
-    Notes
-    -----
-    With :math:`\hat p` the student's non-target distribution (0 at t), :math:`J = \operatorname{diag}\hat p -
-    \hat p\hat p^\top`, :math:`w = e_t - \hat p` and :math:`d = p_t - q_t`:
-
-    .. math::
-
-        \frac{\partial^2 L}{\partial z\,\partial z^\top}
-            = \alpha\,\bigl(p_t\bar p\,w w^\top - d\,J\bigr) + \beta\,J,
-
-    the :math:`T^2` of the loss cancelling the :math:`1/T^2` of the second derivative: the target/non-target
-    logit :math:`\lambda = z_t/T - \log\sum_{i\ne t} e^{z_i/T}` has gradient :math:`w/T` and Hessian
-    :math:`-J/T^2`, TCKD is a binary KL in it (second derivative :math:`p_t\bar p`), and NCKD is the forward
-    KL of :math:`\hat p` (Hessian :math:`J/T^2`). :math:`p_t\bar p` is formed as
-    :math:`\exp(\log p_t + \log\bar p)` and :math:`J` through the null space (``kdcore/_mixture.py``), so
-    a dominant class does not cancel its entries away.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from kdcore import decoupled_kd_loss_hessian
-    >>> h = decoupled_kd_loss_hessian([2.0, 1.0, 0.1], [3.0, 0.5, 0.2], 0, T=4.0)
-    >>> bool(np.allclose(h, h.T)), bool(np.allclose(h.sum(axis=-1), 0))
-    (True, True)
-    """
-    weights = {"tckd": check_real(alpha, "alpha", 0.0), "nckd": check_real(beta, "beta", 0.0)}
-    (hessian,) = _evaluate(
-        student_logits, teacher_logits, labels, T, "none", ("hessian",), weights, True, mask, ignore_index
-    )
-    return hessian

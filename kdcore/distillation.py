@@ -148,11 +148,9 @@ def distillation_loss(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample; ``"sum"``; ``"mean"``: the mean over samples.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -206,11 +204,9 @@ def distillation_loss_grad(
         As in :func:`distillation_loss`. ``soft`` does not change the gradient (the two soft losses differ
         by a constant) but is checked.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -264,11 +260,9 @@ def distillation_loss_and_grad(
     student_logits, teacher_logits, labels, T, alpha, t2_scaling, soft, reduction
         As in :func:`distillation_loss`.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
     ignore_index : int, default -100
-        Positions whose label equals it are dropped too (combined with ``mask`` by AND).
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -340,9 +334,7 @@ def logit_mse(
         ``"none"``: one value per sample; ``"sum"``; ``"mean"``: the mean over samples (not over classes:
         the mean over classes is already inside the loss).
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -390,9 +382,7 @@ def logit_mse_grad(
     student_logits, teacher_logits, centered, reduction
         As in :func:`logit_mse`.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -436,9 +426,7 @@ def logit_mse_and_grad(
     reduction : {"mean", "sum", "none"}, default "mean"
         As in :func:`logit_mse`; the gradient is that of the reduced loss.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------

@@ -54,6 +54,14 @@ __all__ = [
 WRT = ("student", "teacher", "temperature")
 
 
+def check_wants(reduction: object, wants: tuple) -> None:
+    """``reduction`` and each derivative asked for (None is the value, "hessian" the student Hessian)."""
+    check_choice(reduction, "reduction", REDUCTIONS)
+    for wrt in wants:
+        if wrt not in (None, "hessian"):
+            check_choice(wrt, "wrt", WRT)
+
+
 def careful_rows(student: np.ndarray, teacher: np.ndarray, T: float, *functions) -> tuple[np.ndarray, ...]:
     """``function(match)`` for every function and every sample of checked (kept) rows, in one pass over row
     chunks (see ``_chunks``): the careful algorithm for every row. Used for the teacher and temperature
@@ -108,9 +116,7 @@ def soft_cross_entropy(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample, shape ``(...)``; ``"sum"``; ``"mean"``: the mean over samples.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -171,9 +177,7 @@ def kl_divergence(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample, shape ``(...)``; ``"sum"``; ``"mean"``: the mean over samples.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -263,9 +267,7 @@ def soft_cross_entropy_grad(
     wrt : {"student", "teacher", "temperature"}, default "student"
         The variable to differentiate with respect to.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -325,9 +327,7 @@ def kl_divergence_grad(
     wrt : {"student", "teacher", "temperature"}, default "student"
         The variable to differentiate with respect to.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -391,9 +391,7 @@ def kl_divergence_and_grad(
         As in :func:`kl_divergence`; the gradient is that of the reduced loss (each sample's own for
         ``"none"`` and ``"sum"``, divided by the number of samples for ``"mean"``).
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -450,9 +448,7 @@ def soft_cross_entropy_and_grad(
     reduction : {"mean", "sum", "none"}, default "mean"
         As in :func:`soft_cross_entropy`; the gradient is that of the reduced loss.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -502,9 +498,7 @@ def kl_divergence_hessian(
     T : float, default 1.0
         Temperature, finite and positive.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------

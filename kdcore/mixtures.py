@@ -32,46 +32,32 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._arrays import REDUCTIONS, check_choice, check_real, check_temperature
+from ._arrays import check_real, check_temperature
 from ._chunks import map_rows
 from ._mixture import mixture_rows
-from .divergences import WRT, checked_rows
+from .divergences import check_wants, checked_rows
 
 __all__ = [
     "jensen_shannon_divergence",
     "jensen_shannon_divergence_and_grad",
     "jensen_shannon_divergence_grad",
-    "jensen_shannon_divergence_hessian",
     "skew_kl_divergence",
     "skew_kl_divergence_and_grad",
     "skew_kl_divergence_grad",
-    "skew_kl_divergence_hessian",
     "skew_reverse_kl_divergence",
     "skew_reverse_kl_divergence_and_grad",
     "skew_reverse_kl_divergence_grad",
-    "skew_reverse_kl_divergence_hessian",
 ]
 
 
-def _evaluate(kind, student_logits, teacher_logits, T, weight, weight_name, reduction, wants, mask) -> tuple:
+def evaluate(kind, student_logits, teacher_logits, T, weight, weight_name, reduction, wants, mask) -> tuple:
     """Check the inputs, then each of ``wants`` (see ``mixture_rows``) over the kept rows in one pass."""
-    check_choice(reduction, "reduction", REDUCTIONS)
-    for wrt in wants:
-        if wrt not in (None, "hessian"):
-            check_choice(wrt, "wrt", WRT)
+    check_wants(reduction, wants)
     T = check_temperature(T)
     weight = check_real(weight, weight_name, 0.0, 1.0)
     T, kept, student, teacher, _ = checked_rows(student_logits, teacher_logits, T, reduction, mask)
     results = map_rows(lambda z, v: mixture_rows(kind, z, v, T, weight, wants), student, teacher)
-    outputs = []
-    for wrt, result in zip(wants, results, strict=True):
-        if wrt == "hessian":
-            outputs.append(kept.spread(result))
-        elif wrt in ("student", "teacher"):
-            outputs.append(kept.reduce_grad(result, reduction))
-        else:
-            outputs.append(kept.reduce(result, reduction))
-    return tuple(outputs)
+    return kept.outputs(wants, results, reduction)
 
 
 def skew_kl_divergence(
@@ -100,9 +86,7 @@ def skew_kl_divergence(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample, shape ``(...)``; ``"sum"``; ``"mean"``: the mean over samples.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -141,7 +125,7 @@ def skew_kl_divergence(
     >>> float(skew_kl_divergence([0.0, -np.inf], [0.0, 0.0], skew=0.5))  # finite where KL is +inf
     0.14384103622589045
     """
-    (value,) = _evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None,), mask)
+    (value,) = evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None,), mask)
     return value
 
 
@@ -167,9 +151,7 @@ def skew_kl_divergence_grad(
     wrt : {"student", "teacher", "temperature"}, default "student"
         The variable to differentiate with respect to.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -193,7 +175,7 @@ def skew_kl_divergence_grad(
     >>> bool(np.allclose(skew_kl_divergence_grad(z, v, skew=a), (1 - a) * p * (t - p @ t)))
     True
     """
-    (grad,) = _evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (wrt,), mask)
+    (grad,) = evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (wrt,), mask)
     return grad
 
 
@@ -222,9 +204,7 @@ def skew_reverse_kl_divergence(
     reduction : {"mean", "sum", "none"}, default "mean"
         As in :func:`skew_kl_divergence`.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -256,7 +236,7 @@ def skew_reverse_kl_divergence(
     >>> float(skew_reverse_kl_divergence(z, v, skew=1.0))
     0.0
     """
-    (value,) = _evaluate(
+    (value,) = evaluate(
         "skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None,), mask
     )
     return value
@@ -280,9 +260,7 @@ def skew_reverse_kl_divergence_grad(
     Parameters
     ----------
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Examples
     --------
@@ -293,7 +271,7 @@ def skew_reverse_kl_divergence_grad(
     >>> bool(abs(g.sum()) < 1e-16)  # a common shift of the logits changes nothing
     True
     """
-    (grad,) = _evaluate(
+    (grad,) = evaluate(
         "skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (wrt,), mask
     )
     return grad
@@ -331,9 +309,7 @@ def jensen_shannon_divergence(
         ``"none"``: one value per sample; ``"sum"``; ``"mean"``: the mean over samples (trl's
         ``"batchmean"`` over unmasked tokens).
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -382,7 +358,7 @@ def jensen_shannon_divergence(
     >>> bool(np.isclose(jensen_shannon_divergence(z, v, beta=b) / b, kl_divergence(z, v), rtol=1e-5))
     True
     """
-    (value,) = _evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, (None,), mask)
+    (value,) = evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, (None,), mask)
     return value
 
 
@@ -405,9 +381,7 @@ def jensen_shannon_divergence_grad(
     Parameters
     ----------
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Examples
     --------
@@ -419,15 +393,11 @@ def jensen_shannon_divergence_grad(
     >>> bool(np.allclose(jensen_shannon_divergence_grad(z, v, beta=b), (1 - b) * p * (ell - p @ ell)))
     True
     """
-    (grad,) = _evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, (wrt,), mask)
+    (grad,) = evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, (wrt,), mask)
     return grad
 
 
-# -- value and gradient in one pass, and the Hessians -------------------------------------------------------
-# T² ∂²L/∂z∂zᵀ = (I − p1ᵀ) diag(y + u) (I − 1pᵀ), u = T ∂L/∂z, y = p² ⊙ ∂²L/∂p² (diagonal): the chain rule
-# through the softmax, ∂²L/∂z² = Jᵀ (∂²L/∂p²) J + Σ_i (∂L/∂p_i) ∂²p_i/∂z², with J = diag p − ppᵀ; the second
-# sum is diag u − upᵀ − puᵀ. For the KL to a mixture m the second partials are diagonal and y is a product
-# (no cancellation): skew KL (1−α)² p²q/m², skew reverse KL (1−α)² pq²/m², JSD β(1−β) pq/M.
+# -- value and gradient in one pass (the Hessians are in kdcore/hessians.py) ---------------------------------
 
 
 def skew_kl_divergence_and_grad(
@@ -439,19 +409,24 @@ def skew_kl_divergence_and_grad(
     *,
     mask: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    r""":func:`skew_kl_divergence` and its student gradient from one pass over the data.
+    r""":func:`skew_kl_divergence` and its student gradient from one match of the rows: DistiLLM's SKL step.
 
     Parameters
     ----------
     student_logits, teacher_logits, T, skew, reduction, mask
-        As in :func:`skew_kl_divergence`.
+        As in :func:`skew_kl_divergence` (α = ``skew`` weights the teacher in the mixture).
 
     Returns
     -------
-    loss : numpy.ndarray
-        Identical to :func:`skew_kl_divergence` (the same arithmetic, one match of the rows shared).
-    grad : numpy.ndarray, shape (..., N)
-        Identical to ``skew_kl_divergence_grad(..., wrt="student")``.
+    tuple of numpy.ndarray
+        ``(loss, grad)``, bit for bit what :func:`skew_kl_divergence` and ``skew_kl_divergence_grad(...,
+        wrt="student")`` return: shapes ``(...)`` (a scalar unless ``reduction="none"``) and ``(..., N)``,
+        in the logits' floating dtype.
+
+    Notes
+    -----
+    The gradient :math:`(1-\alpha)\,p \odot (t - \langle p, t\rangle)/T`, :math:`t = 1 - q/m`, and the value
+    :math:`\sum_i q_i(s_i - \operatorname{log1p} s_i)` share :math:`s = m/q - 1`.
 
     Examples
     --------
@@ -462,7 +437,7 @@ def skew_kl_divergence_and_grad(
     >>> bool(loss == skew_kl_divergence(z, v)), bool(np.array_equal(grad, skew_kl_divergence_grad(z, v)))
     (True, True)
     """
-    return _evaluate(
+    return evaluate(
         "skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None, "student"), mask
     )
 
@@ -476,19 +451,12 @@ def skew_reverse_kl_divergence_and_grad(
     *,
     mask: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    r""":func:`skew_reverse_kl_divergence` and its student gradient from one pass over the data.
+    r"""Loss and student gradient of :func:`skew_reverse_kl_divergence` (DistiLLM's SRKL) in one call.
 
-    Parameters
-    ----------
-    student_logits, teacher_logits, T, skew, reduction, mask
-        As in :func:`skew_reverse_kl_divergence`.
-
-    Returns
-    -------
-    loss : numpy.ndarray
-        Identical to :func:`skew_reverse_kl_divergence`.
-    grad : numpy.ndarray, shape (..., N)
-        Identical to ``skew_reverse_kl_divergence_grad(..., wrt="student")``.
+    Takes the arguments of :func:`skew_reverse_kl_divergence` (here α = ``skew`` is the *student's* share of
+    the mixture) and returns the pair ``(loss, grad)`` that it and ``skew_reverse_kl_divergence_grad(...,
+    wrt="student")`` return, computed from one match of each chunk of rows and identical to the separate
+    calls; float32 stays float32.
 
     Examples
     --------
@@ -499,7 +467,7 @@ def skew_reverse_kl_divergence_and_grad(
     >>> bool(np.array_equal(grad, skew_reverse_kl_divergence_grad(z, v, 2.0, 0.3))), bool(loss > 0)
     (True, True)
     """
-    return _evaluate(
+    return evaluate(
         "skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None, "student"), mask
     )
 
@@ -513,22 +481,12 @@ def jensen_shannon_divergence_and_grad(
     *,
     mask: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    r""":func:`jensen_shannon_divergence` and its student gradient from one pass over the data.
+    r"""What a GKD training step needs: :func:`jensen_shannon_divergence` and its student gradient together.
 
-    What a GKD training step needs: both parts :math:`\mathrm{KL}(q\,\|\,M)` and :math:`\mathrm{KL}(p\,\|\,M)`
-    and their gradients come from one match of the rows.
-
-    Parameters
-    ----------
-    student_logits, teacher_logits, T, beta, reduction, mask
-        As in :func:`jensen_shannon_divergence`.
-
-    Returns
-    -------
-    loss : numpy.ndarray
-        Identical to :func:`jensen_shannon_divergence`.
-    grad : numpy.ndarray, shape (..., N)
-        Identical to ``jensen_shannon_divergence_grad(..., wrt="student")``.
+    Both parts, :math:`\mathrm{KL}(q\,\|\,M)` and :math:`\mathrm{KL}(p\,\|\,M)`, and their gradients come
+    from one match of the rows; ``loss`` and ``grad`` are identical to :func:`jensen_shannon_divergence` and
+    ``jensen_shannon_divergence_grad(..., wrt="student")`` with the same arguments (``beta``: the teacher's
+    weight; ``mask``: positions kept), of shapes ``(...)`` or scalar, and ``(..., N)``.
 
     Examples
     --------
@@ -540,136 +498,6 @@ def jensen_shannon_divergence_and_grad(
     >>> bool(loss == jensen_shannon_divergence(z[:, :1], v[:, :1])), grad[0, 1].tolist()
     (True, [0.0, 0.0, 0.0])
     """
-    return _evaluate(
+    return evaluate(
         "jsd", student_logits, teacher_logits, T, beta, "beta", reduction, (None, "student"), mask
     )
-
-
-def skew_kl_divergence_hessian(
-    student_logits: ArrayLike,
-    teacher_logits: ArrayLike,
-    T: float = 1.0,
-    skew: float = 0.1,
-    *,
-    mask: ArrayLike | None = None,
-) -> np.ndarray:
-    r"""Per-sample Hessian of :func:`skew_kl_divergence` w.r.t. the student logits.
-
-    Parameters
-    ----------
-    student_logits, teacher_logits, T, skew, mask
-        As in :func:`skew_kl_divergence`.
-
-    Returns
-    -------
-    numpy.ndarray, shape (..., N, N)
-        One symmetric matrix per sample (each sample's own loss, ``reduction="none"``; 0 at dropped
-        positions), the all-ones vector in its null space. α = 0 gives :func:`kdcore.kl_divergence_hessian`.
-
-    Notes
-    -----
-    With :math:`m = \alpha q + (1-\alpha)p`, :math:`u = T\,\partial\,\mathrm{SKL}/\partial z` and
-    :math:`y = (1-\alpha)^2\,p^2 q/m^2` (:math:`p^2` times the diagonal second partials w.r.t. p):
-
-    .. math::
-
-        \frac{\partial^2\mathrm{SKL}}{\partial z\,\partial z^\top}
-            = \frac{(I - p\mathbf 1^\top)\operatorname{diag}(y + u)(I - \mathbf 1 p^\top)}{T^2}.
-
-    The row and column of the most probable class come from the null space (``kdcore/_mixture.py``,
-    ``softmax_sandwich``), so a dominant class does not cancel its own entry away.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from kdcore import skew_kl_divergence_hessian, kl_divergence_hessian
-    >>> z, v = np.array([2.0, 1.0, 0.1]), np.array([3.0, 0.5, 0.2])
-    >>> h = skew_kl_divergence_hessian(z, v, T=2.0, skew=0.1)
-    >>> bool(np.allclose(h, h.T)), bool(np.allclose(h.sum(axis=-1), 0))
-    (True, True)
-    >>> bool(np.allclose(skew_kl_divergence_hessian(z, v, skew=0.0), kl_divergence_hessian(z, v)))
-    True
-    """
-    (hessian,) = _evaluate(
-        "skew_kl", student_logits, teacher_logits, T, skew, "skew", "none", ("hessian",), mask
-    )
-    return hessian
-
-
-def skew_reverse_kl_divergence_hessian(
-    student_logits: ArrayLike,
-    teacher_logits: ArrayLike,
-    T: float = 1.0,
-    skew: float = 0.1,
-    *,
-    mask: ArrayLike | None = None,
-) -> np.ndarray:
-    r"""Per-sample Hessian of :func:`skew_reverse_kl_divergence` w.r.t. the student logits.
-
-    Parameters
-    ----------
-    student_logits, teacher_logits, T, skew, mask
-        As in :func:`skew_reverse_kl_divergence`.
-
-    Returns
-    -------
-    numpy.ndarray, shape (..., N, N)
-        As :func:`skew_kl_divergence_hessian`. α = 0 gives :func:`kdcore.reverse_kl_divergence_hessian`.
-
-    Notes
-    -----
-    As :func:`skew_kl_divergence_hessian`, with :math:`m = \alpha p + (1-\alpha) q` and
-    :math:`y = (1-\alpha)^2\,p\,q^2/m^2`: the second partial
-    :math:`1/p - \alpha/m - \alpha(1-\alpha)q/m^2` times :math:`p^2`, simplified so that nothing cancels.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from kdcore import skew_reverse_kl_divergence_hessian, reverse_kl_divergence_hessian
-    >>> z, v = np.array([2.0, 1.0, 0.1]), np.array([3.0, 0.5, 0.2])
-    >>> bool(np.allclose(skew_reverse_kl_divergence_hessian(z, v, 2.0, 0.0), reverse_kl_divergence_hessian(z, v, 2.0)))
-    True
-    """
-    (hessian,) = _evaluate(
-        "skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", "none", ("hessian",), mask
-    )
-    return hessian
-
-
-def jensen_shannon_divergence_hessian(
-    student_logits: ArrayLike,
-    teacher_logits: ArrayLike,
-    T: float = 1.0,
-    beta: float = 0.5,
-    *,
-    mask: ArrayLike | None = None,
-) -> np.ndarray:
-    r"""Per-sample Hessian of :func:`jensen_shannon_divergence` w.r.t. the student logits.
-
-    Parameters
-    ----------
-    student_logits, teacher_logits, T, beta, mask
-        As in :func:`jensen_shannon_divergence`.
-
-    Returns
-    -------
-    numpy.ndarray, shape (..., N, N)
-        As :func:`skew_kl_divergence_hessian`; 0 at β = 0 and β = 1.
-
-    Notes
-    -----
-    As :func:`skew_kl_divergence_hessian`, with :math:`M = \beta q + (1-\beta)p` and
-    :math:`y = \beta(1-\beta)\,p\,q/M`: the sum of β times the skew KL's :math:`y` at α = β and 1 − β times
-    the skew reverse KL's at α = 1 − β, :math:`\beta(1-\beta)\,pq\,\bigl((1-\beta)p + \beta q\bigr)/M^2`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from kdcore import jensen_shannon_divergence_hessian
-    >>> z, v = np.array([2.0, 1.0, 0.1]), np.array([3.0, 0.5, 0.2])
-    >>> h = jensen_shannon_divergence_hessian(z, v, beta=0.5)
-    >>> bool(np.allclose(h, h.T)), bool(np.allclose(h @ np.ones(3), 0))
-    (True, True)
-    """
-    (hessian,) = _evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", "none", ("hessian",), mask)
-    return hessian

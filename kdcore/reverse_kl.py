@@ -62,9 +62,7 @@ def reverse_kl_divergence(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample, shape ``(...)``; ``"sum"``; ``"mean"``: the mean over samples.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -126,9 +124,7 @@ def reverse_kl_divergence_grad(
     wrt : {"student", "teacher", "temperature"}, default "student"
         The variable to differentiate with respect to.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -176,26 +172,11 @@ def reverse_kl_divergence_and_grad(
     *,
     mask: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    r""":func:`reverse_kl_divergence` and its gradient w.r.t. the student logits, from one call.
+    r"""MiniLLM's loss and its student gradient: :func:`reverse_kl_divergence` and its ``_grad``, in one call.
 
-    Parameters
-    ----------
-    student_logits, teacher_logits : array_like, shape (..., N)
-        Logits :math:`z` and :math:`v`, class axis last, same shape. ``-inf`` masks a class.
-    T : float, default 1.0
-        Temperature applied to both, finite and positive.
-    reduction : {"mean", "sum", "none"}, default "mean"
-        As in :func:`reverse_kl_divergence`; the gradient is that of the reduced loss.
-    mask : array_like of bool, shape (...), optional
-        Positions to keep (True); see :func:`kdcore.token_mask`.
-
-    Returns
-    -------
-    loss : numpy.ndarray
-        Identical to :func:`reverse_kl_divergence`.
-    grad : numpy.ndarray, shape (..., N)
-        Identical to ``reverse_kl_divergence_grad(..., wrt="student")``; rows sum to 0. Dtype rules as
-        :func:`reverse_kl_divergence`.
+    The arguments are those of :func:`reverse_kl_divergence` (``mask`` keeps positions, ``reduction`` applies
+    to both); the result is the pair ``(loss, grad)``, the loss of shape ``(...)`` (or a scalar) and the
+    gradient w.r.t. the student logits of shape ``(..., N)``, rows summing to 0, in the logits' dtype.
 
     Notes
     -----
@@ -237,9 +218,7 @@ def reverse_kl_divergence_hessian(
     T : float, default 1.0
         Temperature, finite and positive.
     mask : array_like of bool, shape (...), optional
-        The positions to keep (True); a dropped position is never computed (its logits may be NaN) and
-        gives 0. ``"mean"`` is then the mean over kept positions (docs/divergences.md, "Token-level inputs
-        and reductions"; :func:`kdcore.token_mask`).
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------

@@ -48,58 +48,28 @@ def _calls():
     kind: "value" (a loss or a temperature derivative: the loss's shape) or "grad" (the logits' shape).
     """
     calls = []
-    for name, options in SOFT.items():
-        calls.append(
-            (
-                name,
-                "value",
-                lambda z, v, y, r, name=name, o=options, **k: getattr(kdcore, name)(
-                    z, v, T, reduction=r, **o, **k
-                ),
-            )
-        )
-        for wrt in WRT:
-            kind = "value" if wrt == "temperature" else "grad"
-            calls.append(
-                (
-                    f"{name}_grad[{wrt}]",
-                    kind,
-                    lambda z, v, y, r, name=name, o=options, wrt=wrt, **k: getattr(kdcore, f"{name}_grad")(
-                        z, v, T, reduction=r, wrt=wrt, **o, **k
-                    ),
-                )
-            )
-        for index, kind in enumerate(("value", "grad")):
-            calls.append(
-                (
-                    f"{name}_and_grad[{index}]",
-                    kind,
-                    lambda z, v, y, r, name=name, o=options, i=index, **k: getattr(
-                        kdcore, f"{name}_and_grad"
-                    )(z, v, T, reduction=r, **o, **k)[i],
-                )
-            )
-    for name, options in LABELLED.items():
-        calls.append(
-            (
-                name,
-                "value",
-                lambda z, v, y, r, name=name, o=options, **k: getattr(kdcore, name)(
-                    z, v, y, T, **o, reduction=r, **k
-                ),
-            )
-        )
-        for wrt in WRT:
-            kind = "value" if wrt == "temperature" else "grad"
-            calls.append(
-                (
-                    f"{name}_grad[{wrt}]",
-                    kind,
-                    lambda z, v, y, r, name=name, o=options, wrt=wrt, **k: getattr(kdcore, f"{name}_grad")(
-                        z, v, y, T, **o, reduction=r, wrt=wrt, **k
-                    ),
-                )
-            )
+
+    def call(name, options, labelled, suffix="", **fixed):
+        """name + suffix called as name(z, v, [labels,] T, ..., reduction=r, **fixed, **mask keywords)."""
+
+        def run(z, v, y, r, **k):
+            head = (z, v, y, T) if labelled else (z, v, T)
+            return getattr(kdcore, name + suffix)(*head, reduction=r, **options, **fixed, **k)
+
+        return run
+
+    for losses, labelled in ((SOFT, False), (LABELLED, True)):
+        for name, options in losses.items():
+            calls.append((name, "value", call(name, options, labelled)))
+            for wrt in WRT:
+                kind = "value" if wrt == "temperature" else "grad"
+                calls.append((f"{name}_grad[{wrt}]", kind, call(name, options, labelled, "_grad", wrt=wrt)))
+            if not labelled:
+                for index, kind in enumerate(("value", "grad")):
+                    fused = call(name, options, labelled, "_and_grad")
+                    calls.append(
+                        (f"{name}_and_grad[{index}]", kind, lambda *a, f=fused, i=index, **k: f(*a, **k)[i])
+                    )
     for index, kind in enumerate(("value", "grad")):
         calls.append(
             (
