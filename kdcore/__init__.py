@@ -53,6 +53,12 @@ from .decoupled import target_class_kl_divergence_grad
 from .standardize import standardize_logits
 from .standardize import standardize_logits_jacobian
 from .standardize import standardize_logits_vjp
+from .topk import topk_kl_divergence
+from .topk import topk_kl_divergence_and_grad
+from .topk import topk_kl_divergence_grad
+from .topk import topk_soft_cross_entropy
+from .topk import topk_soft_cross_entropy_grad
+from .topk import topk_teacher
 from .softmax import log_softmax
 from .softmax import logsumexp
 from .softmax import softmax
@@ -61,10 +67,15 @@ from .softmax import softmax_vjp
 from .tokens import token_mask
 from .mlp import MLP
 from .train import fit
+from . import arrays_on_disk
+from . import streaming
+from .arrays_on_disk import open_array
+from .streaming import stream_loss
 
 __all__ = [
     "MLP",
     "__version__",
+    "arrays_on_disk",
     "cross_entropy",
     "cross_entropy_and_grad",
     "cross_entropy_grad",
@@ -94,6 +105,7 @@ __all__ = [
     "non_target_class_kl_divergence",
     "non_target_class_kl_divergence_grad",
     "num_threads",
+    "open_array",
     "reverse_kl_divergence",
     "reverse_kl_divergence_and_grad",
     "reverse_kl_divergence_grad",
@@ -116,7 +128,15 @@ __all__ = [
     "standardize_logits",
     "standardize_logits_jacobian",
     "standardize_logits_vjp",
+    "stream_loss",
+    "streaming",
     "target_class_kl_divergence",
     "target_class_kl_divergence_grad",
     "token_mask",
+    "topk_kl_divergence",
+    "topk_kl_divergence_and_grad",
+    "topk_kl_divergence_grad",
+    "topk_soft_cross_entropy",
+    "topk_soft_cross_entropy_grad",
+    "topk_teacher",
 ]

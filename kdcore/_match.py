@@ -305,8 +305,15 @@ class Match:
         return values if self.undefined is None else np.where(self.undefined, np.nan, values)
 
 
-def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> Match:
-    """Compute the :class:`Match` of checked logits of one shape and float dtype (class axis last)."""
+def match(
+    student_logits: np.ndarray, teacher_logits: np.ndarray, T: float, *, low: np.ndarray | None = None
+) -> Match:
+    """Compute the :class:`Match` of checked logits of one shape and float dtype (class axis last).
+
+    ``low`` (optional, finite, the logits' shape) is a low-order part of the student–teacher difference:
+    the difference taken is ``(z − v) + low``, exactly. ``kdcore.topk`` passes it for a tail bucket whose
+    two logits are double-double numbers (``_double_double``); it is 0 everywhere else.
+    """
     student, teacher = student_logits, teacher_logits
     dtype = student.dtype
     info = np.finfo(dtype)
@@ -360,6 +367,8 @@ def match(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -> M
         s, e = two_difference(student, teacher)
     else:
         s, e = two_difference(student * 0.25, teacher * 0.25)
+    if low is not None:
+        e += low if safe else low * 0.25
     s -= take_along_last(s, top)
     e -= take_along_last(e, top)
     s += e

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays_on_disk import read_npy_header
 from .mlp import MLP
 from .optim import SGD, Adam, from_config
 
@@ -233,15 +234,10 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
                 if not member.endswith(".npy"):
                     raise _malformed(path, f"unexpected member {member!r} (only .npy arrays belong here)")
                 with archive.open(member) as file:
-                    version = np.lib.format.read_magic(file)
-                    if version == (1, 0):
-                        _, _, dtype = np.lib.format.read_array_header_1_0(file)
-                    elif version == (2, 0):
-                        _, _, dtype = np.lib.format.read_array_header_2_0(file)
-                    else:
-                        raise _malformed(
-                            path, f"array {member[:-4]!r} has unsupported .npy version {version}"
-                        )
+                    try:
+                        _, _, dtype = read_npy_header(file)
+                    except ValueError as error:  # (the array's name is what the message adds)
+                        raise _malformed(path, f"array {member[:-4]!r}: {error}") from None
                 if dtype.hasobject:
                     raise _malformed(
                         path,

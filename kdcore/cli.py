@@ -11,6 +11,7 @@ Each sub-command is a thin layer over a library function, imported only when tha
 ``kdcore sweep``           distilled-student accuracy over T and alpha, saved as JSON for the figures
 ``kdcore check``           verify another framework's distillation loss and say what is wrong
 ``kdcore vectors``         write the golden test vectors (JSON) for implementations in any language
+``kdcore loss``            the exact value (and gradient) of a loss of logits on disk, in bounded memory
 =========================  ==========================================================================
 
 Exit status: 0 on success; 1 when the work failed (a download, or ``check``'s findings); 2 for a bad
@@ -94,7 +95,7 @@ def _check_dataset(value: str) -> None:
 
 def _check_data_present(dataset: str, data_dir: str | None) -> None:
     """The data set's files exist (IDX data sets) or its loader is installed (digits), before any training."""
-    from .data import IDX_DATASETS, _locate_split
+    from .data.locate import IDX_DATASETS, _locate_split
 
     if data_dir is not None:
         _require(Path(data_dir).is_dir(), "--data-dir", data_dir, "an existing directory")
@@ -480,6 +481,10 @@ def _parser() -> argparse.ArgumentParser:
     vectors = commands.add_parser("vectors", help="write the golden test vectors as JSON")
     vectors.add_argument("--out", required=True, help="the JSON file to write")
     vectors.set_defaults(run=_vectors, validate=_validate_vectors)
+
+    from ._loss_command import add_parser as add_loss_parser  # kdcore/_loss_command.py holds the command
+
+    add_loss_parser(commands)
     return parser
 
 

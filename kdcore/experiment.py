@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from .data import load
 from .mlp import MLP
 from .optim import SGD, Adam
+from .sweep_file import write_json
 from .train import History, _accuracy, fit
 
 __all__ = ["DEMO", "ExperimentConfig", "format_table", "run"]
@@ -373,7 +373,9 @@ def run(config: ExperimentConfig = DEMO, out: str | Path | None = None, *, progr
     }
     results["wall_time_seconds"] = time.perf_counter() - start
     if out is not None:
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        # Atomically (a temporary file renamed into place): an interrupted run never leaves half a file
+        # where a finished one is expected.
+        write_json(results, out / "results.json")
         # Drawn by kdcore.figures (when matplotlib is installed), in its own style context: the caller's
         # matplotlib backend and rcParams are left as they were.
         from .figures.experiment import write_experiment_figures

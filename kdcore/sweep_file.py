@@ -171,6 +171,18 @@ def save_sweep(result: Mapping, path: str | os.PathLike) -> Path:
     -----
     Keys are sorted and the layout fixed, so the same record gives the same bytes. The file is written
     under a temporary name and renamed into place: an interrupted save leaves the old file intact.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from kdcore.figures import load_sweep, run_sweep, save_sweep, train_teacher
+    >>> teacher = train_teacher("digits", hidden=(16,), epochs=3)
+    >>> sweep = run_sweep(temperatures=(1.0, 4.0), alphas=(0.5,), seeds=(0,), teacher=teacher,
+    ...                   student_hidden=(4,), epochs=1)
+    >>> with tempfile.TemporaryDirectory() as directory:
+    ...     path = save_sweep(sweep, pathlib.Path(directory) / "sweep.json")
+    ...     load_sweep(path) == sweep
+    True
     """
     return write_json(_validate_sweep(result, "the sweep to save"), path)
 
@@ -218,6 +230,21 @@ def load_sweep(path: str | os.PathLike) -> dict:
         If the file is not JSON, or not a valid sweep record (wrong format or version, a missing entry, an
         ``accuracy`` whose shape does not match the grid, a value out of range); the message names the file
         and the entry.
+
+    Examples
+    --------
+    A file that is not a sweep is refused with the reason (here, one written by hand):
+
+    >>> import tempfile, pathlib
+    >>> from kdcore.figures import load_sweep
+    >>> with tempfile.TemporaryDirectory() as directory:
+    ...     path = pathlib.Path(directory) / "not_a_sweep.json"
+    ...     _ = path.write_text('{"temperatures": [1, 2]}')
+    ...     try:
+    ...         load_sweep(path)
+    ...     except ValueError as error:
+    ...         print("refused:", "not_a_sweep.json" in str(error))
+    refused: True
     """
     path = Path(path)
     try:

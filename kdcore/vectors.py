@@ -3,11 +3,18 @@ r"""Golden test vectors: kdcore's losses and derivatives on fixed inputs, as JSO
 ``kdcore vectors --out FILE.json`` (:func:`write_vectors`) writes a versioned file of cases — inputs,
 parameters, expected values and gradients w.r.t. the student logits, the teacher logits and the
 temperature — for :func:`kdcore.kl_divergence`, :func:`kdcore.soft_cross_entropy`,
-:func:`kdcore.cross_entropy`, :func:`kdcore.distillation_loss` and :func:`kdcore.logit_mse`, in the regimes
-where implementations go wrong: ordinary, near-equal, high and low temperature, extreme and offset logits,
-masked classes. An implementation in C, Rust, JavaScript or Julia can be tested against them without
-Python. The schema is documented in ``docs/verify.md`` ("Golden vectors"); the tests check every expected
-number against a 50-digit mpmath oracle to 1e-12 relative.
+:func:`kdcore.cross_entropy`, :func:`kdcore.distillation_loss` and :func:`kdcore.logit_mse`, and for the
+divergences beyond Hinton's: :func:`kdcore.reverse_kl_divergence`, :func:`kdcore.jensen_shannon_divergence`
+(``params.beta``), :func:`kdcore.skew_kl_divergence` and :func:`kdcore.skew_reverse_kl_divergence`
+(``params.skew``), :func:`kdcore.decoupled_kd_loss` (``params.alpha``, ``params.beta``), and
+:func:`kdcore.standardize_logits` (its ``value`` and ``vjp``, the vector–Jacobian product with the input
+``cotangent``) — in the regimes where implementations go wrong: ordinary, near-equal, high and low
+temperature, extreme and offset logits, masked classes. Every case has a ``dtype``: the new functions are
+pinned in float64 and in float32 (float32 inputs, kdcore's float32 results), the older ones in float64. An
+implementation in C, Rust, JavaScript or Julia can be tested against them without Python. The schema is
+documented in ``docs/verify.md`` ("Golden vectors") and, for what this version added, in the file's own
+``conventions`` and ``functions``; the tests check every expected number against a 50-digit mpmath oracle, to
+1e-12 relative in float64 and 1e-5 in float32 (against the exact result rounded to float32).
 
 Numbers are written exactly. Every array is an object ``{"shape": [...], "hex": [...], "dec": [...]}``
 holding its elements flattened in row-major order twice: ``hex`` as Python's :meth:`float.hex` (C99's
@@ -30,7 +37,7 @@ Examples
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -40,8 +47,20 @@ import numpy as np
 
 from ._version import __version__
 from .cross_entropy import cross_entropy, cross_entropy_grad
+from .decoupled import decoupled_kd_loss, decoupled_kd_loss_grad
 from .distillation import distillation_loss, distillation_loss_grad, logit_mse, logit_mse_grad
 from .divergences import kl_divergence, kl_divergence_grad, soft_cross_entropy, soft_cross_entropy_grad
+from .mixtures import (
+    jensen_shannon_divergence,
+    jensen_shannon_divergence_grad,
+    skew_kl_divergence,
+    skew_kl_divergence_grad,
+    skew_reverse_kl_divergence,
+    skew_reverse_kl_divergence_grad,
+)
+from .reverse_kl import reverse_kl_divergence, reverse_kl_divergence_grad
+from .standardize import standardize_logits, standardize_logits_vjp
+from .sweep_file import write_json
 
 __all__ = ["FORMAT", "VERSION", "decode", "encode", "make_vectors", "write_vectors"]
 
@@ -115,9 +134,14 @@ def _logits(regime: str, shape: tuple[int, int], rng: np.random.Generator) -> tu
 _TEMPERATURES = {"ordinary": 2.0, "high-T": 1e3, "low-T": 0.05, "extreme": 0.5, "offset": 3.0}
 
 
-def _inputs(function: str, regime: str, index: int, batch_size: int = 3, n_classes: int = 5) -> dict:
+def _inputs(
+    function: str, regime: str, index: int, dtype: str = "float64", batch_size: int = 3, n_classes: int = 5
+) -> dict:
     rng = np.random.default_rng([SEED, index])
     student, teacher = _logits(regime, (batch_size, n_classes), rng)
+    # float32 cases: the inputs are float32 numbers (and T one too), so that float32 and float64
+    # implementations, and the oracle, all see the same numbers.
+    student, teacher = student.astype(dtype), teacher.astype(dtype)
     # A label never sits on a masked class (its loss would be +inf, which the masked cases pin already).
     labels = np.array([0, 2, 4, 3, 1][:batch_size]) % n_classes
     if regime == "confident":
@@ -126,7 +150,9 @@ def _inputs(function: str, regime: str, index: int, batch_size: int = 3, n_class
         "student_logits": student,
         "teacher_logits": teacher,
         "labels": labels,
-        "T": _TEMPERATURES.get(regime, 1.5),
+        "T": float(np.dtype(dtype).type(_TEMPERATURES.get(regime, 1.5))),
+        # the gradient arriving at standardize_logits' output, for its vector–Jacobian product
+        "cotangent": rng.normal(0.0, 1.0, (batch_size, n_classes)).astype(dtype),
     }
 
 
@@ -198,22 +224,68 @@ def _logit_mse_case(inputs: dict, params: dict) -> dict[str, Any]:
     return {"value": logit_mse(z, v, centered, reduction), "grad_student": grad, "grad_teacher": -grad}
 
 
-# (function, regime, params): every function in the regimes that matter for it. Reductions rotate so
-# that each function is pinned with all three.
+# The divergences beyond Hinton's: (value, gradient, name of their weight parameter or None).
+_FAMILY = {
+    "reverse_kl_divergence": (reverse_kl_divergence, reverse_kl_divergence_grad, None),
+    "jensen_shannon_divergence": (jensen_shannon_divergence, jensen_shannon_divergence_grad, "beta"),
+    "skew_kl_divergence": (skew_kl_divergence, skew_kl_divergence_grad, "skew"),
+    "skew_reverse_kl_divergence": (skew_reverse_kl_divergence, skew_reverse_kl_divergence_grad, "skew"),
+}
+
+
+def _value_and_gradients(value: Callable[..., Any], grad: Callable[..., Any]) -> dict[str, Any]:
+    """A loss and its three derivatives, from the loss and its ``_grad`` with every input bound but ``wrt``."""
+    return {
+        "value": value(),
+        "grad_student": grad(wrt="student"),
+        "grad_teacher": grad(wrt="teacher"),
+        "grad_T": grad(wrt="temperature"),
+    }
+
+
+def _family_case(function: str, inputs: dict, params: dict) -> dict[str, Any]:
+    value, grad, weight = _FAMILY[function]
+    z, v, T, reduction = inputs["student_logits"], inputs["teacher_logits"], inputs["T"], params["reduction"]
+    options = {"reduction": reduction} if weight is None else {"reduction": reduction, weight: params[weight]}
+    return _value_and_gradients(
+        functools.partial(value, z, v, T, **options), functools.partial(grad, z, v, T, **options)
+    )
+
+
+def _decoupled_case(inputs: dict, params: dict) -> dict[str, Any]:
+    arguments = (inputs["student_logits"], inputs["teacher_logits"], inputs["labels"], inputs["T"])
+    options = {"alpha": params["alpha"], "beta": params["beta"], "reduction": params["reduction"]}
+    return _value_and_gradients(
+        functools.partial(decoupled_kd_loss, *arguments, **options),
+        functools.partial(decoupled_kd_loss_grad, *arguments, **options),
+    )
+
+
+def _standardize_case(inputs: dict, params: dict) -> dict[str, Any]:
+    x, cotangent = inputs["student_logits"], inputs["cotangent"]
+    options = {key: params[key] for key in ("base_temperature", "ddof", "eps")}
+    return {"value": standardize_logits(x, **options), "vjp": standardize_logits_vjp(x, cotangent, **options)}
+
+
+# The regimes of the soft losses, each with the reduction it is pinned with (they rotate, so that each
+# function is pinned with all three).
+_SOFT_REGIMES = (
+    ("ordinary", "none"),
+    ("near-equal", "none"),
+    ("high-T", "mean"),
+    ("low-T", "none"),
+    ("extreme", "sum"),
+    ("offset", "none"),
+    ("masked", "none"),
+    ("student-masked", "none"),
+)
+
+# (function, regime, params): every function in the regimes that matter for it.
 _PLAN: tuple[tuple[str, str, dict[str, Any]], ...] = (
     *(
         (function, regime, {"reduction": reduction})
         for function in ("kl_divergence", "soft_cross_entropy")
-        for regime, reduction in (
-            ("ordinary", "none"),
-            ("near-equal", "none"),
-            ("high-T", "mean"),
-            ("low-T", "none"),
-            ("extreme", "sum"),
-            ("offset", "none"),
-            ("masked", "none"),
-            ("student-masked", "none"),
-        )
+        for regime, reduction in _SOFT_REGIMES
     ),
     ("cross_entropy", "ordinary", {"reduction": "none"}),
     ("cross_entropy", "confident", {"reduction": "none"}),
@@ -251,12 +323,58 @@ _PLAN: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("logit_mse", "offset", {"centered": False, "reduction": "none"}),
 )
 
+# (function, regime, params, dtype) for the divergences beyond Hinton's and logit standardisation: every
+# regime in float64, the ordinary and a temperature extreme in float32 (float32 stays float32). Where the
+# student masks a class the teacher gives mass, these stay finite (the reverse KL: p_i = 0 adds nothing).
+_FAMILY_PARAMS: dict[str, tuple[dict[str, Any], ...]] = {
+    "reverse_kl_divergence": ({},),
+    "jensen_shannon_divergence": ({"beta": 0.5}, {"beta": 0.1}, {"beta": 0.9}),
+    "skew_kl_divergence": ({"skew": 0.1}, {"skew": 0.5}),
+    "skew_reverse_kl_divergence": ({"skew": 0.1}, {"skew": 0.5}),
+}
+_NEW_PLAN: tuple[tuple[str, str, dict[str, Any], str], ...] = (
+    *(
+        (function, regime, {**weights[k % len(weights)], "reduction": reduction}, "float64")
+        for function, weights in _FAMILY_PARAMS.items()
+        for k, (regime, reduction) in enumerate(_SOFT_REGIMES)
+    ),
+    *(
+        (function, regime, {**weights[0], "reduction": reduction}, "float32")
+        for function, weights in _FAMILY_PARAMS.items()
+        for regime, reduction in (("ordinary", "none"), ("low-T", "mean"))
+    ),
+    *(
+        ("decoupled_kd_loss", regime, {"alpha": alpha, "beta": beta, "reduction": reduction}, dtype)
+        for regime, alpha, beta, reduction, dtype in (
+            ("ordinary", 1.0, 8.0, "none", "float64"),
+            ("near-equal", 1.0, 8.0, "none", "float64"),
+            ("low-T", 1.0, 8.0, "sum", "float64"),
+            ("masked", 2.0, 4.0, "mean", "float64"),
+            ("ordinary", 1.0, 8.0, "none", "float32"),
+        )
+    ),
+    *(
+        ("standardize_logits", regime, {"base_temperature": tau, "ddof": ddof, "eps": eps}, dtype)
+        for regime, tau, ddof, eps, dtype in (
+            ("ordinary", 1.0, 0, 0.0, "float64"),
+            ("ordinary", 2.0, 1, 1e-7, "float64"),
+            ("extreme", 1.0, 0, 0.0, "float64"),
+            ("offset", 1.0, 0, 0.0, "float64"),
+            ("masked", 1.0, 0, 0.0, "float64"),
+            ("ordinary", 1.0, 0, 0.0, "float32"),
+        )
+    ),
+)
+
 _COMPUTE: dict[str, Callable[..., dict[str, Any]]] = {
     "kl_divergence": lambda inputs, params: _soft_case("kl_divergence", inputs, params),
     "soft_cross_entropy": lambda inputs, params: _soft_case("soft_cross_entropy", inputs, params),
     "cross_entropy": _cross_entropy_case,
     "distillation_loss": _distillation_case,
     "logit_mse": _logit_mse_case,
+    **{function: functools.partial(_family_case, function) for function in _FAMILY},
+    "decoupled_kd_loss": _decoupled_case,
+    "standardize_logits": _standardize_case,
 }
 
 # Which inputs each function reads (cross_entropy has no teacher and no T; logit_mse no T).
@@ -266,6 +384,9 @@ _USES = {
     "cross_entropy": ("student_logits", "labels"),
     "distillation_loss": ("student_logits", "teacher_logits", "labels", "T"),
     "logit_mse": ("student_logits", "teacher_logits"),
+    **{function: ("student_logits", "teacher_logits", "T") for function in _FAMILY},
+    "decoupled_kd_loss": ("student_logits", "teacher_logits", "labels", "T"),
+    "standardize_logits": ("student_logits", "cotangent"),
 }
 
 _FUNCTIONS = {
@@ -275,6 +396,15 @@ _FUNCTIONS = {
     "distillation_loss": "α·cross_entropy(z, y) + (1 − α)·s(T)·soft(z, v, T), s(T) = T² if t2_scaling else 1, "
     "soft = soft_cross_entropy or kl_divergence (params.soft)",
     "logit_mse": "(1/N)·Σ_i d_i², d = (z − mean z) − (v − mean v) if centered else z − v",
+    "reverse_kl_divergence": "KL(student ‖ teacher) = Σ_i p_i (log p_i − log q_i)",
+    "jensen_shannon_divergence": "β·KL(q ‖ M) + (1 − β)·KL(p ‖ M), M = β·q + (1 − β)·p: β (params.beta) weighs the "
+    "teacher (GKD, Agarwal et al. 2024, Eq. 1; trl's generalized_jsd_loss)",
+    "skew_kl_divergence": "KL(q ‖ α·q + (1 − α)·p), α = params.skew (DistiLLM's SKL)",
+    "skew_reverse_kl_divergence": "KL(p ‖ α·p + (1 − α)·q), α = params.skew (DistiLLM's SRKL)",
+    "decoupled_kd_loss": "T²·(α·TCKD + β·NCKD) (DKD, Zhao et al. 2022): TCKD = KL of the binary (target, rest) "
+    "distributions, NCKD = KL(q̂ ‖ p̂) over the non-target classes, p̂_i = p_i/(1 − p_t) exactly",
+    "standardize_logits": "(x − mean x)/(τ·(σ + ε)) per sample, σ² = Σ_i (x_i − mean x)²/(N − ddof), "
+    "τ = params.base_temperature (Sun et al. 2024); 'vjp' is Jᵀ·cotangent",
 }
 
 _CONVENTIONS = {
@@ -290,6 +420,11 @@ _CONVENTIONS = {
     "the student while the teacher gives it mass: the soft losses are +inf; their student gradient keeps "
     "its closed form (p − q)/T, their teacher and temperature derivatives are NaN",
     "labels": "integer class indices, one per sample, never on a masked class",
+    "dtype": "each case's 'dtype': 'float64', or 'float32' — then the inputs (and T) are float32 numbers, the "
+    "function was evaluated in float32 and the expected numbers are float32 results, written exactly as "
+    "doubles; compare with float32 accuracy (kdcore's float32 results are within 1e-5 of the exact ones)",
+    "standardize_logits": "inputs: student_logits (the logits x) and cotangent (c); expected: value (the "
+    "standardised logits, -inf where x is -inf) and vjp (Jᵀc, 0 at masked classes); no reduction and no T",
 }
 
 
@@ -307,18 +442,23 @@ def make_vectors() -> dict[str, Any]:
     --------
     >>> from kdcore.vectors import make_vectors
     >>> vectors = make_vectors()
-    >>> sorted({case["function"] for case in vectors["cases"]})
-    ['cross_entropy', 'distillation_loss', 'kl_divergence', 'logit_mse', 'soft_cross_entropy']
+    >>> sorted({case["function"] for case in vectors["cases"]})  # doctest: +NORMALIZE_WHITESPACE
+    ['cross_entropy', 'decoupled_kd_loss', 'distillation_loss', 'jensen_shannon_divergence', 'kl_divergence',
+     'logit_mse', 'reverse_kl_divergence', 'skew_kl_divergence', 'skew_reverse_kl_divergence',
+     'soft_cross_entropy', 'standardize_logits']
+    >>> sorted({case["dtype"] for case in vectors["cases"]})
+    ['float32', 'float64']
     >>> case = vectors["cases"][0]
     >>> sorted(case["expected"])
     ['grad_T', 'grad_student', 'grad_teacher', 'value']
     """
     cases = []
     seen: dict[str, int] = {}
-    for index, (function, regime, params) in enumerate(_PLAN):
-        inputs = _inputs(function, regime, index)
+    plan = [(*entry, "float64") for entry in _PLAN] + list(_NEW_PLAN)
+    for index, (function, regime, params, dtype) in enumerate(plan):
+        inputs = _inputs(function, regime, index, dtype)
         expected = _COMPUTE[function](inputs, params)
-        base = f"{function}/{regime}"
+        base = f"{function}/{regime}" + ("/float32" if dtype == "float32" else "")
         seen[base] = seen.get(base, 0) + 1
         encoded_inputs: dict[str, Any] = {}
         for name in _USES[function]:
@@ -329,6 +469,7 @@ def make_vectors() -> dict[str, Any]:
                 "id": base if seen[base] == 1 else f"{base}/{seen[base]}",
                 "function": function,
                 "regime": regime,
+                "dtype": dtype,
                 "params": params,
                 "inputs": encoded_inputs,
                 "expected": {key: encode(value) for key, value in expected.items()},
@@ -348,7 +489,7 @@ def make_vectors() -> dict[str, Any]:
 
 
 def write_vectors(path: str | os.PathLike[str]) -> None:
-    """Write :func:`make_vectors` to ``path`` as strict JSON (UTF-8, one field per line where short).
+    """Write :func:`make_vectors` to ``path`` as strict JSON, atomically (:func:`kdcore.sweep_file.write_json`).
 
     Examples
     --------
@@ -360,6 +501,5 @@ def write_vectors(path: str | os.PathLike[str]) -> None:
     ...     json.loads(path.read_text(encoding="utf-8"))["version"]
     1
     """
-    text = json.dumps(make_vectors(), indent=1, ensure_ascii=False, allow_nan=False)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
+    # Atomically (a temporary file renamed into place), with sorted keys: the same vectors, the same bytes.
+    write_json(make_vectors(), path)

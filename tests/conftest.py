@@ -76,3 +76,17 @@ def capacity(teacher):
     from kdcore.sweeps import run_capacity
 
     return run_capacity(widths=(2, 4), teacher=teacher, seeds=(0, 1), epochs=1)
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+    """No $KDCORE_DATA, an empty home, and an empty stand-in for /usr/share/datasets."""
+    home, system = tmp_path / "home", tmp_path / "system"
+    home.mkdir()
+    system.mkdir()
+    monkeypatch.delenv("KDCORE_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    from kdcore.data import locate  # imported here: most test files never need kdcore.data
+
+    monkeypatch.setattr(locate, "_SYSTEM_DATA_DIR", system)
+    return {"home": home, "cache": home / ".cache" / "kdcore", "system": system, "tmp": tmp_path}

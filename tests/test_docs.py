@@ -326,6 +326,242 @@ class TestAccurateKl:
                 assert float(abs(change) / kl) == pytest.approx(float(abs(delta)), rel=1e-3)
 
 
+# ------------------------------------------------------------------- beyond Hinton: docs/math.md §14–§18
+
+
+def softmax_jacobian_z(p, T):
+    """∂p/∂z = (diag p − p pᵀ)/T: [i, j] = ∂p_i/∂z_j."""
+    return (np.diag(p) - np.outer(p, p)) / T
+
+
+class TestReverseKlDerivation:
+    """docs/math.md §14: ∂KL(p‖q)/∂z = p ⊙ (log p − log q − R)/T, ∂/∂v = (q − p)/T, and ∂/∂T by the chain rule."""
+
+    def test_student_gradient_term_by_term(self, rng):
+        z, v, T = rng.normal(size=6) * 2, rng.normal(size=6) * 2, 1.5
+        p, q = softmax(z, T), softmax(v, T)
+        log_ratio = np.log(p) - np.log(q)
+        reverse = float(kdcore.reverse_kl_divergence(z, v, T))
+        jacobian = softmax_jacobian_z(p, T)
+        # R = Σ p_i (log p_i − log q_i): the product rule gives two sums; the second, Σ p_i ∂log p_i/∂z_j, is 0.
+        first = log_ratio @ jacobian
+        second = p @ (jacobian / p[:, None])
+        np.testing.assert_allclose(second, 0, atol=1e-16)
+        np.testing.assert_allclose(first, p * (log_ratio - reverse) / T, rtol=1e-12, atol=1e-16)
+        np.testing.assert_allclose(
+            kdcore.reverse_kl_divergence_grad(z, v, T), p * (log_ratio - reverse) / T, rtol=1e-12, atol=1e-16
+        )
+        assert not np.allclose(kdcore.reverse_kl_divergence_grad(z, v, T), (p - q) / T)  # not the forward's
+
+    def test_teacher_and_temperature_derivatives(self, rng):
+        z, v, T = rng.normal(size=5) * 2, rng.normal(size=5) * 2, 0.8
+        p, q = softmax(z, T), softmax(v, T)
+        teacher_grad = kdcore.reverse_kl_divergence_grad(z, v, T, wrt="teacher")
+        np.testing.assert_allclose(teacher_grad, (q - p) / T, rtol=1e-12, atol=1e-16)
+        # R depends on T only through z/T and v/T: ∂R/∂T = −(⟨∂R/∂z, z⟩ + ⟨∂R/∂v, v⟩)/T.
+        student_grad = kdcore.reverse_kl_divergence_grad(z, v, T)
+        chain = -(student_grad @ z + teacher_grad @ v) / T
+        assert kdcore.reverse_kl_divergence_grad(z, v, T, wrt="temperature") == pytest.approx(
+            chain, rel=1e-10
+        )
+
+
+def jsd_of_probs(p, q, beta):
+    """JSD_β as docs/math.md §15 writes it, from the two distributions (no softmax)."""
+    m = beta * q + (1 - beta) * p
+    return beta * np.sum(q * np.log(q / m)) + (1 - beta) * np.sum(p * np.log(p / m))
+
+
+class TestGeneralisedJsd:
+    """docs/math.md §15: the definition and which side β weighs, the partials, the gradients and the limits."""
+
+    def test_beta_weighs_the_teacher(self, rng):
+        z, v, T, beta = rng.normal(size=6) * 3, rng.normal(size=6) * 3, 1.0, 0.3
+        p, q = softmax(z, T), softmax(v, T)
+        value = float(kdcore.jensen_shannon_divergence(z, v, T, beta=beta))
+        assert value == pytest.approx(jsd_of_probs(p, q, beta), rel=1e-12)
+        # GKD's D_JSD(β)(P‖Q) with P the teacher; exchanging the two exchanges β and 1 − β.
+        assert value == pytest.approx(
+            float(kdcore.jensen_shannon_divergence(v, z, T, beta=1 - beta)), rel=1e-12
+        )
+        # (and β is not symmetric: the other weighting is another number)
+        assert abs(value - float(kdcore.jensen_shannon_divergence(z, v, T, beta=1 - beta))) > 1e-2 * value
+        # trl's form: the mixture as logsumexp(student_log_probs + log(1 − β), teacher_log_probs + log β).
+        log_p, log_q = np.log(p), np.log(q)
+        log_m = np.logaddexp(log_p + np.log(1 - beta), log_q + np.log(beta))
+        trl = beta * np.sum(q * (log_q - log_m)) + (1 - beta) * np.sum(p * (log_p - log_m))
+        assert value == pytest.approx(trl, rel=1e-10)
+
+    def test_partial_derivatives_as_derived(self, rng):
+        # ∂JSD/∂p_i = (1 − β) log(p_i/M_i) + const and ∂JSD/∂q_i = β log(q_i/M_i) + const, with p and q free.
+        p, q, beta = softmax(rng.normal(size=5)), softmax(rng.normal(size=5)), 0.35
+        m = beta * q + (1 - beta) * p
+        step = 1e-6
+        for which, point, expected in (("p", p, (1 - beta) * np.log(p / m)), ("q", q, beta * np.log(q / m))):
+            numeric = np.empty(point.size)
+            for i in range(point.size):
+                shift = step * np.eye(point.size)[i]
+                args = (
+                    ((point + shift, q), (point - shift, q))
+                    if which == "p"
+                    else ((p, point + shift), (p, point - shift))
+                )
+                numeric[i] = (jsd_of_probs(*args[0], beta) - jsd_of_probs(*args[1], beta)) / (2 * step)
+            # equal up to a constant: a constant is what the softmax's Jacobian removes
+            np.testing.assert_allclose(numeric - numeric.mean(), expected - expected.mean(), atol=1e-8)
+
+    def test_gradients_as_derived(self, rng):
+        z, v, T, beta = rng.normal(size=6) * 2, rng.normal(size=6) * 2, 1.7, 0.6
+        p, q = softmax(z, T), softmax(v, T)
+        m = beta * q + (1 - beta) * p
+        ell, ell_teacher = np.log(p / m), np.log(q / m)
+        np.testing.assert_allclose(
+            kdcore.jensen_shannon_divergence_grad(z, v, T, beta=beta),
+            (1 - beta) * p * (ell - p @ ell) / T,
+            rtol=1e-11,
+            atol=1e-16,
+        )
+        np.testing.assert_allclose(
+            kdcore.jensen_shannon_divergence_grad(z, v, T, beta=beta, wrt="teacher"),
+            beta * q * (ell_teacher - q @ ell_teacher) / T,
+            rtol=1e-11,
+            atol=1e-16,
+        )
+
+    def test_limits_with_their_first_order_terms(self, rng):
+        # JSD_β/β = KL(q‖p) − (β/2) χ²(q‖p) + O(β²), and at the other end with p and q exchanged.
+        z, v, T = rng.normal(size=5), rng.normal(size=5), 1.3
+        p, q = softmax(z, T), softmax(v, T)
+        forward, reverse = float(kl_divergence(z, v, T)), float(kdcore.reverse_kl_divergence(z, v, T))
+        chi_qp, chi_pq = np.sum((q - p) ** 2 / p), np.sum((p - q) ** 2 / q)
+        for gap in (1e-3, 1e-4):
+            near_zero = float(kdcore.jensen_shannon_divergence(z, v, T, beta=gap))
+            near_one = float(kdcore.jensen_shannon_divergence(z, v, T, beta=1 - gap))
+            assert (near_zero / gap - forward) / gap == pytest.approx(-chi_qp / 2, rel=20 * gap)
+            assert (near_one / gap - reverse) / gap == pytest.approx(-chi_pq / 2, rel=20 * gap)
+        assert float(kdcore.jensen_shannon_divergence(z, v, T, beta=0.0)) == 0.0
+        assert float(kdcore.jensen_shannon_divergence(z, v, T, beta=1.0)) == 0.0
+
+
+class TestSkewKl:
+    """docs/math.md §16: DistiLLM's skew KLs, their gradients, and the JSD as a sum of two of them."""
+
+    def test_gradients_as_derived(self, rng):
+        z, v, T, alpha = rng.normal(size=6) * 2, rng.normal(size=6) * 2, 1.2, 0.2
+        p, q = softmax(z, T), softmax(v, T)
+        m = alpha * q + (1 - alpha) * p  # SKL's mixture: α of the teacher
+        t, g = 1 - q / m, np.log(q / m) - alpha * (q / m - 1)
+        skl = kdcore.skew_kl_divergence_grad
+        np.testing.assert_allclose(
+            skl(z, v, T, skew=alpha), (1 - alpha) * p * (t - p @ t) / T, rtol=1e-11, atol=1e-16
+        )
+        np.testing.assert_allclose(
+            skl(z, v, T, skew=alpha, wrt="teacher"), q * (g - q @ g) / T, rtol=1e-11, atol=1e-16
+        )
+        m = alpha * p + (1 - alpha) * q  # SRKL's mixture: α of the student
+        t, g = 1 - p / m, np.log(p / m) - alpha * (p / m - 1)
+        srkl = kdcore.skew_reverse_kl_divergence_grad
+        np.testing.assert_allclose(srkl(z, v, T, skew=alpha), p * (g - p @ g) / T, rtol=1e-11, atol=1e-16)
+        np.testing.assert_allclose(
+            srkl(z, v, T, skew=alpha, wrt="teacher"),
+            (1 - alpha) * q * (t - q @ t) / T,
+            rtol=1e-11,
+            atol=1e-16,
+        )
+
+    def test_jsd_is_a_weighted_sum_of_skew_kls(self, rng):
+        z, v, T, beta = rng.normal(size=6) * 2, rng.normal(size=6) * 2, 0.9, 0.3
+        jsd = kdcore.jensen_shannon_divergence(z, v, T, beta=beta)
+        parts = beta * kdcore.skew_kl_divergence(z, v, T, skew=beta) + (
+            1 - beta
+        ) * kdcore.skew_reverse_kl_divergence(z, v, T, skew=1 - beta)
+        assert float(jsd) == pytest.approx(float(parts), rel=1e-12)
+
+    def test_bounded_by_log_one_over_alpha(self):
+        # A student that rules out the teacher's top class: the plain KL is infinite, the skew KL is not.
+        z, v = np.array([-np.inf, 0.0, 0.0]), np.array([5.0, 0.0, 0.0])
+        for alpha in (0.1, 0.5):
+            value = float(kdcore.skew_kl_divergence(z, v, skew=alpha))
+            assert np.isfinite(value) and value <= np.log(1 / alpha)
+        assert float(kl_divergence(z, v)) == np.inf
+
+
+class TestDecoupledKdDerivation:
+    """docs/math.md §17: the chain rule of KL that DKD decouples, the exact non-target distribution, T²."""
+
+    def test_chain_rule_as_derived(self, rng):
+        z, v, T, t = rng.normal(size=6) * 2, rng.normal(size=6) * 2, 3.0, 2
+        p, q = softmax(z, T), softmax(v, T)
+        rest = np.arange(6) != t
+        p_bar, q_bar = p[rest].sum(), q[rest].sum()
+        p_hat, q_hat = p[rest] / p_bar, q[rest] / q_bar
+        # p̂ is exactly the softmax of the logits with the target masked: no "−1000" needed.
+        np.testing.assert_allclose(softmax(np.where(rest, z, -np.inf), T)[rest], p_hat, rtol=1e-14)
+        tckd = q[t] * np.log(q[t] / p[t]) + q_bar * np.log(q_bar / p_bar)
+        nckd = np.sum(q_hat * np.log(q_hat / p_hat))
+        assert float(kdcore.target_class_kl_divergence(z, v, t, T)) == pytest.approx(tckd, rel=1e-11)
+        assert float(kdcore.non_target_class_kl_divergence(z, v, t, T)) == pytest.approx(nckd, rel=1e-11)
+        assert tckd + q_bar * nckd == pytest.approx(float(kl_divergence(z, v, T)), rel=1e-11)
+        alpha, beta = 1.0, 8.0
+        dkd = float(kdcore.decoupled_kd_loss(z, v, t, T, alpha, beta))
+        assert dkd == pytest.approx(T**2 * (alpha * tckd + beta * nckd), rel=1e-11)
+
+    def test_student_gradients_as_derived(self, rng):
+        z, v, T, t = rng.normal(size=6) * 2, rng.normal(size=6) * 2, 2.0, 4
+        p, q = softmax(z, T), softmax(v, T)
+        rest = np.arange(6) != t
+        p_hat = np.where(rest, p, 0) / p[rest].sum()
+        q_hat = np.where(rest, q, 0) / q[rest].sum()
+        d = p[t] - q[t]
+        tckd_grad = np.where(rest, -d * p_hat, d) / T  # binary KL gradient (d, −d), passed on through p̂
+        nckd_grad = (p_hat - q_hat) / T
+        np.testing.assert_allclose(
+            kdcore.target_class_kl_divergence_grad(z, v, t, T), tckd_grad, rtol=1e-11, atol=1e-16
+        )
+        np.testing.assert_allclose(
+            kdcore.non_target_class_kl_divergence_grad(z, v, t, T), nckd_grad, rtol=1e-11, atol=1e-16
+        )
+        np.testing.assert_allclose(
+            kdcore.decoupled_kd_loss_grad(z, v, t, T, 1.0, 8.0),
+            T**2 * (tckd_grad + 8.0 * nckd_grad),
+            rtol=1e-11,
+            atol=1e-16,
+        )
+
+
+class TestLogitStandardisation:
+    """docs/math.md §18: the z-score's Jacobian as derived, a projection when ε = 0."""
+
+    @pytest.mark.parametrize(("tau", "ddof", "eps"), [(1.0, 0, 0.0), (2.0, 1, 1e-3)])
+    def test_jacobian_as_derived(self, rng, tau, ddof, eps):
+        x = rng.normal(size=7) * 3
+        n = x.size
+        u = x - x.mean()
+        sigma = np.sqrt(np.sum(u**2) / (n - ddof))
+        y_hat = u / sigma
+        jacobian = (np.eye(n) - 1 / n - sigma * np.outer(y_hat, y_hat) / ((n - ddof) * (sigma + eps))) / (
+            tau * (sigma + eps)
+        )
+        got = kdcore.standardize_logits_jacobian(x, base_temperature=tau, ddof=ddof, eps=eps)
+        np.testing.assert_allclose(got, jacobian, rtol=1e-12, atol=1e-15)
+        report = kdcore.gradcheck.check_vjp(
+            lambda s: kdcore.standardize_logits(s, base_temperature=tau, ddof=ddof, eps=eps),
+            lambda s, c: kdcore.standardize_logits_vjp(s, c, base_temperature=tau, ddof=ddof, eps=eps),
+            x,
+        )
+        assert report.passed, str(report)
+
+    def test_a_projection_for_epsilon_zero(self, rng):
+        x, tau = rng.normal(size=6), 1.5
+        sigma = x.std()
+        projection = tau * sigma * kdcore.standardize_logits_jacobian(x, base_temperature=tau)
+        np.testing.assert_allclose(projection @ projection, projection, atol=1e-13)
+        np.testing.assert_allclose(projection, projection.T, atol=1e-15)
+        assert np.trace(projection) == pytest.approx(x.size - 2)  # the null space is span{1, ŷ}
+        np.testing.assert_allclose(projection @ np.ones(6), 0, atol=1e-13)
+        np.testing.assert_allclose(projection @ (x - x.mean()), 0, atol=1e-12)
+
+
 # ------------------------------------------------------------------------------------------ docs hygiene
 
 CITATION = re.compile(r"`(tests/[\w/]+\.py)::(\w+)::(\w+)`")

@@ -1,14 +1,16 @@
 """kdcore.experiment (the demo's engine) and the ``kdcore`` command line."""
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from kdcore import checkpoint
+from kdcore import checkpoint, sweep_file
 from kdcore.cli import main
 from kdcore.experiment import DEMO, format_table, run
 
@@ -70,6 +72,21 @@ class TestRun:
         for name in ("student_baseline", "student_distilled"):
             assert again[name]["test_accuracy"] == first[name]["test_accuracy"]
         assert again["teacher"]["test_accuracy"] == first["teacher"]["test_accuracy"]
+
+    def test_results_json_is_replaced_atomically(self, tiny_run, monkeypatch):
+        # Interrupted between writing the new file and renaming it into place, a resumed run leaves the
+        # previous results.json whole and no temporary file behind.
+        out, _ = tiny_run
+        before = (out / "results.json").read_bytes()
+
+        def interrupted(source, destination):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(sweep_file, "os", SimpleNamespace(fsync=os.fsync, replace=interrupted))
+        with pytest.raises(KeyboardInterrupt):
+            run(TINY, out, progress=False)
+        assert (out / "results.json").read_bytes() == before
+        assert not [path.name for path in out.iterdir() if path.name.endswith(".tmp")]
 
     def test_same_seed_same_result_without_checkpoints(self):
         config = replace(TINY, seeds=(0,), omit_class=None)

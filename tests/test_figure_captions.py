@@ -202,6 +202,69 @@ def wide_enough():
     return int(widths[first]), number(100 * (record["teacher_accuracy"] - means[first:]).max(), 1)
 
 
+def divergence_teacher():
+    teacher = data("divergence_fits")["teacher"]
+    means, weights = teacher["means"], teacher["weights"]
+    return number(means[0], 0), number(means[1], 0), percent(weights[0]), percent(weights[1])
+
+
+def fit_of(divergence, start=None):
+    return next(
+        fit
+        for fit in data("divergence_fits")["fits"]
+        if fit["divergence"] == divergence and (start is None or fit["start"][0] == start)
+    )
+
+
+def moment_matching():
+    # The forward KL's gradient in (μ, log σ) is (E_p − E_q)[(x − μ), (x − μ)²]/σ²: at a stationary point the
+    # fit has the teacher's first two moments exactly. The saved fit is stationary to its stored gradient.
+    record = data("divergence_fits")
+    fit, x = fit_of("forward_kl"), np.asarray(record["classes"])
+    probs = softmax(-0.5 * ((x - fit["mean"]) / fit["width"]) ** 2)
+    mean = float(probs @ x)
+    reached = 10 * fit["width"] ** 2 * fit["gradient"]
+    assert abs(mean - record["teacher_mean"]) <= reached < 1e-3
+    assert abs(np.sqrt(probs @ (x - mean) ** 2) - record["teacher_std"]) <= reached
+    return number(record["teacher_mean"], 2), number(record["teacher_std"], 2)
+
+
+def forward_valley():
+    record = data("divergence_fits")
+    return percent(fit_of("forward_kl")["mass_between"]), percent(record["teacher_mass_between"])
+
+
+def reverse_locks():
+    record = data("divergence_fits")
+    teacher = record["teacher"]
+    reverse = [fit for fit in record["fits"] if fit["divergence"] == "reverse_kl"]
+    assert [fit["start"][0] for fit in reverse] == [0.5, -0.5]
+    for fit in reverse:  # each locks onto the peak nearest its start
+        nearest = min(teacher["means"], key=lambda peak: abs(peak - fit["start"][0]))
+        assert abs(fit["mean"] - nearest) < 0.05
+    lighter = teacher["means"][int(np.argmin(teacher["weights"]))]
+    assert abs(reverse[0]["mean"] - lighter) < 0.05  # the caption: "the lighter one"
+    masses = {percent(fit["mass_between"]) for fit in reverse}
+    assert len(masses) == 1
+    return (
+        f"{reverse[0]['start'][0]:g}",
+        number(reverse[0]["mean"], 2),
+        f"{reverse[1]['start'][0]:g}",
+        number(reverse[1]["mean"], 2),
+        masses.pop(),
+    )
+
+
+def jsd_switch():
+    record = data("divergence_fits")
+    jsd = [fit for fit in record["fits"] if fit["divergence"] == "jsd"]
+    middle = (fit_of("forward_kl")["mass_between"] + fit_of("reverse_kl", 0.5)["mass_between"]) / 2
+    covering = [fit["mass_between"] > middle for fit in jsd]
+    switch = covering.index(False)
+    assert all(covering[:switch]) and not any(covering[switch:])  # one jump, no way back
+    return f"{jsd[switch - 1]['beta']:g}", f"{jsd[switch]['beta']:g}"
+
+
 # ------------------------------------------------------------------------------------------- the claims
 
 
@@ -275,6 +338,28 @@ CLAIMS = [
         "capacity_curve",
         "From {} units on the container is big enough: both curves stay within {} points of the teacher",
         wide_enough,
+    ),
+    Claim("divergence_fits", "two peaks, at {} and {}, weighted {} and {}", divergence_teacher),
+    Claim(
+        "divergence_fits",
+        "its fit has exactly the teacher's mean and standard deviation over the classes ({} and {})",
+        moment_matching,
+    ),
+    Claim(
+        "divergence_fits",
+        "puts {} of its mass in the valley between the peaks, where the teacher has {}",
+        forward_valley,
+    ),
+    Claim(
+        "divergence_fits",
+        "from $\\mu = {}$ it locks onto the peak at {} — the lighter one, because it is nearer — and from "
+        "$\\mu = {}$ onto the one at {}, each with {} in the valley",
+        reverse_locks,
+    ),
+    Claim(
+        "divergence_fits",
+        "it stays with the forward KL's broad fit up to β = {} and jumps to the reverse KL's peak from β = {} on",
+        jsd_switch,
     ),
 ]
 

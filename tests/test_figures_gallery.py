@@ -23,6 +23,9 @@ TINY = figures.Budget(
     sweep_student_hidden=(4,),
     capacity_widths=(2, 4),
     capacity_seeds=(0,),
+    divergence_betas=(0.5, 0.99),
+    divergence_shown=(0.99,),
+    divergence_steps=20,
 )
 
 
@@ -36,7 +39,12 @@ def gallery(tmp_path_factory):
 class TestWriteAll:
     def test_writes_every_figure_and_the_data_behind_them(self, gallery, tmp_path):
         out, paths = gallery
-        data = [out / "dark_knowledge.json", out / "capacity_curve.json", out / "temperature_sweep.json"]
+        data = [
+            out / "dark_knowledge.json",
+            out / "capacity_curve.json",
+            out / "temperature_sweep.json",
+            out / "divergence_fits.json",
+        ]
         assert paths == [*(out / f"{name}.png" for name in figures.FIGURES), *data]
         for path in paths[: len(figures.FIGURES)]:
             assert path.stat().st_size > 10_000
@@ -44,7 +52,10 @@ class TestWriteAll:
         # The saved data redraw the same figures, byte for byte.
         examples = json.loads((out / "dark_knowledge.json").read_text())
         capacity = json.loads((out / "capacity_curve.json").read_text())
+        fits = json.loads((out / "divergence_fits.json").read_text())
+        assert fits["steps"] == TINY.divergence_steps
         for name, figure in [
+            ("divergence_fits", figures.divergence_fits(fits)),
             ("dark_knowledge", figures.dark_knowledge(examples)),
             ("capacity_curve", figures.capacity_curve(capacity)),
             ("temperature_sweep", figures.temperature_sweep(out / "temperature_sweep.json")),
@@ -71,9 +82,11 @@ class TestWriteAll:
             *(out / f"{name}.svg" for name in figures.FIGURES),
             out / "dark_knowledge.json",
             out / "capacity_curve.json",
+            out / "divergence_fits.json",
         ]
         assert all(path.read_text().startswith("<?xml") for path in paths[: len(figures.FIGURES)])
-        assert json.loads(paths[-1].read_text())["teacher_sizes"] == [64, 32, 10]  # the checkpoint's
+        capacity = json.loads((out / "capacity_curve.json").read_text())
+        assert capacity["teacher_sizes"] == [64, 32, 10]  # the checkpoint's
 
     def test_bad_format_and_bad_sweep(self, tmp_path):
         with pytest.raises(ValueError, match="fmt"):

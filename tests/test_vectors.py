@@ -10,11 +10,14 @@ terms ≥ 0) and stays meaningful for a temperature derivative whose per-sample 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import oracle
@@ -22,6 +25,7 @@ import pytest
 from tolerances import ORACLE_RTOL
 
 import kdcore
+from kdcore import sweep_file
 from kdcore.vectors import FORMAT, VERSION, decode, encode, make_vectors, write_vectors
 
 RTOL = ORACLE_RTOL[np.dtype(np.float64)]
@@ -41,12 +45,63 @@ def all_cases():
 CASES = all_cases()
 
 
+HINTON = {"kl_divergence", "soft_cross_entropy", "cross_entropy", "distillation_loss", "logit_mse"}
+BEYOND = {
+    "reverse_kl_divergence",
+    "jensen_shannon_divergence",
+    "skew_kl_divergence",
+    "skew_reverse_kl_divergence",
+    "decoupled_kd_loss",
+    "standardize_logits",
+}
+WEIGHT = {
+    "jensen_shannon_divergence": "beta",
+    "skew_kl_divergence": "skew",
+    "skew_reverse_kl_divergence": "skew",
+}
+
+
 def inputs_of(case):
-    decoded = {
-        name: (np.array(value) if name == "labels" else decode(value))
-        for name, value in case["inputs"].items()
-    }
+    """The decoded inputs, in the case's dtype (T stays a Python float: it is a float32 number there too)."""
+    dtype = np.dtype(case.get("dtype", "float64"))
+    decoded = {}
+    for name, value in case["inputs"].items():
+        if name == "labels":
+            decoded[name] = np.array(value)
+        elif name == "T":
+            decoded[name] = decode(value)
+        else:
+            decoded[name] = decode(value).astype(dtype)
     return decoded
+
+
+def recompute(function, inputs, params):
+    """The expected results of the new losses, from kdcore's public functions called here directly."""
+    z = inputs["student_logits"]
+    if function == "standardize_logits":
+        options = {key: params[key] for key in ("base_temperature", "ddof", "eps")}
+        return {
+            "value": kdcore.standardize_logits(z, **options),
+            "vjp": kdcore.standardize_logits_vjp(z, inputs["cotangent"], **options),
+        }
+    v, T, reduction = inputs["teacher_logits"], inputs["T"], params["reduction"]
+    if function == "decoupled_kd_loss":
+        value = functools.partial(
+            kdcore.decoupled_kd_loss, z, v, inputs["labels"], T, params["alpha"], params["beta"]
+        )
+        grad = functools.partial(
+            kdcore.decoupled_kd_loss_grad, z, v, inputs["labels"], T, params["alpha"], params["beta"]
+        )
+    else:
+        options = {WEIGHT[function]: params[WEIGHT[function]]} if function in WEIGHT else {}
+        value = functools.partial(getattr(kdcore, function), z, v, T, **options)
+        grad = functools.partial(getattr(kdcore, f"{function}_grad"), z, v, T, **options)
+    return {
+        "value": value(reduction=reduction),
+        "grad_student": grad(reduction=reduction, wrt="student"),
+        "grad_teacher": grad(reduction=reduction, wrt="teacher"),
+        "grad_T": grad(reduction=reduction, wrt="temperature"),
+    }
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -58,18 +113,33 @@ class TestSchema:
         assert vectors["format"] == FORMAT == "kdcore-golden-vectors"
         assert vectors["version"] == VERSION == 1
         assert set(vectors["functions"]) == {case["function"] for case in vectors["cases"]}
-        assert {"layout", "numbers", "reduction", "gradients", "masks", "labels"} <= set(
+        assert {"layout", "numbers", "reduction", "gradients", "masks", "labels", "dtype"} <= set(
             vectors["conventions"]
         )
 
     def test_every_function_regime_and_reduction(self, vectors):
-        functions = {"kl_divergence", "soft_cross_entropy", "cross_entropy", "distillation_loss", "logit_mse"}
-        assert {case["function"] for case in vectors["cases"]} == functions
-        for function in functions:
+        assert {case["function"] for case in vectors["cases"]} == HINTON | BEYOND
+        for function in HINTON | BEYOND - {"standardize_logits"}:  # (standardisation has no reduction)
             reductions = {c["params"]["reduction"] for c in vectors["cases"] if c["function"] == function}
             assert reductions == {"none", "mean", "sum"}, function
         regimes = {case["regime"] for case in vectors["cases"]}
         assert {"ordinary", "near-equal", "high-T", "low-T", "extreme", "masked"} <= regimes
+
+    def test_new_losses_in_both_dtypes(self, vectors):
+        for function in BEYOND:
+            dtypes = {c["dtype"] for c in vectors["cases"] if c["function"] == function}
+            assert dtypes == {"float64", "float32"}, function
+        assert {c["dtype"] for c in vectors["cases"] if c["function"] in HINTON} == {"float64"}
+
+    @pytest.mark.parametrize("case", [c for c in CASES if c["dtype"] == "float32"], ids=lambda c: c["id"])
+    def test_float32_cases_hold_float32_numbers(self, case):
+        numbers = [*(v for k, v in case["inputs"].items() if k != "labels"), *case["expected"].values()]
+        for number in numbers:
+            values = np.atleast_1d(decode(number))
+            finite = np.isfinite(values)
+            np.testing.assert_array_equal(
+                values[finite].astype(np.float32).astype(np.float64), values[finite]
+            )
 
     def test_ids_are_unique(self, vectors):
         ids = [case["id"] for case in vectors["cases"]]
@@ -85,6 +155,11 @@ class TestSchema:
                 from_dec = float(dec_text)
                 assert from_hex == from_dec or (math.isnan(from_hex) and math.isnan(from_dec))
         batch, n_classes = case["inputs"]["student_logits"]["shape"]
+        if case["function"] == "standardize_logits":
+            assert (
+                case["expected"]["value"]["shape"] == case["expected"]["vjp"]["shape"] == [batch, n_classes]
+            )
+            return
         loss_shape = [batch] if case["params"]["reduction"] == "none" else []
         assert case["expected"]["value"]["shape"] == loss_shape
         assert case["expected"]["grad_student"]["shape"] == [batch, n_classes]
@@ -107,6 +182,20 @@ class TestWriteVectors:
 
         assert json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse) == vectors
 
+    def test_an_interrupted_write_leaves_the_old_file(self, tmp_path, monkeypatch):
+        # write_vectors goes through kdcore.sweep_file.write_json: a temporary file renamed into place.
+        path = tmp_path / "vectors.json"
+        path.write_text("previous", encoding="utf-8")
+
+        def interrupted(source, destination):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(sweep_file, "os", SimpleNamespace(fsync=os.fsync, replace=interrupted))
+        with pytest.raises(KeyboardInterrupt):
+            write_vectors(path)
+        assert path.read_text(encoding="utf-8") == "previous"
+        assert [p.name for p in tmp_path.iterdir()] == ["vectors.json"]
+
     def test_deterministic(self, vectors):
         assert make_vectors() == vectors
 
@@ -114,6 +203,13 @@ class TestWriteVectors:
     def test_kdcore_reproduces_every_case_bit_for_bit(self, case):
         # The file is a snapshot of kdcore: recomputing from the decoded inputs gives the same bits.
         inputs, params = inputs_of(case), case["params"]
+        if case["function"] in BEYOND:
+            got = recompute(case["function"], inputs, params)
+            assert set(got) == set(case["expected"])
+            for key, value in got.items():
+                assert value.dtype == np.dtype(case["dtype"]), key  # float32 stays float32
+                np.testing.assert_array_equal(value, decode(case["expected"][key]), err_msg=key)
+            return
         z, reduction = inputs["student_logits"], params["reduction"]
         if case["function"] == "cross_entropy":
             value = kdcore.cross_entropy(z, inputs["labels"], reduction)
@@ -145,7 +241,7 @@ def reduce_oracle(per_sample, reduction, result_ndim):
     return total, magnitude
 
 
-def assert_close(actual, per_sample, reduction, result_ndim, what):
+def assert_close(actual, per_sample, reduction, result_ndim, what, rtol=RTOL):
     expected, magnitude = reduce_oracle(np.asarray(per_sample, dtype=np.float64), reduction, result_ndim)
     if magnitude is None:
         error = oracle.relative_error(actual, expected, result_ndim)
@@ -153,7 +249,7 @@ def assert_close(actual, per_sample, reduction, result_ndim, what):
         error = 0.0 if (actual == expected or (math.isnan(actual) and math.isnan(expected))) else math.inf
     else:
         error = abs(actual - expected) / magnitude if magnitude else abs(actual - expected)
-    assert np.all(error <= RTOL), f"{what}: relative error {np.max(error):.3g} > {RTOL}"
+    assert np.all(error <= rtol), f"{what}: relative error {np.max(error):.3g} > {rtol}"
 
 
 def oracle_soft(function, z, v, T):
@@ -162,7 +258,78 @@ def oracle_soft(function, z, v, T):
     return value(z, v, T), {wrt: grad(z, v, T, wrt=wrt) for wrt in ("student", "teacher", "temperature")}
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c["id"])
+def oracle_beyond(function, inputs, params):
+    """{key: (per-sample oracle results, result_ndim)} for the new losses (tests/oracle.py, 50 digits)."""
+    z = inputs["student_logits"].astype(np.float64)
+    if function == "standardize_logits":
+        options = {key: params[key] for key in ("base_temperature", "ddof", "eps")}
+        return {
+            "value": (oracle.standardize_logits(z, **options), 1),
+            "vjp": (oracle.standardize_logits_vjp(z, inputs["cotangent"].astype(np.float64), **options), 1),
+        }
+    v, T = inputs["teacher_logits"].astype(np.float64), inputs["T"]
+    truth = {}
+    for key, wrt, ndim in (
+        ("value", None, 0),
+        ("grad_student", "student", 1),
+        ("grad_teacher", "teacher", 1),
+    ):
+        if function == "decoupled_kd_loss":
+            result = oracle.decoupled_kd_loss(
+                z, v, inputs["labels"], T, params["alpha"], params["beta"], wrt=wrt
+            )
+        elif function == "reverse_kl_divergence":
+            result = (
+                oracle.reverse_kl_divergence(z, v, T)
+                if wrt is None
+                else oracle.reverse_kl_divergence_grad(z, v, T, wrt)
+            )
+        else:
+            result = getattr(oracle, function)(z, v, T, params[WEIGHT[function]], wrt=wrt)
+        truth[key] = (result, ndim)
+    return truth
+
+
+def in_dtype(exact, dtype):
+    """The oracle's results correctly rounded to the case's dtype: in float32, a gradient entry of 1e-47 is 0."""
+    with np.errstate(over="ignore"):
+        return np.asarray(exact, dtype=np.float64).astype(dtype).astype(np.float64)
+
+
+def oracle_temperature_derivative(function, inputs, params):
+    z, v, T = (
+        inputs["student_logits"].astype(np.float64),
+        inputs["teacher_logits"].astype(np.float64),
+        inputs["T"],
+    )
+    if function == "decoupled_kd_loss":
+        return oracle.decoupled_kd_loss(
+            z, v, inputs["labels"], T, params["alpha"], params["beta"], wrt="temperature"
+        )
+    if function == "reverse_kl_divergence":
+        return oracle.reverse_kl_divergence_grad(z, v, T, "temperature")
+    return getattr(oracle, function)(z, v, T, params[WEIGHT[function]], wrt="temperature")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c["function"] in BEYOND], ids=lambda c: c["id"])
+def test_new_losses_against_the_oracle(case):
+    # float64 to the contract (1e-12), float32 to float32's (1e-5); DKD's temperature derivative, T² times a
+    # KL whose T-derivative cancels at high T, to 1e-12·max(1, T) (docs/divergences.md explains the bound).
+    inputs, params, expected = inputs_of(case), case["params"], case["expected"]
+    rtol = ORACLE_RTOL[np.dtype(case["dtype"])]
+    got = {key: decode(value) for key, value in expected.items()}
+    reduction = params.get("reduction", "none")
+    truth = oracle_beyond(case["function"], inputs, params)
+    for key, (per_sample, result_ndim) in truth.items():
+        per_sample = in_dtype(per_sample, case["dtype"])
+        assert_close(got[key], per_sample, reduction, result_ndim, f"{case['id']} {key}", rtol)
+    if "grad_T" in got:
+        per_sample = in_dtype(oracle_temperature_derivative(case["function"], inputs, params), case["dtype"])
+        scale = max(1.0, inputs["T"]) if case["function"] == "decoupled_kd_loss" else 1.0
+        assert_close(got["grad_T"], per_sample, reduction, 0, f"{case['id']} grad_T", rtol * scale)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c["function"] in HINTON], ids=lambda c: c["id"])
 def test_against_the_oracle(case):
     inputs, params, expected = inputs_of(case), case["params"], case["expected"]
     reduction = params["reduction"]

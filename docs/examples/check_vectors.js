@@ -8,7 +8,8 @@
 // distillation_loss and compares values and student gradients with the expected ones. Exit code 0 when
 // all agree. kl_divergence cases are skipped: near-equal inputs give KL ~ 1e-19, which the textbook
 // Σ q (log q − log p) cannot resolve (its rounding error is ~1e-16); see kdcore/_match.py for a formula
-// that can.
+// that can. Cases of functions not implemented here (the reverse KL, JSD, skew KLs, DKD, logit
+// standardisation) have their numbers decoded and checked, and are counted as skipped.
 "use strict";
 
 const fs = require("fs");
@@ -103,6 +104,8 @@ function distillationLoss(z, v, label, T, p) {
 const RTOL = 1e-9;   // what a careful double-precision implementation reaches on these inputs
 const ATOL = 1e-15;  // for gradient entries near 0 (p − q when student ≈ teacher)
 
+const IMPLEMENTED = new Set(["soft_cross_entropy", "cross_entropy", "logit_mse", "distillation_loss"]);
+
 function perSample(testCase) {
   const inputs = testCase.inputs, p = testCase.params;
   const z = rows(decode(inputs.student_logits));
@@ -158,7 +161,7 @@ function main() {
   let checked = 0, skipped = 0, failed = 0;
   for (const testCase of vectors.cases) {
     for (const field of Object.values(testCase.expected)) decode(field);  // hex and dec must agree
-    if (testCase.function === "kl_divergence") { skipped += 1; continue; }
+    if (!IMPLEMENTED.has(testCase.function)) { skipped += 1; continue; }
     const problems = check(testCase);
     checked += 1;
     if (problems.length) {
@@ -166,7 +169,7 @@ function main() {
       console.log(`FAIL ${testCase.id}\n  ${problems.join("\n  ")}`);
     }
   }
-  console.log(`${checked} cases checked, ${skipped} kl_divergence cases skipped: ` +
+  console.log(`${checked} cases checked, ${skipped} skipped (kl_divergence and the functions not implemented here): ` +
     (failed ? `${failed} disagree` : "all agree"));
   process.exit(failed ? 1 : 0);
 }

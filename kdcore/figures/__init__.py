@@ -1,4 +1,4 @@
-r"""Figures of what the temperature does in knowledge distillation, one function per figure.
+r"""Figures of what the temperature (and the divergence) does in knowledge distillation, one function per figure.
 
 Every figure function returns a :class:`matplotlib.figure.Figure` (so a notebook can restyle it before
 saving) and draws with one house style (:func:`style`, :data:`STYLE`): the Okabe–Ito colour-blind-safe
@@ -22,6 +22,8 @@ figure                          the lesson
 :func:`temperature_sweep`       distilled-student accuracy against :math:`T` and :math:`\alpha`
 :func:`capacity_curve`          the "container and water" picture: accuracy against student width,
                                 trained on labels alone and distilled
+:func:`divergence_fits`         a one-peak student fitted to a two-peak teacher: forward KL covers both
+                                peaks, reverse KL locks onto one, :math:`\mathrm{JSD}_\beta` jumps between
 ==============================  ==============================================================================
 
 The first four are pure computation on a fixed pair of logit vectors (:data:`EXAMPLE_TEACHER_LOGITS`,
@@ -29,7 +31,9 @@ The first four are pure computation on a fixed pair of logit vectors (:data:`EXA
 :class:`~kdcore.mlp.MLP` models trained on scikit-learn's digits; the training is in :mod:`kdcore.sweeps`
 (:func:`train_teacher`, :func:`run_sweep`, :func:`run_capacity`) and the sweep's file format in
 :mod:`kdcore.sweep_file` (:func:`save_sweep`, :func:`load_sweep`). Those names are re-exported here too,
-where they were first documented. :func:`write_all` draws them all, sharing one teacher.
+where they were first documented. The eighth, :func:`divergence_fits`, fits a two-parameter student by
+each divergence with kdcore's exact gradients (about 20 s). :func:`write_all` draws them all, sharing one
+teacher.
 
 ======================================  ================================================================
 module                                  holds
@@ -40,6 +44,7 @@ module                                  holds
 :mod:`kdcore.figures.gradients`         :func:`gradient_scale`, :func:`high_temperature_limit`
 :mod:`kdcore.figures.soft_targets`      :func:`dark_knowledge`
 :mod:`kdcore.figures.student_accuracy`  :func:`temperature_sweep`, :func:`capacity_curve`
+:mod:`kdcore.figures.divergences`       :func:`divergence_fits`, :func:`one_peak_fits`
 :mod:`kdcore.figures.experiment`        :func:`learning_curves`, :func:`confusion_matrix` of
                                         :func:`kdcore.experiment.run`
 :mod:`kdcore.figures.gallery`           :func:`write_all` (``kdcore figures``) and its :class:`Budget`
@@ -50,6 +55,7 @@ module                                  holds
 # kdcore.sweep_file; kdcore.figures.<name> stays importable, as documented before the split.
 from ..sweep_file import SWEEP_FORMAT, SWEEP_FORMAT_VERSION, load_sweep, save_sweep
 from ..sweeps import run_capacity, run_sweep, train_teacher
+from .divergences import divergence_fits, one_peak_fits
 from .experiment import confusion_matrix, learning_curves, write_experiment_figures
 from .gallery import FIGURES, Budget, write_all
 from .gradients import gradient_norms, gradient_scale, high_temperature_errors, high_temperature_limit
@@ -79,6 +85,7 @@ __all__ = [
     "confusion_matrix",
     "dark_knowledge",
     "dark_knowledge_examples",
+    "divergence_fits",
     "entropy",
     "entropy_vs_temperature",
     "gradient_norms",
@@ -88,6 +95,7 @@ __all__ = [
     "learning_curves",
     "load_sweep",
     "new_figure",
+    "one_peak_fits",
     "run_capacity",
     "run_sweep",
     "save_figure",

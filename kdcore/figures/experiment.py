@@ -167,6 +167,23 @@ def write_experiment_figures(
     -------
     list of pathlib.Path
         The two files, or ``[]`` when matplotlib is not installed (the experiment's numbers do not need it).
+
+    Examples
+    --------
+    A tiny experiment (one seed, a few epochs, no omitted class), then its figures in a temporary folder:
+
+    >>> import tempfile
+    >>> from dataclasses import replace
+    >>> from kdcore import data
+    >>> from kdcore.experiment import DEMO, run
+    >>> from kdcore.figures import train_teacher, write_experiment_figures
+    >>> config = replace(DEMO, teacher_hidden=(16,), teacher_epochs=2, student_epochs=1, seeds=(0,), omit_class=None)
+    >>> results = run(config, progress=False)
+    >>> teacher = train_teacher("digits", hidden=(16,), epochs=2)
+    >>> x_test, labels_test = data.load("digits", "test")
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     [path.name for path in write_experiment_figures(results, teacher, x_test, labels_test, out)]
+    ['learning_curves.png', 'confusion.png']
     """
     if importlib.util.find_spec("matplotlib") is None:
         return []

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from .._arrays import _describe
 from ..sweep_file import load_sweep, save_sweep, write_json
 from ..sweeps import _log, _resolve_teacher, run_capacity, run_sweep, train_teacher
+from .divergences import SHOWN_BETAS, SWEEP_BETAS, divergence_fits, one_peak_fits
 from .gradients import gradient_scale, high_temperature_limit
 from .soft_targets import dark_knowledge, soft_target_examples
 from .student_accuracy import capacity_curve, temperature_sweep
@@ -31,6 +32,7 @@ FIGURES = (
     "dark_knowledge",
     "temperature_sweep",
     "capacity_curve",
+    "divergence_fits",
 )
 
 
@@ -57,6 +59,9 @@ class Budget:
         The students of :func:`run_capacity`.
     capacity_T, capacity_alpha
         The distillation settings of :func:`run_capacity`.
+    divergence_betas, divergence_shown, divergence_steps
+        The fits of :func:`~kdcore.figures.divergences.one_peak_fits` (about 20 s at the defaults): the
+        JSD's β values, those drawn in panel (b), and the optimiser's steps per fit.
     """
 
     teacher_hidden: tuple[int, ...] = (128,)
@@ -71,6 +76,9 @@ class Budget:
     capacity_seeds: tuple[int, ...] = (0, 1)
     capacity_T: float = 4.0
     capacity_alpha: float = 0.5
+    divergence_betas: tuple[float, ...] = SWEEP_BETAS
+    divergence_shown: tuple[float, ...] = SHOWN_BETAS
+    divergence_steps: int = 400
 
 
 def write_all(
@@ -109,7 +117,25 @@ def write_all(
     list of pathlib.Path
         The figures, in :data:`FIGURES` order, then the data behind them: ``dark_knowledge.json``
         (:func:`~kdcore.figures.soft_targets.soft_target_examples`), ``capacity_curve.json``
-        (:func:`~kdcore.sweeps.run_capacity`) and, if the sweep was run here, ``temperature_sweep.json``.
+        (:func:`~kdcore.sweeps.run_capacity`), if the sweep was run here ``temperature_sweep.json``, and
+        ``divergence_fits.json`` (:func:`~kdcore.figures.divergences.one_peak_fits`).
+
+    Examples
+    --------
+    Every figure with the smallest budget (a few seconds of training; the drawing takes longer), into a
+    temporary folder:
+
+    >>> import tempfile
+    >>> from kdcore.figures import FIGURES, Budget, write_all
+    >>> tiny = Budget(teacher_hidden=(32,), teacher_epochs=10, student_epochs=1, sweep_temperatures=(4.0,),
+    ...               sweep_alphas=(0.5,), sweep_seeds=(0,), sweep_student_hidden=(4,), capacity_widths=(2,),
+    ...               capacity_seeds=(0,), divergence_betas=(0.5,), divergence_shown=(0.5,), divergence_steps=5)
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     names = [path.name for path in write_all(out, budget=tiny)]
+    >>> names[: len(FIGURES)] == [f"{name}.png" for name in FIGURES]
+    True
+    >>> names[len(FIGURES):]
+    ['dark_knowledge.json', 'capacity_curve.json', 'temperature_sweep.json', 'divergence_fits.json']
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(map(repr, FORMATS))}, got fmt={_describe(fmt)}")
@@ -178,4 +204,8 @@ def write_all(
     save("capacity_curve", capacity_curve(capacity))
     if sweep_path is not None:
         data_files.append(sweep_path)
+
+    fits = one_peak_fits(budget.divergence_betas, budget.divergence_shown, steps=budget.divergence_steps)
+    data_files.append(write_json(fits, out / "divergence_fits.json"))
+    save("divergence_fits", divergence_fits(fits))
     return written + data_files

@@ -129,6 +129,16 @@ def soft_target_examples(
         (on the whole test split), ``image_shape`` and ``examples``: one ``{"index", "label", "image",
         "logits"}`` per image chosen by :func:`dark_knowledge_examples` (index into the test split;
         pixels; the teacher's logits, float64).
+
+    Examples
+    --------
+    >>> from kdcore.figures import soft_target_examples, train_teacher
+    >>> teacher = train_teacher("digits", hidden=(32,), epochs=10)
+    >>> record = soft_target_examples(teacher, dataset="digits", n_images=2)
+    >>> record["temperatures"], record["image_shape"], len(record["examples"])
+    ([1.0, 4.0], [8, 8], 2)
+    >>> sorted(record["examples"][0])
+    ['image', 'index', 'label', 'logits']
     """
     from .. import data
 
@@ -200,6 +210,17 @@ def dark_knowledge(
         One row per image of three axes: the image; the soft targets at both temperatures on a linear
         axis (two ``BarContainer`` objects, low then high temperature), with the runner-up annotated; the
         same on a log axis. The legend is the figure's, top right.
+
+    Examples
+    --------
+    From a record (as ``kdcore figures`` saves it in ``dark_knowledge.json``): an image and its soft targets
+    on a linear and a log axis, per example.
+
+    >>> from kdcore.figures import dark_knowledge, soft_target_examples, train_teacher
+    >>> teacher = train_teacher("digits", hidden=(32,), epochs=10)
+    >>> figure = dark_knowledge(soft_target_examples(teacher, dataset="digits", n_images=2))
+    >>> len(figure.axes)
+    6
     """
     if isinstance(teacher, Mapping):
         record = teacher

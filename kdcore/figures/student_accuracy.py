@@ -60,6 +60,15 @@ def temperature_sweep(sweep: Mapping | str | os.PathLike) -> Figure:
         over labels only, so a gain's colour says how much of that lead it closes.
         The title states the evaluation set (its size, cross-validated or not) and what one image is
         worth; the legend is the figure's, below the axes. The numbers are :func:`sweep_summary`'s.
+
+    Examples
+    --------
+    >>> from kdcore.figures import run_sweep, temperature_sweep, train_teacher
+    >>> teacher = train_teacher("digits", hidden=(16,), epochs=3)
+    >>> sweep = run_sweep(temperatures=(1.0, 4.0), alphas=(0.5,), seeds=(0,), teacher=teacher,
+    ...                   student_hidden=(4,), epochs=1)
+    >>> len(temperature_sweep(sweep).axes)
+    3
     """
     summary = sweep_summary(sweep)
     temperatures, alphas = summary["temperatures"], summary["alphas"]
@@ -238,6 +247,14 @@ def capacity_curve(result: Mapping | None = None, **run_options: Any) -> Figure:
     matplotlib.figure.Figure
         One axis, log-2 width axis: ``lines[0]`` labels only, ``lines[1]`` distilled (means over the
         seeds; shaded: their range), ``lines[2]`` the teacher's accuracy.
+
+    Examples
+    --------
+    >>> from kdcore.figures import capacity_curve, run_capacity, train_teacher
+    >>> teacher = train_teacher("digits", hidden=(16,), epochs=3)
+    >>> figure = capacity_curve(run_capacity(widths=(2, 8), teacher=teacher, seeds=(0,), epochs=1))
+    >>> [line.get_label().split(" (")[0] for line in figure.axes[0].lines]
+    ['labels only', 'distilled', 'teacher [64, 16, 10]']
     """
     if result is None:
         result = run_capacity(**run_options)

@@ -229,6 +229,19 @@ def save_figure(figure: Figure, path: str | os.PathLike, fmt: str | None = None)
     -----
     matplotlib stamps files with the time and its version; both are removed here (see the module
     docstring), and SVG ids are drawn from the fixed salt ``svg.hashsalt = "kdcore"``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from kdcore.figures import new_figure, save_figure, style
+    >>> with style():
+    ...     figure = new_figure(3.0, 2.0)
+    ...     _ = figure.subplots().plot([1, 2, 3], [1, 4, 9])
+    >>> with tempfile.TemporaryDirectory() as directory:
+    ...     first = save_figure(figure, pathlib.Path(directory) / "a.png").read_bytes()
+    ...     second = save_figure(figure, pathlib.Path(directory) / "b.png").read_bytes()
+    >>> first == second  # no timestamp: the same figure, the same bytes
+    True
     """
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() if fmt is None else fmt
