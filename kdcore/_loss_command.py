@@ -31,6 +31,10 @@ class _Kind:
         return "teacher" in LOSSES[self.loss].inputs
 
     @property
+    def top_k(self) -> bool:
+        return "teacher_values" in LOSSES[self.loss].inputs
+
+    @property
     def needs_labels(self) -> bool:
         return "labels" in LOSSES[self.loss].inputs
 
@@ -49,6 +53,8 @@ KINDS = {
     "nckd": _Kind("non_target_class_kl_divergence", ("T",)),
     "ce": _Kind("cross_entropy", ()),
     "logit-mse": _Kind("logit_mse", ("centered",)),
+    "topk-kl": _Kind("topk_kl_divergence", ("T", "convention", "values"), ("convention",)),
+    "topk-soft-ce": _Kind("topk_soft_cross_entropy", ("T", "convention", "values"), ("convention",)),
 }
 # The flag of each parameter, as the user typed it (for messages).
 _FLAGS = {
@@ -59,6 +65,8 @@ _FLAGS = {
     "t2_scaling": "--no-t2",
     "soft": "--soft",
     "centered": "--no-center",
+    "convention": "--convention",
+    "values": "--teacher-space",
 }
 
 _HELP = """\
@@ -81,6 +89,8 @@ examples:
   kdcore loss jsd --student s.safetensors --teacher t.safetensors --beta 0.5 --grad grad.npy
   kdcore loss dkd --student batch.npz:student --teacher batch.npz:teacher --labels batch.npz:labels
   kdcore loss reverse-kl --student s.npy --teacher t.npy --reduction none --values per_token.npy
+  kdcore loss topk-kl --student s.npy --teacher-values top.npz:values --teacher-indices top.npz:indices \
+      --convention tail --teacher-space log_probs
 
 exit status: 0 computed; 2 usage error (a missing or corrupt file, shapes that disagree, a bad value),
 reported on one line before any work; 130 on Ctrl-C (no output file is left behind)
@@ -100,6 +110,19 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("kind", choices=list(KINDS), metavar="KIND", help=", ".join(KINDS))
     parser.add_argument("--student", required=True, metavar="FILE[:KEY]", help="student logits (..., V)")
     parser.add_argument("--teacher", metavar="FILE[:KEY]", help="teacher logits, the student's shape")
+    parser.add_argument(
+        "--teacher-values", metavar="FILE[:KEY]", help="topk-*: the teacher's k stored values"
+    )
+    parser.add_argument("--teacher-indices", metavar="FILE[:KEY]", help="topk-*: their classes (integers)")
+    parser.add_argument(
+        "--convention",
+        choices=["renormalized", "dense_student", "tail"],
+        default=None,
+        help="topk-*: required",
+    )
+    parser.add_argument(
+        "--teacher-space", choices=["logits", "log_probs"], default=None, help="topk-*: what the values are"
+    )
     parser.add_argument("--labels", metavar="FILE[:KEY]", help="integer labels, the leading shape")
     parser.add_argument("--mask", metavar="FILE[:KEY]", help="boolean keep-mask, the leading shape")
     parser.add_argument(
@@ -171,6 +194,8 @@ def _parameters(args: argparse.Namespace, kind: _Kind) -> dict:
         "t2_scaling": False if args.no_t2 else None,
         "soft": args.soft,
         "centered": False if args.no_center else None,
+        "convention": args.convention,
+        "values": args.teacher_space,
     }
     for name, value in given.items():
         if value is not None and name not in kind.options:
@@ -195,10 +220,22 @@ def _validate(args: argparse.Namespace) -> None:
 
     kind = KINDS[args.kind]
     parameters = _parameters(args, kind)
+    pair = (args.teacher_values, args.teacher_indices)
+    if kind.top_k and None in pair:
+        raise _usage_error(f"{args.kind} needs --teacher-values and --teacher-indices")
+    if not kind.top_k and pair != (None, None):
+        raise _usage_error(
+            f"--teacher-values and --teacher-indices are for topk-kl, topk-soft-ce, not {args.kind}"
+        )
     if kind.teacher and args.teacher is None:
         raise _usage_error(f"{args.kind} needs --teacher")
     if not kind.teacher and args.teacher is not None:
-        raise _usage_error(f"{args.kind} takes no --teacher (it is the student's loss against labels)")
+        what = (
+            "its teacher is --teacher-values and --teacher-indices"
+            if kind.top_k
+            else "it is the student's loss against labels"
+        )
+        raise _usage_error(f"{args.kind} takes no --teacher ({what})")
     if kind.needs_labels and args.labels is None:
         raise _usage_error(f"{args.kind} needs --labels")
     if args.chunk_rows is not None:
@@ -222,6 +259,8 @@ def _validate(args: argparse.Namespace) -> None:
     inputs = {
         "--student": args.student,
         "--teacher": args.teacher,
+        "--teacher-values": args.teacher_values,
+        "--teacher-indices": args.teacher_indices,
         "--labels": args.labels,
         "--mask": args.mask,
     }
@@ -230,7 +269,7 @@ def _validate(args: argparse.Namespace) -> None:
         for flag, value in inputs.items():
             if value is not None:
                 opened[flag] = _open(flag, value)
-        for flag in ("--student", "--teacher"):
+        for flag in ("--student", "--teacher", "--teacher-values"):
             if flag in opened and opened[flag].dtype.kind != "f":
                 raise _usage_error(
                     f"{flag} {inputs[flag]}: logits must be floating point, got {opened[flag].stored_dtype}"
@@ -245,10 +284,15 @@ def _validate(args: argparse.Namespace) -> None:
                 if Path(value).exists() and Path(value).samefile(array.path):
                     raise _usage_error(f"{flag} {value} would overwrite {input_flag}")
         try:
+            teacher = (
+                (opened["--teacher-values"], opened["--teacher-indices"])
+                if kind.top_k
+                else opened.get("--teacher")
+            )
             args.plan = prepare(
                 kind.loss,
                 opened["--student"],
-                opened.get("--teacher"),
+                teacher,
                 opened.get("--labels"),
                 mask=opened.get("--mask"),
                 ignore_index=args.ignore_index,
@@ -261,7 +305,13 @@ def _validate(args: argparse.Namespace) -> None:
         except (TypeError, ValueError) as error:
             message = str(error)
             flag = _FLAGS.get(message.split(" ", 1)[0])
-            flag = flag or next((f for f in ("--labels", "--mask") if message.startswith(f[2:])), None)
+            starts = {
+                "labels": "--labels",
+                "mask": "--mask",
+                "teacher_values": "--teacher-values",
+                "teacher_indices": "--teacher-indices",
+            }
+            flag = flag or next((f for word, f in starts.items() if message.startswith(word)), None)
             raise _usage_error(f"{flag}: {message}" if flag else message) from None
     except BaseException:
         for array in opened.values():
@@ -311,7 +361,14 @@ def _progress(args: argparse.Namespace, total: int):
 
 
 def _describe(args: argparse.Namespace, result) -> dict:
-    inputs = {"student": args.student, "teacher": args.teacher, "labels": args.labels, "mask": args.mask}
+    inputs = {
+        "student": args.student,
+        "teacher": args.teacher,
+        "teacher_values": args.teacher_values,
+        "teacher_indices": args.teacher_indices,
+        "labels": args.labels,
+        "mask": args.mask,
+    }
     return {
         "schema": "kdcore-loss",
         "kind": args.kind,

@@ -162,14 +162,22 @@ def _check_kept_rows(teacher, indices, n_classes, values, keep, shape) -> None:
         )
     if values == "log_probs":
         log_mass = _logsumexp(teacher)
-        tolerance = 64 * np.finfo(teacher.dtype).eps * teacher.shape[-1]
-        if np.max(log_mass) > tolerance:
+        if np.max(log_mass) > mass_tolerance(teacher.dtype, teacher.shape[-1]):
             row = int(np.argmax(log_mass))
             raise ValueError(
                 f"teacher_values with values='log_probs' must be log-probabilities (their probabilities sum "
                 f"to at most 1), got a sum of {math.exp(float(log_mass[row])):.6g} at position "
                 f"{_position(row, keep, shape)}; pass values='logits' for logits"
             )
+
+
+def mass_tolerance(dtype: np.dtype, k: int) -> float:
+    """How far stored log-probabilities may sum (as probabilities) from 1 by rounding alone: 64·k·eps.
+
+    Above 1 by more, they are rejected; within it of 1 (either side), the teacher's tail is taken as empty —
+    rounding noise of 1e-16 is not mass the student could be asked to match (and a student that masks the
+    rest would otherwise pay +inf for it)."""
+    return 64 * float(np.finfo(dtype).eps) * k
 
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:
@@ -214,8 +222,10 @@ def tail_buckets(topk: TopK) -> Tail:
     with np.errstate(invalid="ignore"):  # a NaN row stays NaN (match reports it)
         student_tail = _logsumexp(np.where(complement, student, -np.inf).astype(work, copy=False))
     teacher_mass = _logsumexp(values.astype(work, copy=False))
-    with np.errstate(divide="ignore"):  # a teacher whose top k hold all the mass has log 0 = −inf tail
-        teacher_tail = np.log(-np.expm1(np.minimum(teacher_mass, 0)))
+    tolerance = mass_tolerance(values.dtype, values.shape[-1])
+    teacher_rest = -np.expm1(np.minimum(teacher_mass, 0))
+    with np.errstate(divide="ignore"):  # a teacher whose top k hold all the mass has a tail of log 0 = −inf
+        teacher_tail = np.log(np.where(teacher_rest > tolerance, teacher_rest, 0))
     tail_hi = student_tail.astype(student.dtype)
     teacher_hi = teacher_tail.astype(student.dtype)
     with np.errstate(invalid="ignore"):
@@ -232,7 +242,8 @@ def tail_buckets(topk: TopK) -> Tail:
                 lam = dd.logsumexp(student[row][complement[row]])
                 mass = dd.row_sum(dd.exp_of_nonpositive((values[row], np.zeros(values.shape[-1]))))
                 rest = dd.add((np.ones(1), np.zeros(1)), (-np.atleast_1d(mass[0]), -np.atleast_1d(mass[1])))
-                if rest[0][0] <= 0:
+                if rest[0][0] <= tolerance:  # empty after all: as in the float64 rule above
+                    z[row, -1], v[row, -1], low_part[row, -1] = lam[0], -np.inf, 0.0
                     continue
                 t = dd.log(rest)
                 z[row, -1], v[row, -1] = lam[0], t[0][0]

@@ -326,10 +326,13 @@ def _check(args: argparse.Namespace) -> int:
         framework=args.framework,
         kind=args.kind,
         as_json=args.json,
-        t2_scaling=not args.no_t2,
+        t2_scaling=False if args.no_t2 else (True if args.t2 else None),
         alpha_on=args.alpha_on,
         T=args.T,
         alpha=args.alpha,
+        beta=args.beta,
+        skew=args.skew,
+        weight_on=args.beta_on,
         **options,
     )
 
@@ -341,7 +344,9 @@ how the loss is called:
   Arguments are passed by NAME, whatever their order:
     student logits   student_logits, logits, y_s, outputs, input, student, s, z, ...
     teacher logits   teacher_logits, y_t, teacher, t, v, ...
-    labels           labels, target, targets, y, y_true        (--kind distillation)
+    labels           labels, target, targets, y, y_true        (distillation, dkd; token kinds: -100 = pad)
+    mask             mask, loss_mask, attention_mask, ...      (token kinds: True = position counts)
+    β, skew          beta; skew, skew_alpha (or lam, alpha for the skew kinds)
     temperature      T, temperature, tau, temp
     weight α         alpha, lambda_, lam                       (--kind distillation)
   A role no parameter is named after takes the next required positional parameter, in that order.
@@ -352,6 +357,11 @@ how the loss is called:
 reference:
   soft          T²·KL(teacher ‖ student) (or soft cross-entropy), mean over samples; --no-t2 drops T²
   distillation  α·CE(labels, student) + (1 − α)·T²·soft; --alpha-on soft puts α on the soft term
+  reverse-kl    KL(student ‖ teacher)                     \
+  jsd           β·KL(q ‖ M) + (1 − β)·KL(p ‖ M), M = β·q + (1 − β)·p   | token level: (B, V) or (B, S, V)
+  skew-kl       KL(q ‖ α·q + (1 − α)·p)                   | logits, labels (-100 = padding) or mask
+  skew-reverse-kl  KL(p ‖ α·p + (1 − α)·q)                 | (True = kept); mean over kept tokens;
+  dkd           α·TCKD + β·NCKD (labels: target classes)  / T² or not, β on teacher or student: reported
 
 examples:
   kdcore check losses.py:kd_loss --framework torch
@@ -359,6 +369,7 @@ examples:
   kdcore check my_pkg.losses:DistillKL --framework torch --kind soft
       class DistillKL(nn.Module): def __init__(self, T): ...; def forward(self, y_s, y_t): ...
   kdcore check my_pkg.losses:KDLoss --init T=4 alpha=0.9 --kind distillation --alpha-on soft
+  kdcore check trl.experimental.gkd:GKDTrainer.generalized_jsd_loss --framework torch --kind jsd
 
 exit status: 0 the loss is right, 1 findings (what is wrong and why), 2 usage error (nothing was judged)
 """
@@ -456,7 +467,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("target", help="MODULE:NAME or path/to/file.py:NAME (function, class, instance, ...)")
     check.add_argument("--framework", choices=["torch", "jax", "tensorflow", "numpy"], default="torch")
-    check.add_argument("--kind", choices=["soft", "distillation"], default="soft")
+    check.add_argument(
+        "--kind",
+        choices=["soft", "distillation", "reverse-kl", "jsd", "skew-kl", "skew-reverse-kl", "dkd"],
+        default="soft",
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument(
         "--arg", nargs="+", action="extend", metavar="NAME=VALUE", help="a value for another parameter"
@@ -467,7 +482,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--bind", nargs="+", action="extend", metavar="ROLE=PARAM", help="e.g. T=w: parameter w is T"
     )
-    check.add_argument("--no-t2", action="store_true", help="expect no T² on the soft term")
+    t2 = check.add_mutually_exclusive_group()
+    t2.add_argument("--no-t2", action="store_true", help="expect no T² on the soft term")
+    t2.add_argument("--t2", action="store_true", help="expect T² (newer kinds: default either)")
     check.add_argument(
         "--alpha-on",
         choices=["hard", "soft"],
@@ -476,6 +493,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--T", type=float, default=None, help="the temperature, if built into the loss")
     check.add_argument("--alpha", type=float, default=None, help="α, if built into the loss")
+    check.add_argument("--beta", type=float, default=None, help="β (jsd, dkd), if built into the loss")
+    check.add_argument("--skew", type=float, default=None, help="the skew α, if built into the loss")
+    check.add_argument(
+        "--beta-on",
+        choices=["teacher", "student"],
+        default=None,
+        help="jsd: the distribution β weighs (default: either, reported)",
+    )
     check.set_defaults(run=_check)
 
     vectors = commands.add_parser("vectors", help="write the golden test vectors as JSON")

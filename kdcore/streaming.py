@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from . import decoupled, distillation, divergences, mixtures, reverse_kl
+from . import decoupled, distillation, divergences, mixtures, reverse_kl, topk
 from ._arrays import REDUCTIONS, check_choice, check_int, float_dtype
 from .arrays_on_disk import ArrayOnDisk, NpyRowWriter, open_array
 from .cross_entropy import cross_entropy, cross_entropy_grad
@@ -81,6 +81,7 @@ class _Loss:
 
 def _losses() -> dict[str, _Loss]:
     soft, labelled = ("student", "teacher"), ("student", "teacher", "labels")
+    top_k = ("student", "teacher_values", "teacher_indices")
     entries = [
         (divergences.kl_divergence, divergences.kl_divergence_grad, soft),
         (divergences.soft_cross_entropy, divergences.soft_cross_entropy_grad, soft),
@@ -94,6 +95,8 @@ def _losses() -> dict[str, _Loss]:
         (decoupled.target_class_kl_divergence, decoupled.target_class_kl_divergence_grad, labelled),
         (decoupled.non_target_class_kl_divergence, decoupled.non_target_class_kl_divergence_grad, labelled),
         (cross_entropy, cross_entropy_grad, ("student", "labels")),
+        (topk.topk_kl_divergence, topk.topk_kl_divergence_grad, top_k),
+        (topk.topk_soft_cross_entropy, topk.topk_soft_cross_entropy_grad, top_k),
     ]
     losses = {function.__name__: _Loss(function, grad, inputs) for function, grad, inputs in entries}
     losses["cross_entropy"] = _Loss(cross_entropy, cross_entropy_grad, ("student", "labels"), scratch=3)
@@ -324,12 +327,14 @@ def stream_loss(
         The loss: one of :data:`LOSSES` (``"kl_divergence"``, ``"soft_cross_entropy"``,
         ``"reverse_kl_divergence"``, ``"jensen_shannon_divergence"``, ``"skew_kl_divergence"``,
         ``"skew_reverse_kl_divergence"``, ``"distillation_loss"``, ``"cross_entropy"``,
-        ``"decoupled_kd_loss"`` and its two parts, ``"logit_mse"``), or that function itself.
+        ``"decoupled_kd_loss"`` and its two parts, ``"logit_mse"``, ``"topk_kl_divergence"``,
+        ``"topk_soft_cross_entropy"``), or that function itself.
     student_logits, teacher_logits : path, ArrayOnDisk or array_like, shape (..., N)
         Logits :math:`z` and :math:`v`, class axis last, same shape. A path is opened with
         :func:`kdcore.arrays_on_disk.open_array` (use that function for an ``.npz`` or ``.safetensors``
         file holding several arrays: it takes the ``key``); an ``np.memmap`` is read through its map.
-        ``cross_entropy`` takes no teacher.
+        ``cross_entropy`` takes no teacher; the top-k losses take the pair ``(teacher_values,
+        teacher_indices)``, each of shape (..., k), read row by row as the student is.
     labels : path, ArrayOnDisk or array_like of int, shape (...), optional
         Class indices, for the losses that take them. For the others, only their ``ignore_index``
         positions are used: they are dropped (padding).
@@ -352,7 +357,7 @@ def stream_loss(
         Called as ``progress(rows_done, rows_total)`` after each chunk.
     **parameters
         The loss's other arguments: ``T``, ``alpha``, ``beta``, ``skew``, ``t2_scaling``, ``soft``,
-        ``centered``, with the same meaning and defaults as in the function itself. These, and every
+        ``centered``, ``convention``, ``values``, with the same meaning and defaults as in the function itself. These, and every
         argument above after ``labels``, are passed by keyword.
 
     Returns
@@ -447,7 +452,14 @@ class Plan:
             array.close()
 
     def _call(self, function: Callable, rows: list[np.ndarray], labels: np.ndarray | None, **extra: Any):
-        arrays = {"student": rows[0], "teacher": rows[-1], "labels": labels}
+        # The sources are the student's rows, then the teacher's: its logits, or a top-k teacher's values
+        # and indices.
+        teacher = (
+            {"teacher": rows[-1]}
+            if len(rows) < 3
+            else {"teacher_values": rows[1], "teacher_indices": rows[2]}
+        )
+        arrays = {"student": rows[0], **teacher, "labels": labels}
         return function(*(arrays[name] for name in self.spec.inputs), **self.parameters, **extra)
 
     def _chunk(self, start: int, stop: int, keep: np.ndarray | None, with_grad: bool):
@@ -457,7 +469,7 @@ class Plan:
         if keep is not None:  # never compute a dropped row (its logits may be anything)
             rows = [r[keep] for r in rows]
             labels = None if labels is None else labels[keep]
-        rows = [r.astype(self.compute, copy=False) for r in rows]
+        rows = [r.astype(self.compute, copy=False) if i < 2 else r for i, r in enumerate(rows)]  # not indices
         if not with_grad:
             return self._call(self.spec.function, rows, labels, reduction="none"), None
         if self.spec.and_grad is not None:
@@ -576,13 +588,16 @@ def prepare(
         check_int(chunk_rows, "chunk_rows", 1)
     if dtype is not None:
         dtype = np.dtype(check_choice(str(np.dtype(dtype)), "dtype", ("float32", "float64")))
-    wants_teacher = "teacher" in spec.inputs
+    wants_teacher = "teacher" in spec.inputs or "teacher_values" in spec.inputs
     if wants_teacher != (teacher_logits is not None):
         raise TypeError(f"{spec.name} {'needs' if wants_teacher else 'takes no'} teacher_logits")
     opened: list[ArrayOnDisk] = []
     try:
         student = _source(student_logits, "student_logits", opened)
-        teacher = _source(teacher_logits, "teacher_logits", opened) if wants_teacher else None
+        top_k = "teacher_values" in spec.inputs
+        if top_k and not (isinstance(teacher_logits, tuple | list) and len(teacher_logits) == 2):
+            raise TypeError(f"{spec.name} takes its teacher as a pair (teacher_values, teacher_indices)")
+        teacher = _source(teacher_logits, "teacher_logits", opened) if wants_teacher and not top_k else None
         if student.ndim == 0 or student.row_length == 0:
             raise ValueError(f"student_logits must have a non-empty class axis, got shape {student.shape}")
         if teacher is not None and teacher.shape != student.shape:
@@ -598,7 +613,20 @@ def prepare(
             "labels" in spec.inputs,
         )
         logits = [student] if teacher is None else [student, teacher]
-        compute = dtype if dtype is not None else float_dtype(*(np.empty(0, a.dtype) for a in logits))
+        if top_k:
+            logits += [
+                _source(array, name, opened)
+                for array, name in zip(teacher_logits, ("teacher_values", "teacher_indices"), strict=True)
+            ]
+            values, indices = logits[1:]
+            if values.shape != indices.shape or values.shape[:-1] != student.shape[:-1]:
+                raise ValueError(
+                    f"teacher_values and teacher_indices must have one shape (..., k) with the student's leading "
+                    f"shape {student.shape[:-1]}, got {values.shape} and {indices.shape}"
+                )
+            if indices.dtype.kind not in "iu":
+                raise TypeError(f"teacher_indices must be integer class indices, got dtype {indices.dtype}")
+        compute = dtype if dtype is not None else float_dtype(*(np.empty(0, a.dtype) for a in logits[:2]))
         if grad_out is not None:
             grad_out = Path(grad_out)
             if grad_out.is_dir() or not grad_out.parent.is_dir():
@@ -618,7 +646,10 @@ def prepare(
             opened=opened,
         )
         # The parameters are checked by the loss itself, on one row: the same rules and messages, no work.
-        probe = [np.zeros((1, student.row_length), dtype=compute)] * len(logits)
+        probe = [np.zeros((1, student.row_length), dtype=compute)] * min(len(logits), 2)
+        if top_k:  # k equal log-probabilities (or logits): valid under every convention and space
+            k = logits[1].row_length
+            probe = [probe[0], np.full((1, k), -math.log(k), dtype=compute), np.arange(k)[None, :]]
         plan._call(spec.function, probe, np.zeros(1, dtype=np.intp), reduction="none")
     except BaseException:
         for array in opened:

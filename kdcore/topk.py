@@ -37,6 +37,7 @@ it at T = 1, logits never (their normaliser is not stored), and at T ≠ 1 the t
 by treating the rest as one class, :math:`(1 - \sum q)^{1/T}`; kdcore refuses rather than guess). For
 log-probabilities stored at a generation temperature :math:`T_g`, pass ``student_logits / T_g``.
 
+Stored log-probabilities whose probabilities sum to within 64·k·eps of 1 (rounding) leave the tail empty.
 When the indices cover the vocabulary (k = V) the three conventions coincide with
 :func:`kdcore.kl_divergence`; the tail is then empty by construction (any mass the stored log-probabilities
 leave over is rounding) and the teacher is renormalised. docs/divergences.md ("Top-k teachers") compares

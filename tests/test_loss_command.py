@@ -58,6 +58,8 @@ def files(tmp_path, rng):
     np.save(tmp_path / "t.npy", teacher)
     np.save(tmp_path / "l.npy", labels)
     np.savez(tmp_path / "batch.npz", student=student, teacher=teacher, labels=labels)
+    values, indices = kdcore.topk_teacher(teacher, 4, values="log_probs")
+    np.savez_compressed(tmp_path / "top.npz", values=values, indices=indices)
     return {"dir": tmp_path, "student": student, "teacher": teacher, "labels": labels}
 
 
@@ -84,7 +86,7 @@ def reference(files, kind, reduction="mean"):
 
 
 class TestEveryKind:
-    @pytest.mark.parametrize("kind", list(KINDS))
+    @pytest.mark.parametrize("kind", [kind for kind in KINDS if not KINDS[kind].top_k])
     def test_json_value_is_the_exact_reduction(self, capsys, files, kind):
         status, out, err = run(capsys, kind, *inputs(files, kind), *OPTIONS[kind], "--json")
         assert status == 0, err
@@ -202,6 +204,11 @@ KL --values v.npy  =>  --values must be given with --reduction none
 KL --grad no/g.npy  =>  --grad must be in an existing directory
 KL --grad t.npy  =>  --grad t.npy would overwrite --teacher
 KL --chunk-rows 0  =>  --chunk-rows must be an integer ≥ 1
+topk-kl --student s.npy --teacher-values top.npz:values --teacher-indices top.npz:indices  =>  topk-kl needs --convention
+topk-kl --student s.npy --teacher t.npy --convention tail  =>  topk-kl needs --teacher-values and --teacher-indices
+KL --teacher-values top.npz:values --teacher-indices top.npz:indices  =>  are for topk-kl, topk-soft-ce, not kl
+topk-kl --student s.npy --teacher-values top.npz:values --teacher-indices top.npz:values --convention tail  =>  --teacher-indices: teacher_indices must be integer
+topk-kl --student s.npy --teacher-values top.npz:values --teacher-indices top.npz:indices --convention tail  =>  convention='tail' needs the teacher's log-probabilities
 """
 
 
@@ -232,6 +239,42 @@ class TestUsageErrors:
             main(["loss", "forward-kl", "--student", "s.npy"])
         assert exit_.value.code == 2
         assert "invalid choice: 'forward-kl'" in capsys.readouterr().err
+
+
+class TestTopK:
+    def test_tail_convention_from_a_compressed_npz(self, capsys, files):
+        top = files["dir"] / "top.npz"
+        status, out, err = run(
+            capsys,
+            "topk-kl",
+            "--student",
+            files["dir"] / "s.npy",
+            "--teacher-values",
+            f"{top}:values",
+            "--teacher-indices",
+            f"{top}:indices",
+            "--labels",
+            files["dir"] / "l.npy",
+            "--convention",
+            "tail",
+            "--teacher-space",
+            "log_probs",
+            "--json",
+        )
+        assert status == 0, err
+        keep = files["labels"] != -100
+        values, indices = kdcore.topk_teacher(files["teacher"], 4, values="log_probs")
+        per_token = kdcore.topk_kl_divergence(
+            files["student"][keep],
+            values[keep],
+            indices[keep],
+            convention="tail",
+            values="log_probs",
+            reduction="none",
+        )
+        record = json.loads(out)
+        assert record["value"] == float(sum(map(Fraction, per_token.astype(float).tolist())) / keep.sum())
+        assert record["parameters"] == {"T": 1.0, "convention": "tail", "values": "log_probs"}
 
 
 class TestInterrupted:

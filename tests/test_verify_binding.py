@@ -345,7 +345,7 @@ class TestCommandLine:
             (["{file}:kd_loss"], "parameter 'labels' of kd_loss"),  # a distillation loss checked as soft
             (["{file}:kd_loss", "--arg", "nope=1"], "has no parameter 'nope'"),
             (["{file}:kd_loss", "--arg", "oops"], "--arg takes NAME=VALUE"),
-            (["{file}:unscaled", "--alpha", "0.5"], "--alpha and --alpha-on are for --kind distillation"),
+            (["{file}:unscaled", "--alpha", "0.5"], "--alpha is for --kind distillation or dkd"),
             (["{file}:unscaled", "--T", "-1"], "T must be a positive finite number"),
             (["{file}:KDLoss", "--init", "temperature=4"], "check it with --kind distillation"),
         ],

@@ -13,8 +13,8 @@ Conventions (notation of kdcore.topk): student logits z (V), stored values (k) a
 * renormalized: KL(softmax_K(v/T) ‖ softmax_K(z/T)).
 * dense_student: Σ_K q̂_i (log q̂_i − log softmax(z/T)_i), q̂ = softmax_K(v/T).
 * tail (T = 1, values are log-probabilities a): buckets (e^{a_K}, 1 − Σ e^a) against (p_K, 1 − P_K); a
-  teacher whose stored probabilities sum to 1 or more has an empty tail and is renormalised; k = V has no
-  tail at all (renormalised).
+  teacher whose stored probabilities sum to within 64·k·2^-52 of 1 (rounding) has an empty tail and is
+  renormalised; k = V has no tail at all (renormalised).
 
 Soft cross-entropy: −Σ_b q_b log p_b over the same buckets.
 """
@@ -54,7 +54,9 @@ def _distributions(z, values, indices, T, convention):
         normaliser = _lse(z)
         student = _log_probs([z[i] for i in indices], normaliser)
         rest = [z[j] for j in range(V) if j not in set(indices)]
-        if mass >= 1:
+        if (
+            mass >= 1 - 64 * k * mpmath.mpf(2) ** -52
+        ):  # within rounding of 1: no tail (kdcore._topk.mass_tolerance)
             return [a - mpmath.log(mass) for a in values], student
         tail = _lse(rest)
         student_tail = (

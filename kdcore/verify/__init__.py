@@ -12,12 +12,16 @@ The package, one module per concern:
 =============================  ===========================================================================
 :mod:`.catalogue`              the causes a finding can name, with their fixes
 :mod:`.battery`                the seeded inputs every loss runs on
+:mod:`.token_battery`          the inputs of the newer kinds: (B, S, V) logits with padding, DKD batches
 :mod:`.hypotheses`             the reference and the catalogued mistakes as formulas, and the tolerances
+:mod:`.forms`                  the newer losses' per-position divergences, right and wrong, from kdcore
+:mod:`.families`               their hypotheses: forms × accepted conventions × scales × reductions
 :mod:`.binding`                how the loss is called: arguments by name, classes, partials, methods
 :mod:`.running`                calling the loss through an adapter, capturing what it does
 :mod:`.diagnosis`              fitting the hypotheses and writing the findings
 :mod:`.reports`                :class:`Report` and its text and JSON
-:mod:`.checks`                 :func:`check_soft_loss`, :func:`check_distillation_loss`
+:mod:`.checks`                 :func:`check_soft_loss`, :func:`check_distillation_loss`,
+                               :func:`check_divergence_loss`
 :mod:`.command`                :func:`run_check`, what ``kdcore check`` runs
 :mod:`.adapters`               PyTorch, JAX, TensorFlow, NumPy: arrays in, value and gradient out
 =============================  ===========================================================================
@@ -41,6 +45,14 @@ The arguments are matched by parameter name, not position (:mod:`kdcore.verify.b
 ``fn(student, teacher, labels, alpha=0.1, T=10)`` and ``DistillKL(T).forward(y_s, y_t)`` are checked as they
 are. ``t2_scaling=False`` drops the :math:`T^2` from the reference, for code that scales elsewhere;
 ``alpha_on="soft"`` expects α on the soft term.
+
+* ``check_divergence_loss(fn, kind)``, ``kind`` one of ``"reverse-kl"``, ``"jsd"``, ``"skew-kl"``,
+  ``"skew-reverse-kl"``, ``"dkd"``: kdcore's :func:`~kdcore.reverse_kl_divergence`,
+  :func:`~kdcore.jensen_shannon_divergence`, :func:`~kdcore.skew_kl_divergence`,
+  :func:`~kdcore.skew_reverse_kl_divergence` or :func:`~kdcore.decoupled_kd_loss`, on token-level inputs
+  (``(B, S, V)`` logits, ``-100`` padding labels or a mask, masked vocabulary). The conventions real trainers
+  choose on purpose (T² or not, β on the teacher or the student, trl's switch to forward/reverse KL at
+  β = 0 and 1, a mean per token or per sequence) are accepted and named in ``report.convention``.
 
 How a cause is named
 --------------------
@@ -81,6 +93,7 @@ from .catalogue import CATALOGUE
 from .catalogue import Cause
 from .checks import KINDS
 from .checks import check_distillation_loss
+from .checks import check_divergence_loss
 from .checks import check_soft_loss
 from .command import run_check
 from .reports import REPORT_SCHEMA_VERSION
@@ -99,6 +112,7 @@ __all__ = [
     "Finding",
     "Report",
     "check_distillation_loss",
+    "check_divergence_loss",
     "check_soft_loss",
     "run_check",
 ]

@@ -24,12 +24,13 @@ __all__ = [
     "battery_cases",
     "case_inputs",
     "infinite_mask_probe",
+    "regime_logits",
 ]
 
 SEED = 20150309  # the date Hinton et al. posted the paper, as in the tests
 MASK_LOGIT = -1e9  # masked classes: a large *finite* negative logit (see the "masked" regime below)
 # Regimes whose logits are large: a non-finite result there (and only there) is "numerically-unstable".
-LARGE_LOGIT_REGIMES = frozenset({"extreme", "offset", "masked"})
+LARGE_LOGIT_REGIMES = frozenset({"extreme", "offset", "masked", "dominant-target"})
 # Finite differences (NumPy losses without grad_fn) only where a step of ~1e-4 probes the function well.
 FINITE_DIFFERENCE_REGIMES = frozenset({"ordinary", "high-T", "near-equal", "equal", "masked"})
 
@@ -83,23 +84,31 @@ class Case:
         return f"{self.index + 1:02d}-{self.spec.regime}-{self.dtype.name}"
 
 
+def regime_logits(
+    rng: np.random.Generator, regime: str, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Student and teacher logits of a regime (masks are the caller's): ordinary draws, then the regime's change."""
+    student = rng.normal(0.0, 3.0, shape)
+    teacher = rng.normal(0.0, 4.0, shape)  # a somewhat sharper teacher than student, as after training
+    if regime == "near-equal":
+        teacher = student + 1e-3 * rng.standard_normal(shape)
+    elif regime == "equal":
+        teacher = student.copy()
+    elif regime == "extreme":
+        student = rng.choice([-1.0, 1.0], shape) * 10.0 ** rng.uniform(3.0, 4.0, shape)
+        teacher = rng.choice([-1.0, 1.0], shape) * 10.0 ** rng.uniform(3.0, 4.0, shape)
+    elif regime == "offset":
+        student, teacher = student + 1e4, teacher - 5e3
+    return student, teacher
+
+
 def case_inputs(index: int, spec: CaseSpec, mask_value: float = MASK_LOGIT) -> tuple[np.ndarray, ...]:
     """The float64 inputs of one battery row (the same for both dtypes)."""
     rng = np.random.default_rng([SEED, index])
     shape = (spec.batch_size, spec.n_classes)
-    student = rng.normal(0.0, 3.0, shape)
-    teacher = rng.normal(0.0, 4.0, shape)  # a somewhat sharper teacher than student, as after training
+    student, teacher = regime_logits(rng, spec.regime, shape)
     mask = np.zeros(shape, dtype=bool)
-    if spec.regime == "near-equal":
-        teacher = student + 1e-3 * rng.standard_normal(shape)
-    elif spec.regime == "equal":
-        teacher = student.copy()
-    elif spec.regime == "extreme":
-        student = rng.choice([-1.0, 1.0], shape) * 10.0 ** rng.uniform(3.0, 4.0, shape)
-        teacher = rng.choice([-1.0, 1.0], shape) * 10.0 ** rng.uniform(3.0, 4.0, shape)
-    elif spec.regime == "offset":
-        student, teacher = student + 1e4, teacher - 5e3
-    elif spec.regime in ("masked", "masked-inf"):
+    if spec.regime in ("masked", "masked-inf"):
         # The same classes masked in student and teacher (a padded vocabulary), at least 2 left per row.
         mask = rng.random(shape) < 1 / 3
         mask[:, :2] = False

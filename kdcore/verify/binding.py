@@ -14,8 +14,15 @@ role                 parameter names recognised (exact spelling)
                      teacher, t_logits, logits_t, out_t, y_t, target_logits, t, v
 ``labels``           labels, label, target, targets, y, y_true, gt, hard_labels  (distillation only)
 ``T``                T, temperature, tau, temp
-``alpha``            alpha, lambda_, lam, lmbda  (distillation only)
+``alpha``            alpha, lambda_, lam, lmbda  (distillation, dkd)
+``beta``             beta, jsd_beta  (jsd, dkd)
+``skew``             skew, skew_alpha, skew_lambda; for the skew kinds also α's names (DistiLLM's ``lam``)
+``mask``             mask, loss_mask, attention_mask, padding_mask, valid_mask, token_mask, keep  (token
+                     kinds; bool, True where a position counts; ``labels`` there hold -100 at padding)
 ===================  ======================================================================================
+
+The token-level kinds (``reverse-kl``, ``jsd``, ``skew-kl``, ``skew-reverse-kl``) take ``labels``, ``mask``
+and ``T`` only by name: a loss may lack them (it then runs on unpadded cases, at T = 1).
 
 A role that no parameter is named after takes the next *required* positional parameter, in the order
 ``student_logits, teacher_logits[, labels], T[, alpha]`` — so ``lambda z, v, T: ...`` and
@@ -55,10 +62,23 @@ from typing import Any
 
 __all__ = ["ALIASES", "ROLES", "Binding", "BindingError", "bind", "function_name"]
 
+_TOKEN_ROLES = ("student_logits", "teacher_logits", "T", "labels", "mask")
 ROLES = {
     "soft": ("student_logits", "teacher_logits", "T"),
     "distillation": ("student_logits", "teacher_logits", "labels", "T", "alpha"),
+    "reverse-kl": _TOKEN_ROLES,
+    "jsd": (*_TOKEN_ROLES, "beta"),
+    "skew-kl": (*_TOKEN_ROLES, "skew"),
+    "skew-reverse-kl": (*_TOKEN_ROLES, "skew"),
+    "dkd": ("student_logits", "teacher_logits", "labels", "T", "alpha", "beta"),
 }
+# Roles a loss may lack. A token-level loss without labels or mask is run on the unpadded cases only; one
+# without a temperature computes at T = 1 (DistiLLM's and MiniLLM's losses have none).
+OPTIONAL_ROLES = {
+    kind: ("labels", "mask", "T") for kind in ("reverse-kl", "jsd", "skew-kl", "skew-reverse-kl")
+}
+# The numbers of the battery a loss may take as parameters, constructor arguments or built-in values.
+SCALAR_ROLES = ("T", "alpha", "beta", "skew")
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "student_logits": (
@@ -73,9 +93,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "labels": ("labels", "label", "target", "targets", "y", "y_true", "gt", "hard_labels"),
     "T": ("T", "temperature", "tau", "temp"),
     "alpha": ("alpha", "lambda_", "lam", "lmbda"),
+    "beta": ("beta", "jsd_beta"),
+    "skew": ("skew", "skew_alpha", "skew_lambda"),
+    "mask": ("mask", "loss_mask", "attention_mask", "padding_mask", "valid_mask", "token_mask", "keep"),
 }  # fmt: skip
-# Attributes an *instance* may keep its fixed temperature and weight in.
-_ATTRIBUTES = {"T": ("T", "temperature", "tau", "temp"), "alpha": ("alpha", "lambda_", "lam", "lmbda")}
+# Attributes an *instance* may keep its fixed temperature and weights in.
+_ATTRIBUTES = {role: ALIASES[role] for role in SCALAR_ROLES}
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
@@ -128,18 +151,18 @@ class Binding:
     positional: tuple[str, ...]  # call parameters that must be passed positionally (POSITIONAL_ONLY / no sig)
     args: dict[str, Any] = field(default_factory=dict)  # fixed call arguments
     init: dict[str, Any] = field(default_factory=dict)  # constructor arguments (classes)
-    fixed: dict[str, float] = field(default_factory=dict)  # role -> value, for T and alpha built in
+    fixed: dict[str, float] = field(default_factory=dict)  # role -> value, for T, α, β, skew built in
     by_position: tuple[str, ...] = ()  # parameters bound by position, for the report
     method: str | None = None  # for a class: the method to call ("forward" for Class.forward), else __call__
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_instances", {})
 
-    def _callable(self, T: float, alpha: float) -> Callable:
+    def _callable(self, scalars: Mapping[str, float]) -> Callable:
         if not inspect.isclass(self.target):
             return self.target
         init = dict(self.init)
-        for role, value in (("T", T), ("alpha", alpha)):
+        for role, value in scalars.items():
             where = self.roles.get(role)
             if where is not None and where[0] == "init":
                 init[where[1]] = value
@@ -156,30 +179,24 @@ class Binding:
             instances[key] = getattr(instance, self.method) if self.method else instance
         return instances[key]
 
-    def construct(self, pairs: set[tuple[float, float]]) -> None:
-        """Build the instances for these (T, α) now, so that a failing constructor is a usage error."""
-        for T, alpha in sorted(pairs):
-            self._callable(T, alpha)
+    def construct(self, scalars: list[Mapping[str, float]]) -> None:
+        """Build the instances for these values of T, α… now, so that a failing constructor is a usage error."""
+        unique = {tuple(values.get(role, 0.0) for role in SCALAR_ROLES): values for values in scalars}
+        for key in sorted(unique):  # the smallest temperature first, so that its failure is the one reported
+            self._callable(unique[key])
 
     def evidence(self) -> dict[str, Any]:
         """What the report shows about the binding: the parameters bound by position, if any."""
         return {"bound_by_position": list(self.by_position)} if self.by_position else {}
 
-    def call(self, student_logits: Any, teacher_logits: Any, labels: Any, T: float, alpha: float) -> Any:
-        """Call the loss with the battery's values for every role."""
-        values = {
-            "student_logits": student_logits,
-            "teacher_logits": teacher_logits,
-            "labels": labels,
-            "T": T,
-            "alpha": alpha,
-        }
-        fn = self._callable(T, alpha)
+    def call(self, values: Mapping[str, Any]) -> Any:
+        """Call the loss with the battery's ``values`` of its roles (logits, labels, mask, T, α, β, skew)."""
+        fn = self._callable({role: values[role] for role in SCALAR_ROLES if role in values})
         keyword = dict(self.args)
         by_name = {}
         for role in ROLES[self.kind]:
             where, name = self.roles.get(role, ("", ""))
-            if where == "call":
+            if where == "call" and role in values:
                 by_name[name] = values[role]
         keyword.update(by_name)
         positional = [keyword.pop(name) for name in self.positional]
@@ -211,7 +228,11 @@ def _format(values: Mapping[str, Any]) -> str:
 
 
 def _matches(name: str, role: str, kind: str) -> bool:
-    return role in ROLES[kind] and name in ALIASES[role]
+    if role not in ROLES[kind]:
+        return False
+    # DistiLLM calls its skew `lam`: where α is no role of its own, α's names mean the skew.
+    borrowed = ALIASES["alpha"] if role == "skew" and "alpha" not in ROLES[kind] else ()
+    return name in ALIASES[role] or name in borrowed
 
 
 def _parameters(signature: inspect.Signature | None) -> list[inspect.Parameter]:
@@ -348,7 +369,7 @@ def bind(
     fixed: dict[str, float] = {}
     # A role whose parameter the user fixed with --arg (or a partial's keyword): the battery runs at it.
     preset = dict(target.keywords) if isinstance(target, functools.partial) else {}
-    for role in ("T", "alpha"):
+    for role in SCALAR_ROLES:
         if role in found and found[role][1] in args:
             fixed[role] = _number(args[found[role][1]], found[role][1])
             del found[role]
@@ -357,7 +378,7 @@ def bind(
             del found[role]
     if inspect.isclass(target):
         rest = [role for role in wanted if role not in found and role not in fixed]
-        in_init = _assign("init", init_parameters, kind, [r for r in rest if r in ("T", "alpha")], explicit,
+        in_init = _assign("init", init_parameters, kind, [r for r in rest if r in SCALAR_ROLES], explicit,
                           {}, f"{_short_name(target)}{_signature(target)}")  # fmt: skip
         for role, (where, name) in in_init.items():
             if name in init:  # the user fixed it: construct once, run the battery at that value
@@ -373,8 +394,9 @@ def bind(
         if p.kind in _POSITIONAL and p.name not in claimed and p.default is inspect.Parameter.empty
     ]
     by_position = []
+    optional = OPTIONAL_ROLES.get(kind, ())
     for role in wanted:
-        if role in found or role in fixed:
+        if role in found or role in fixed or role in optional:  # optional roles bind by name only
             continue
         if free:
             name = free.pop(0).name
@@ -385,18 +407,20 @@ def bind(
     # Instances keep a built-in temperature or weight as an attribute.
     if not inspect.isclass(target):
         owner_object = getattr(target, "__self__", target)
-        for role in ("T", "alpha"):
+        for role in SCALAR_ROLES:
             if role in wanted and role not in found and role not in fixed:
                 value = _instance_value(owner_object, role)
                 if value is not None:
                     fixed[role] = value
     for role, value in given.items():  # built in, by the user's word; a parameter for it still gets it
         fixed.setdefault(role, value)
-    missing = [role for role in wanted if role not in found and role not in fixed]
+    if "T" in optional and "T" not in found:
+        fixed.setdefault("T", 1.0)  # no temperature anywhere: the loss computes at T = 1
+    missing = [role for role in wanted if role not in found and role not in fixed and role not in optional]
     if missing:
         role = missing[0]
         hint = f"name the parameter with --bind {role}=NAME (Python: roles={{{role!r}: NAME}})"
-        if role in ("T", "alpha"):
+        if role in SCALAR_ROLES:
             hint += f", or, if the loss has it built in, give its value with --{role} VALUE ({role}=VALUE)"
         raise BindingError(f"cannot tell which parameter of {owner_text} is {role}: {hint}")
     if role_name != "the loss":

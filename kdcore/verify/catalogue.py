@@ -47,9 +47,11 @@ CATALOGUE: dict[str, Cause] = {
         "pass log_softmax(student_logits / T) as kl_div's input (not softmax), or use log p in −Σ q·log p",
     ),
     "swapped-kl-direction": Cause(
-        "the divergence runs the wrong way: KL(student ‖ teacher) instead of KL(teacher ‖ student)",
-        "kl_div(input, target) computes KL(target ‖ input): the input is the student's log-probabilities, "
-        "the target the teacher's probabilities",
+        "the divergence runs the wrong way: its two distributions are exchanged (KL(student ‖ teacher) "
+        "where KL(teacher ‖ student) is meant, or the reverse)",
+        "kl_div(input, target) computes KL(target ‖ input): for the forward KL (Hinton, skew KL) the input is "
+        "the student's log-probabilities and the target the teacher's; for the reverse KL (MiniLLM, skew "
+        "reverse KL) the other way round",
     ),
     "numerically-unstable": Cause(
         "the loss is not finite for large but finite logits, where the true loss is",
@@ -63,6 +65,50 @@ CATALOGUE: dict[str, Cause] = {
         "exchanged (kl_div(softmax(v/T), log_softmax(z/T))). kl_div(input, target) wants the student's "
         "log-probabilities as input and the teacher's probabilities (or, with log_target=True, "
         "log-probabilities) as target",
+    ),
+    "log-softmax-masked-vocabulary": Cause(
+        "the loss is NaN or infinite where vocabulary entries are masked (logit −1e9 in both student and "
+        "teacher), although masked entries contribute nothing",
+        "a masked entry's probability is exactly 0, so log(softmax(·)) is −inf there and 0·(−inf) is NaN: take "
+        "log-probabilities from log_softmax, and zero the masked terms with where(mask, 0, term) (or use "
+        "kl_div(..., log_target=True) on log-probabilities)",
+    ),
+    "padding-in-mean": Cause(
+        "padding positions are counted: the divergence at positions whose label is -100 (or whose mask is "
+        "False) enters the loss",
+        "select the kept positions before reducing: keep = labels != -100; loss = per_token[keep].sum() / "
+        "keep.sum() (or (per_token * keep).sum() / keep.sum())",
+    ),
+    "mean-over-all-positions": Cause(
+        "the padding is zeroed but the mean divides by every position, padding included: the loss shrinks "
+        "with the amount of padding",
+        "divide by the number of kept positions, keep.sum(), not by per_token.numel() (.mean() of a masked "
+        "tensor divides by all of its elements)",
+    ),
+    "log-space-mixture": Cause(
+        "the mixture is formed in log space: β·log q + (1 − β)·log p is the log of the geometric mixture "
+        "q^β·p^(1−β), not of the arithmetic mixture β·q + (1 − β)·p",
+        "mix probabilities, not log-probabilities: log M = logsumexp(stack([log q + log β, log p + log(1 − β)]), "
+        "0), as trl does",
+    ),
+    "mixture-weight-swapped": Cause(
+        "the mixture weight weighs the other distribution than the definition (or than the convention the "
+        "check was told) says",
+        "in GKD's JSD_β, M = β·q + (1 − β)·p and the weights are β on KL(q ‖ M), 1 − β on KL(p ‖ M) (β on the "
+        "teacher, as trl); DistiLLM's skew α is the share of the distribution the divergence starts from. If "
+        "your β deliberately weights the student, check with weight_on='student' (--beta-on student)",
+    ),
+    "temperature-on-one-side": Cause(
+        "the temperature is applied to one side only: the student's or the teacher's logits are not divided "
+        "by T",
+        "divide both logits by T before the softmax: log_softmax(student_logits / T), log_softmax(teacher_logits / T)",
+    ),
+    "dkd-target-leak": Cause(
+        "the target class leaks into DKD's non-target distribution: NCKD is not the KL of the distributions "
+        "over the non-target classes",
+        "remove the target class exactly: mask its logit with -inf (or take the renormalised probabilities "
+        "of the other classes), in both the teacher's and the student's distribution; subtracting 1000 from a "
+        "tempered logit is not enough when |z|/T is of that order",
     ),
     "temperature-on-hard-loss": Cause(
         "the hard-label cross-entropy is computed on the tempered logits z/T",

@@ -6,19 +6,29 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._arrays import check_alpha, check_choice, check_temperature
+from .._arrays import check_alpha, check_choice, check_real, check_temperature
 from .adapters import Adapter, get_adapter
 from .battery import FINITE_DIFFERENCE_REGIMES, MASK_LOGIT, battery_cases, infinite_mask_probe
 from .binding import Binding, bind, function_name
 from .diagnosis import diagnose
+from .families import FAMILY_KINDS, reference_text
 from .hypotheses import FD_DIRECTIONS
 from .reports import Finding, Report
-from .running import Outcome, Recorder, run_case
+from .running import Outcome, Recorder, run_case, scalars
+from .token_battery import family_cases, family_infinite_mask_probe
 
-__all__ = ["ALPHA_ON", "KINDS", "check_distillation_loss", "check_soft_loss"]
+__all__ = [
+    "ALPHA_ON",
+    "KINDS",
+    "WEIGHT_ON",
+    "check_distillation_loss",
+    "check_divergence_loss",
+    "check_soft_loss",
+]
 
-KINDS = ("soft", "distillation")
+KINDS = ("soft", "distillation", *FAMILY_KINDS)
 ALPHA_ON = ("hard", "soft")  # which term α weighs; (1 − α) weighs the other
+WEIGHT_ON = ("teacher", "student")  # which distribution the JSD's β weighs
 
 
 def _check(
@@ -26,24 +36,26 @@ def _check(
     kind: str,
     framework: str,
     grad_fn: Callable | None,
-    t2_scaling: bool,
+    t2_scaling: bool | None,
     name: str | None,
     *,
     args: Mapping[str, Any] | None = None,
     init: Mapping[str, Any] | None = None,
     roles: Mapping[str, str] | None = None,
-    T: float | None = None,
-    alpha: float | None = None,
+    built_in: Mapping[str, float | None] | None = None,
     alpha_on: str = "hard",
+    weight_on: str | None = None,
 ) -> Report:
-    if not isinstance(t2_scaling, bool):
+    family = kind in FAMILY_KINDS
+    if not (isinstance(t2_scaling, bool) or (family and t2_scaling is None)):
         raise TypeError(f"t2_scaling must be True or False, got t2_scaling={t2_scaling!r}")
     check_choice(alpha_on, "alpha_on", ALPHA_ON)
+    if weight_on is not None:
+        check_choice(weight_on, "weight_on", WEIGHT_ON)
     fixed = {}
-    if T is not None:
-        fixed["T"] = check_temperature(T)
-    if alpha is not None:
-        fixed["alpha"] = check_alpha(alpha)
+    for role, value in (built_in or {}).items():
+        if value is not None:
+            fixed[role] = check_temperature(value) if role == "T" else _check_weight(role, value, kind)
     if grad_fn is not None and framework != "numpy":
         raise ValueError(f"grad_fn is only for framework='numpy' ({framework} has autograd)")
     adapter = get_adapter(framework)  # first: an unknown framework is named before the loss is looked at
@@ -53,30 +65,63 @@ def _check(
         grad_binding = bind(grad_fn, kind, args=args, roles=roles, fixed=fixed, role_name="grad_fn")
     fixed = binding.fixed
     recorder = Recorder()
-    everything = battery_cases(fixed.get("T"), fixed.get("alpha"))
-    cases = [case for case in everything if adapter.supports(case.dtype)]
-    binding.construct({(case.spec.T, case.spec.alpha) for case in cases})  # a failing constructor: usage
-    outcomes = [run_case(binding, grad_binding, kind, adapter, case, recorder) for case in cases]
-    findings, convention, results = diagnose(kind, outcomes, t2_scaling, alpha_on)
-    notes = _notes(binding, grad_binding, kind, adapter, recorder, outcomes, len(cases) < len(everything))
-    weight = "T²·" if t2_scaling else ""
-    soft = f"{weight}KL(teacher ‖ student) or {weight}soft cross-entropy, mean over samples (batchmean)"
-    if alpha_on == "hard":
-        reference = f"α·CE(labels, z) at T = 1 + (1 − α)·[{soft}]"
+    if family:
+        everything = family_cases(kind, tuple(sorted(fixed.items())))
+        probe = family_infinite_mask_probe(kind, tuple(sorted(fixed.items())))
     else:
-        reference = f"(1 − α)·CE(labels, z) at T = 1 + α·[{soft}]"
+        everything = battery_cases(fixed.get("T"), fixed.get("alpha"))
+        probe = infinite_mask_probe(fixed.get("T"), fixed.get("alpha"))
+    cases = [case for case in everything if adapter.supports(case.dtype)]
+    # A token-level loss that takes neither labels nor a mask cannot be told which positions to drop.
+    unmasked = family and kind != "dkd" and not {"labels", "mask"} & set(binding.roles)
+    skipped_padded = [case for case in cases if unmasked and case.padded]
+    cases = [case for case in cases if case not in skipped_padded]
+    binding.construct([scalars(kind, case.spec) for case in cases])  # a failing constructor: usage
+    outcomes = [run_case(binding, grad_binding, kind, adapter, case, recorder) for case in cases]
+    findings, convention, results = diagnose(kind, outcomes, t2_scaling, alpha_on, weight_on)
+    notes = _notes(
+        binding, grad_binding, kind, adapter, recorder, outcomes, len(cases) < len(everything), probe
+    )
+    if skipped_padded:
+        notes.append(
+            Finding(
+                "padding-skipped",
+                f"the loss takes no labels and no mask, so the {len(skipped_padded)} cases with padding were not "
+                "run: padding is left to its caller (a parameter named labels, with -100 at padding, or mask, "
+                "True where a position counts, lets the check test it)",
+            )
+        )
+    if family:
+        reference = reference_text(kind, t2_scaling, weight_on)
+    else:
+        weight = "T²·" if t2_scaling else ""
+        soft = f"{weight}KL(teacher ‖ student) or {weight}soft cross-entropy, mean over samples (batchmean)"
+        if kind == "soft":
+            reference = soft
+        elif alpha_on == "hard":
+            reference = f"α·CE(labels, z) at T = 1 + (1 − α)·[{soft}]"
+        else:
+            reference = f"(1 − α)·CE(labels, z) at T = 1 + α·[{soft}]"
     return Report(
         kind=kind,
         framework=framework,
         function=name or function_name(fn),
         ok=not findings,
-        reference=soft if kind == "soft" else reference,
+        reference=reference,
         convention=convention,
         t2_scaling=t2_scaling,
         findings=tuple(findings),
         cases=tuple(results[case.id] for case in cases),
         notes=tuple(notes),
     )
+
+
+def _check_weight(role: str, value: float, kind: str) -> float:
+    if role == "alpha" and kind != "dkd":
+        return check_alpha(value)
+    if role in ("beta", "skew") and kind != "dkd":
+        return check_real(value, role, 0.0, 1.0)
+    return check_real(value, role, 0.0)  # DKD's α and β: any non-negative weight
 
 
 def _notes(
@@ -87,6 +132,7 @@ def _notes(
     recorder: Recorder,
     outcomes: list[Outcome],
     skipped_float64: bool,
+    probe_case: Any,
 ) -> list[Finding]:
     notes = [Finding("called-as", binding.describe(), binding.evidence())]
     if binding.fixed:
@@ -94,8 +140,10 @@ def _notes(
         blind = []
         if binding.fixed.get("T") == 1.0:
             blind.append("at T = 1 a missing or extra T² changes nothing, so it cannot be detected")
-        if binding.fixed.get("alpha") == 0.5:
+        if binding.fixed.get("alpha") == 0.5 and kind == "distillation":
             blind.append("at α = 0.5 exchanged weights change nothing, so they cannot be detected")
+        if binding.fixed.get("beta") == 0.5 and kind == "jsd":
+            blind.append("at β = 0.5 β on the teacher and β on the student are the same loss")
         notes.append(
             Finding(
                 "fixed-parameters",
@@ -103,15 +151,7 @@ def _notes(
                 "range" + ("; " + "; ".join(blind) if blind else ""),
             )
         )
-    fixed = binding.fixed
-    probe = run_case(
-        binding,
-        grad_binding,
-        kind,
-        adapter,
-        infinite_mask_probe(fixed.get("T"), fixed.get("alpha")),
-        recorder,
-    )
+    probe = run_case(binding, grad_binding, kind, adapter, probe_case, recorder)
     if probe.evaluation is not None and (not math.isfinite(probe.value) or not probe.gradient_finite()):
         notes.append(
             Finding(
@@ -249,7 +289,9 @@ def check_soft_loss(
     >>> check_soft_loss(kd, "numpy").notes[0].message
     'kd(student_logits=student_logits, teacher_logits=teacher_logits, temperature=T)'
     """
-    return _check(fn, "soft", framework, grad_fn, t2_scaling, name, args=args, init=init, roles=roles, T=T)
+    return _check(
+        fn, "soft", framework, grad_fn, t2_scaling, name, args=args, init=init, roles=roles, built_in={"T": T}
+    )
 
 
 def check_distillation_loss(
@@ -327,5 +369,87 @@ def check_distillation_loss(
     """
     return _check(
         fn, "distillation", framework, grad_fn, t2_scaling, name,
-        args=args, init=init, roles=roles, T=T, alpha=alpha, alpha_on=alpha_on,
+        args=args, init=init, roles=roles, built_in={"T": T, "alpha": alpha}, alpha_on=alpha_on,
+    )  # fmt: skip
+
+
+def check_divergence_loss(
+    fn: Any, kind: str, framework: str = "torch", *,
+    grad_fn: Callable | None = None, t2_scaling: bool | None = None, weight_on: str | None = None,
+    T: float | None = None, beta: float | None = None, skew: float | None = None, alpha: float | None = None,
+    name: str | None = None, args: Mapping[str, Any] | None = None, init: Mapping[str, Any] | None = None,
+    roles: Mapping[str, str] | None = None,
+) -> Report:  # fmt: skip
+    r"""Check a reverse-KL, generalised-JSD, skew-KL, skew-reverse-KL or DKD loss against kdcore.
+
+    Parameters
+    ----------
+    fn : callable or class
+        The loss as it is written (see :func:`check_soft_loss`). Its arguments are matched by name: student
+        and teacher logits of shape ``(B, V)`` or ``(B, S, V)`` (class axis last), the temperature
+        (``T``/``temperature``/``tau``), and as the kind has them β (``beta``), the skew α (``skew``,
+        ``skew_alpha``, or DistiLLM's ``lam``/``alpha``), DKD's ``alpha`` and ``beta``. Token-level losses
+        may take ``labels`` (int64, the leading shape, ``-100`` at padding, as trl's) or ``mask`` (bool, True
+        where a position counts); DKD takes the target ``labels`` of shape ``(B,)``. A loss with no
+        temperature parameter computes at T = 1. It must return one number.
+    kind : {"reverse-kl", "jsd", "skew-kl", "skew-reverse-kl", "dkd"}
+        Which divergence the loss computes (kdcore's :func:`~kdcore.reverse_kl_divergence`,
+        :func:`~kdcore.jensen_shannon_divergence`, :func:`~kdcore.skew_kl_divergence`,
+        :func:`~kdcore.skew_reverse_kl_divergence`, :func:`~kdcore.decoupled_kd_loss`).
+    framework : {"torch", "jax", "tensorflow", "numpy"}, default "torch"
+    grad_fn : callable, optional
+        NumPy only: the gradient w.r.t. the student logits, with the same parameters as ``fn``.
+    t2_scaling : bool, optional
+        None (default): with or without T², both accepted and the report says which; True or False: the
+        other one is a finding (``missing-T2-scaling`` / ``unexpected-T2-scaling``).
+    weight_on : {"teacher", "student"}, optional
+        JSD only: which distribution β weighs. None (default) accepts either and reports it; given, the other
+        is ``mixture-weight-swapped``.
+    T, beta, skew, alpha : float, optional
+        Values the loss has built in (no parameter for them): the battery runs at that value.
+    name, args, init, roles : optional
+        As :func:`check_soft_loss`.
+
+    Returns
+    -------
+    Report
+        ``ok`` when value and gradient match kdcore's on every case of the token battery (DKD: the DKD
+        battery) under some combination of accepted conventions; ``report.convention`` names them.
+
+    Raises
+    ------
+    kdcore.verify.binding.BindingError, ValueError, kdcore.adapters.FrameworkNotInstalledError
+        As :func:`check_soft_loss`; also for an unknown ``kind``.
+
+    Notes
+    -----
+    The token battery (:data:`kdcore.verify.token_battery.TOKEN_BATTERY`) has ``(B, V)`` and ``(B, S, V)``
+    logits, right padding of different lengths marked by ``-100`` labels, vocabulary entries masked with
+    −1e9, and β = 0 and β = 1, where ``trl`` switches to the forward and the reverse KL. The accepted
+    reductions are the mean over kept tokens, the mean per sequence then over sequences, and the sum per
+    sequence then mean over sequences; a mean that counts padding, or divides by every position, is a
+    finding. ``docs/verify.md`` lists the conventions and every code.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import jensen_shannon_divergence, jensen_shannon_divergence_grad
+    >>> from kdcore.verify import check_divergence_loss
+    >>> def jsd(student_logits, teacher_logits, mask, beta, temperature):
+    ...     per_token = jensen_shannon_divergence(student_logits, teacher_logits, temperature, beta, "none")
+    ...     return np.sum(np.where(mask, per_token, 0.0)) / np.sum(mask)
+    >>> def jsd_grad(student_logits, teacher_logits, mask, beta, temperature):
+    ...     rows = jensen_shannon_divergence_grad(student_logits, teacher_logits, temperature, beta, "none")
+    ...     return np.where(mask[..., None], rows, 0.0) / np.sum(mask)
+    >>> report = check_divergence_loss(jsd, "jsd", "numpy", grad_fn=jsd_grad)
+    >>> report.ok
+    True
+    >>> print(report.convention.split("; ")[0])
+    β weights the teacher: M = β·q + (1 − β)·p, β·KL(q ‖ M) + (1 − β)·KL(p ‖ M) (GKD Eq. 1 and trl)
+    """
+    check_choice(kind, "kind", FAMILY_KINDS)
+    built_in = {"T": T, "beta": beta, "skew": skew, "alpha": alpha}
+    return _check(
+        fn, kind, framework, grad_fn, t2_scaling, name,
+        args=args, init=init, roles=roles, built_in=built_in, weight_on=weight_on,
     )  # fmt: skip

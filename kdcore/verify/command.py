@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .adapters import FRAMEWORKS, FrameworkNotInstalledError, get_adapter
-from .checks import KINDS, check_distillation_loss, check_soft_loss
+from .checks import KINDS, check_distillation_loss, check_divergence_loss, check_soft_loss
 from .running import describe_exception
 
 __all__ = ["UsageError", "import_target", "parse_assignments", "run_check"]
@@ -100,6 +100,27 @@ def parse_assignments(items: Sequence[str] | None, option: str) -> dict[str, Any
     return values
 
 
+def _check_options(
+    kind: str,
+    alpha: float | None,
+    alpha_on: str,
+    beta: float | None,
+    skew: float | None,
+    weight_on: str | None,
+) -> None:
+    """Refuse an option the kind has no use for, before anything is imported or run."""
+    if alpha_on != "hard" and kind != "distillation":
+        raise UsageError("--alpha-on is for --kind distillation")
+    if alpha is not None and kind not in ("distillation", "dkd"):
+        raise UsageError(f"--alpha is for --kind distillation or dkd (a {kind} loss has no α)")
+    if beta is not None and kind not in ("jsd", "dkd"):
+        raise UsageError(f"--beta is for --kind jsd or dkd (a {kind} loss has no β)")
+    if skew is not None and kind not in ("skew-kl", "skew-reverse-kl"):
+        raise UsageError(f"--skew is for --kind skew-kl or skew-reverse-kl (a {kind} loss has no skew)")
+    if weight_on is not None and kind != "jsd":
+        raise UsageError("--beta-on is for --kind jsd")
+
+
 def run_check(
     target: str,
     framework: str,
@@ -110,10 +131,13 @@ def run_check(
     args: Mapping[str, Any] | None = None,
     init: Mapping[str, Any] | None = None,
     roles: Mapping[str, str] | None = None,
-    t2_scaling: bool = True,
+    t2_scaling: bool | None = None,
     alpha_on: str = "hard",
     T: float | None = None,
     alpha: float | None = None,
+    beta: float | None = None,
+    skew: float | None = None,
+    weight_on: str | None = None,
 ) -> int:
     """Run ``kdcore check``: import ``target``, check it, print the report, and return the exit code.
 
@@ -126,15 +150,19 @@ def run_check(
         constructed, then its ``forward`` called).
     framework : {"torch", "jax", "tensorflow", "numpy"}
         What the loss is written in.
-    kind : {"soft", "distillation"}
-        ``soft``: student logits, teacher logits, temperature; ``distillation``: also labels and α.
+    kind : {"soft", "distillation", "reverse-kl", "jsd", "skew-kl", "skew-reverse-kl", "dkd"}
+        ``soft``: student logits, teacher logits, temperature; ``distillation``: also labels and α; the
+        others: :func:`kdcore.verify.check_divergence_loss`.
     as_json : bool, default False
         Print :meth:`Report.to_json` instead of the readable report.
     stream : file-like, optional
         Where to write; default ``sys.stdout``. Usage errors are written there too, prefixed ``error:``.
     args, init, roles, t2_scaling, alpha_on, T, alpha
         As :func:`kdcore.verify.check_distillation_loss` (``--arg``, ``--init``, ``--bind``, ``--no-t2``,
-        ``--alpha-on``, ``--T``, ``--alpha``).
+        ``--alpha-on``, ``--T``, ``--alpha``). ``t2_scaling=None`` is True for ``soft`` and
+        ``distillation``, and "either" for the other kinds (``--t2`` / ``--no-t2`` decide).
+    beta, skew, weight_on
+        As :func:`kdcore.verify.check_divergence_loss` (``--beta``, ``--skew``, ``--beta-on``).
 
     Returns
     -------
@@ -162,13 +190,18 @@ def run_check(
             get_adapter(framework)  # before the import, so that a missing framework is named as such
         except FrameworkNotInstalledError as error:
             raise UsageError(str(error)) from None
-        fn, name = import_target(target)
         options: dict[str, Any] = {"args": args, "init": init, "roles": roles, "T": T}
+        _check_options(kind, alpha, alpha_on, beta, skew, weight_on)
         if kind == "distillation":
             options.update(alpha=alpha, alpha_on=alpha_on)
-        elif alpha is not None or alpha_on != "hard":
-            raise UsageError("--alpha and --alpha-on are for --kind distillation (a soft loss has no α)")
-        check = check_soft_loss if kind == "soft" else check_distillation_loss
+        elif kind not in ("soft", "distillation"):
+            options.update(kind=kind, alpha=alpha, beta=beta, skew=skew, weight_on=weight_on)
+        if kind in ("soft", "distillation"):
+            t2_scaling = True if t2_scaling is None else t2_scaling
+        fn, name = import_target(target)
+        check = {"soft": check_soft_loss, "distillation": check_distillation_loss}.get(
+            kind, check_divergence_loss
+        )
         try:
             report = check(fn, framework=framework, name=name, t2_scaling=t2_scaling, **options)
         except (TypeError, ValueError) as error:  # the loss's own errors are caught per case, inside

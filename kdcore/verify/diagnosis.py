@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from .battery import LARGE_LOGIT_REGIMES
-from .catalogue import message
+from .catalogue import CATALOGUE, message
+from .families import FAMILY_KINDS, convention_text
+from .families import reference_for as family_reference
 from .hypotheses import VALUE_ULPS, Hypothesis, all_hypotheses, eps
 from .reports import CaseResult, Finding
 from .running import Outcome
@@ -35,6 +37,7 @@ def _case_brief(outcome: Outcome, **extra: Any) -> dict[str, Any]:
     brief = {"case": outcome.case.id, "B": spec.batch_size, "N": spec.n_classes, "T": spec.T}
     if outcome.prediction.kind == "distillation":
         brief["alpha"] = spec.alpha
+    brief.update(_weights(outcome))
     return {**brief, **extra}
 
 
@@ -132,18 +135,28 @@ def _power_law(finite: list[Outcome], reference: Hypothesis) -> str | None:
 
 
 def diagnose(
-    kind: str, outcomes: list[Outcome], t2_scaling: bool, alpha_on: str = "hard"
+    kind: str,
+    outcomes: list[Outcome],
+    t2_scaling: bool | None,
+    alpha_on: str = "hard",
+    weight_on: str | None = None,
 ) -> tuple[list[Finding], str | None, dict[str, CaseResult]]:
-    """The findings, the soft-term convention found, and one :class:`CaseResult` per case."""
+    """The findings, the convention found, and one :class:`CaseResult` per case.
+
+    ``t2_scaling`` and ``weight_on`` may be None for the newer kinds: either convention is then accepted.
+    """
     findings: list[Finding] = []
     candidates = all_hypotheses(kind)
-    references = [h for h in candidates if not h.codes(t2_scaling, alpha_on)]
+    family = kind in FAMILY_KINDS
+    references = [h for h in candidates if not h.codes(t2_scaling, alpha_on, weight_on)]
 
-    def codes(h: Hypothesis) -> tuple[str, ...]:
-        return h.codes(t2_scaling, alpha_on)
+    def codes(h: Any) -> tuple[str, ...]:
+        return h.codes(t2_scaling, alpha_on, weight_on)
 
-    def reference_for(convention: str) -> Hypothesis:
-        return next(h for h in references if h.convention == convention)
+    def reference_for(chosen: Any) -> Any:
+        if family:
+            return family_reference(chosen, references)
+        return next(h for h in references if h.convention == chosen.convention)
 
     # 1. Cases that produced nothing to compare.
     raised = [o for o in outcomes if o.error is not None]
@@ -177,9 +190,8 @@ def diagnose(
     bad_value = [o for o in evaluated if not math.isfinite(o.value)]
     bad_grad = [o for o in evaluated if math.isfinite(o.value) and o.has_gradient and not o.gradient_finite()]
     non_finite = bad_value + bad_grad
-    if non_finite:
-        large_only = all(o.case.spec.regime in LARGE_LOGIT_REGIMES for o in non_finite)
-        code = "numerically-unstable" if large_only else "non-finite"
+    for code, group in _non_finite_groups(non_finite, family).items():
+        large_only = code != "non-finite"
         briefs = [
             _case_brief(
                 o,
@@ -187,15 +199,15 @@ def diagnose(
                 max_abs_logit=float(np.max(np.abs(o.case.student_logits))),
                 got=o.value if o in bad_value else "finite value, non-finite gradient",
             )
-            for o in non_finite[:5]
+            for o in group[:5]
         ]
-        hints = [] if large_only else pattern_hints(non_finite, evaluated)
+        hints = [] if large_only else pattern_hints(group, evaluated)
         findings.append(
             Finding(
                 code,
                 message(
                     code,
-                    f" ({len(non_finite)} of {len(evaluated)} cases" + "".join(f"; {h}" for h in hints) + ")",
+                    f" ({len(group)} of {len(evaluated)} cases" + "".join(f"; {h}" for h in hints) + ")",
                 ),
                 {"cases": briefs},
             )
@@ -219,7 +231,9 @@ def diagnose(
         matching.sort(key=rank)
         chosen = matching[0][0]
         convention = chosen.convention if chosen.soft_form == "reference" else None
-        reference = reference_for(chosen.convention)
+        if family:
+            convention = convention_text(kind, [h for h, _ in matching if not codes(h)])
+        reference = reference_for(chosen)
         found = codes(chosen)
         if found:
             reference_fits = sum(o.prediction.value_error(reference, o.value) <= 1.0 for o in finite)
@@ -253,6 +267,23 @@ def diagnose(
     # 5. The table: each case against the same reference as the evidence.
     results = {o.case.id: _case_result(o, reference, o in non_finite) for o in outcomes}
     return findings, convention, results
+
+
+def _non_finite_groups(non_finite: list[Outcome], family: bool) -> dict[str, list[Outcome]]:
+    """The non-finite cases by code: only on large logits is "numerically-unstable", anywhere else "non-finite".
+
+    For the newer kinds, the cases with masked vocabulary entries get their own code: log(softmax(·)) of a
+    masked entry is what language-model code gets wrong most often.
+    """
+    if not non_finite:
+        return {}
+    if not all(o.case.spec.regime in LARGE_LOGIT_REGIMES for o in non_finite):
+        return {"non-finite": non_finite}
+    groups: dict[str, list[Outcome]] = {}
+    for o in non_finite:
+        masked = family and o.case.spec.regime == "masked"
+        groups.setdefault("log-softmax-masked-vocabulary" if masked else "numerically-unstable", []).append(o)
+    return {code: groups[code] for code in CATALOGUE if code in groups}
 
 
 def _value_mismatch(
@@ -352,6 +383,14 @@ def _gradient_mismatch(
     return Finding("gradient-mismatch", text, evidence)
 
 
+def _weights(o: Outcome) -> dict[str, float]:
+    """The weights of a case of the newer kinds, by their names (β of the JSD, α of skew KL, DKD's α and β)."""
+    spec, kind = o.case.spec, o.prediction.kind
+    return {"jsd": {"beta": getattr(spec, "beta", 0.0)}, "dkd": {"alpha": spec.alpha, "beta": getattr(spec, "beta", 0.0)},
+            "skew-kl": {"skew": getattr(spec, "skew", 0.0)},
+            "skew-reverse-kl": {"skew": getattr(spec, "skew", 0.0)}}.get(kind, {})  # fmt: skip
+
+
 def _case_result(o: Outcome, reference: Hypothesis, non_finite: bool) -> CaseResult:
     spec = o.case.spec
     base = {
@@ -364,6 +403,8 @@ def _case_result(o: Outcome, reference: Hypothesis, non_finite: bool) -> CaseRes
         "alpha": spec.alpha if o.prediction.kind == "distillation" else None,
         "grad_source": o.grad_source,
     }
+    if o.prediction.kind in FAMILY_KINDS:
+        base.update(shape=list(o.case.student_logits.shape), weights=_weights(o))
     if o.error is not None:
         return CaseResult(**base, status="exception", detail=o.error)
     if o.not_scalar is not None:

@@ -19,7 +19,7 @@ import numpy as np
 from ..cross_entropy import cross_entropy, cross_entropy_grad
 from ..divergences import kl_divergence, kl_divergence_grad, soft_cross_entropy, soft_cross_entropy_grad
 from ..softmax import softmax, softmax_vjp
-from .battery import BATTERY, Case
+from .battery import Case
 from .catalogue import CATALOGUE
 
 __all__ = [
@@ -109,7 +109,9 @@ class Hypothesis:
     alpha_on_soft: bool = False  # distillation: α weighs the soft term, (1 − α) the hard one
     hard_reduction: str = "batchmean"
 
-    def codes(self, t2_expected: bool, alpha_on: str = "hard") -> tuple[str, ...]:
+    def codes(
+        self, t2_expected: bool, alpha_on: str = "hard", weight_on: str | None = None
+    ) -> tuple[str, ...]:
         """The catalogue codes this hypothesis deviates by from the expected conventions, in catalogue order."""
         found = set()
         if self.soft_form == "swapped":
@@ -146,8 +148,12 @@ class Hypothesis:
         return f"{weights[0]}·{hard} + {weights[1]}·{soft}"
 
 
-def all_hypotheses(kind: str) -> list[Hypothesis]:
-    """Every combination: 48 for a soft loss, 576 for a distillation loss."""
+def all_hypotheses(kind: str) -> list[Any]:
+    """Every combination: 48 for a soft loss, 576 for a distillation loss (the newer kinds: .families)."""
+    if kind not in ("soft", "distillation"):
+        from .families import family_hypotheses
+
+        return family_hypotheses(kind)
     soft = [
         Hypothesis(form, convention, t2, reduction)
         for form, convention, t2, reduction in itertools.product(
@@ -173,7 +179,38 @@ def reduction_factor(reduction: str, batch_size: int, n_classes: int) -> float:
     }[reduction]
 
 
-class Prediction:
+class Allowances:
+    """Distances from a hypothesis in units of the allowance (see "Tolerances"), for any prediction.
+
+    A subclass has ``case`` and ``value(h) -> (value, scale)``, ``grad(h) -> (gradient, per-entry scale)``.
+    """
+
+    case: Any
+
+    def value(self, h: Any) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def grad(self, h: Any) -> tuple[np.ndarray, float]:
+        raise NotImplementedError
+
+    def value_error(self, h: Any, got: float) -> float:
+        """|got − value| in units of the allowance: ≤ 1 passes. inf when either is not finite."""
+        expected, scale = self.value(h)
+        if not (math.isfinite(got) and math.isfinite(expected)):
+            return math.inf
+        allowance = VALUE_ULPS[self.case.dtype] * eps(self.case.dtype) * (abs(expected) + scale)
+        return abs(got - expected) / allowance
+
+    def grad_error(self, h: Any, got: np.ndarray) -> float:
+        """max |got − gradient| in units of the allowance (normwise, max-norm): ≤ 1 passes."""
+        expected, scale = self.grad(h)
+        if not np.all(np.isfinite(got)):
+            return math.inf
+        allowance = GRAD_ULPS[self.case.dtype] * eps(self.case.dtype) * (np.max(np.abs(expected)) + scale)
+        return float(np.max(np.abs(got - expected)) / allowance)
+
+
+class Prediction(Allowances):
     """Everything kdcore knows about one case, in float64: each hypothesis's value, gradient and tolerance.
 
     Per-sample terms are computed once; a hypothesis is a linear combination of their sums (values) or
@@ -182,6 +219,7 @@ class Prediction:
 
     def __init__(self, case: Case, kind: str) -> None:
         self.case, self.kind = case, kind
+        self.reference_hypothesis = Hypothesis()
         z = case.student_logits.astype(np.float64)
         v = case.teacher_logits.astype(np.float64)
         T, (B, N) = case.spec.T, z.shape
@@ -265,24 +303,12 @@ class Prediction:
             self._cache[term, key] = source[key]()
         return self._cache[term, key]
 
-    def value_error(self, h: Hypothesis, got: float) -> float:
-        """|got − value| in units of the allowance: ≤ 1 passes. inf when either is not finite."""
-        expected, scale = self.value(h)
-        if not (math.isfinite(got) and math.isfinite(expected)):
-            return math.inf
-        allowance = VALUE_ULPS[self.case.dtype] * eps(self.case.dtype) * (abs(expected) + scale)
-        return abs(got - expected) / allowance
 
-    def grad_error(self, h: Hypothesis, got: np.ndarray) -> float:
-        """max |got − gradient| in units of the allowance (normwise, max-norm): ≤ 1 passes."""
-        expected, scale = self.grad(h)
-        if not np.all(np.isfinite(got)):
-            return math.inf
-        allowance = GRAD_ULPS[self.case.dtype] * eps(self.case.dtype) * (np.max(np.abs(expected)) + scale)
-        return float(np.max(np.abs(got - expected)) / allowance)
-
-
-@functools.lru_cache(maxsize=2 * 2 * (len(BATTERY) + 1))
-def prediction(case: Case, kind: str) -> Prediction:
+@functools.lru_cache(maxsize=256)
+def prediction(case: Any, kind: str) -> Allowances:
     """kdcore's side of a case, computed once per process: checking a zoo of losses reuses it."""
-    return Prediction(case, kind)
+    if kind in ("soft", "distillation"):
+        return Prediction(case, kind)
+    from .families import FamilyPrediction  # the newer losses: token-level battery, their own forms
+
+    return FamilyPrediction(case, kind)

@@ -79,6 +79,8 @@ class CaseResult:
     grad_error: float | None = None
     grad_source: str = "none"  # "autograd", "grad_fn", "finite-differences" or "none"
     detail: str | None = None
+    shape: list[int] | None = None  # the newer kinds: the logits' shape, (B, V) or (B, S, V)
+    weights: dict[str, float] | None = None  # the newer kinds: β, the skew α, DKD's α and β
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ class Report:
     """The verdict on one loss: ``ok``, the findings, and every case that was run.
 
     ``str(report)`` is for people, :meth:`to_json` for CI; :meth:`from_json` reads the latter back.
-    ``convention`` is ``"kl"`` or ``"cross_entropy"`` when the soft term was identified (``None`` if not),
+    ``convention`` is ``"kl"`` or ``"cross_entropy"`` when the soft term was identified (``None`` if not);
+    for the newer kinds (``"jsd"``, ``"dkd"``, ...) it lists the conventions found, separated by ``"; "``;
     ``notes`` are observations that do not affect ``ok`` (warnings the loss emitted, its behaviour with
     ``-inf`` masks).
     """
@@ -142,12 +145,13 @@ class Report:
         return cls(**data)
 
     def __str__(self) -> str:
-        what = "soft loss" if self.kind == "soft" else "distillation loss"
+        what = _WHAT.get(self.kind, f"{self.kind} loss")
         lines = [f"kdcore check: {what} {self.function} ({self.framework}): {'OK' if self.ok else 'FAIL'}"]
         lines.append(f"  reference   {self.reference}")
         found = {"kl": "KL(teacher ‖ student)", "cross_entropy": "soft cross-entropy −Σ q·log p"}
         if self.convention is not None:
-            lines.append(f"  convention  {found[self.convention]}")
+            for index, clause in enumerate(self.convention.split("; ")):
+                lines.append(f"  {'convention' if index == 0 else '':<10}  {found.get(clause, clause)}")
         counts = {status: sum(case.status == status for case in self.cases) for status in _STATUSES}
         summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
         lines.append(f"  cases       {len(self.cases)} run: {summary}")
@@ -169,6 +173,15 @@ class Report:
         return "\n".join(lines)
 
 
+_WHAT = {
+    "soft": "soft loss",
+    "distillation": "distillation loss",
+    "reverse-kl": "reverse-KL loss",
+    "jsd": "generalised JSD loss",
+    "skew-kl": "skew KL loss",
+    "skew-reverse-kl": "skew reverse KL loss",
+    "dkd": "DKD loss",
+}
 _STATUSES = ("ok", "value", "gradient", "non-finite", "exception", "not-scalar")
 
 
@@ -211,7 +224,7 @@ def _case_lines(cases: tuple[CaseResult, ...]) -> list[str]:
 
 
 def _case_header() -> str:
-    return f"  {'case':<24} {'B':>3} {'N':>5} {'T':>5} {'α':>5}  {'expected':>14} {'got':>14}  {'err/tol':>8} {'grad':>8}  status"
+    return f"  {'case':<24} {'B':>5} {'N':>5} {'T':>5} {'α':>5}  {'expected':>14} {'got':>14}  {'err/tol':>8} {'grad':>8}  status"
 
 
 def _case_line(case: CaseResult) -> str:
@@ -219,8 +232,11 @@ def _case_line(case: CaseResult) -> str:
         return f"{'—':>{width}}" if value is None else f"{value:>{width}{spec}}"
 
     alpha = number(case.alpha, 5, ".2f")
+    if case.weights:  # the newer kinds: the case's own weight (β, skew α; DKD's β) in the α column
+        alpha = number(list(case.weights.values())[-1], 5, ".2f")
+    shape = "×".join(map(str, case.shape[:-1])) if case.shape else str(case.batch_size)
     return (
-        f"  {case.id:<24} {case.batch_size:>3} {case.n_classes:>5} {case.T:>5g} {alpha}  "
+        f"  {case.id:<24} {shape:>5} {case.n_classes:>5} {case.T:>5g} {alpha}  "
         f"{number(case.expected, 14, '.7g')} {number(case.got, 14, '.7g')}  "
         f"{number(case.value_error, 8, '.2g')} {number(case.grad_error, 8, '.2g')}  {case.status}"
         + (f"  ({case.detail})" if case.detail else "")

@@ -23,9 +23,9 @@ from ..gradcheck import DEFAULT_STEP_FACTOR, directional_derivative
 from .adapters import Adapter, Evaluation, NotScalarError
 from .battery import FINITE_DIFFERENCE_REGIMES, SEED, Case
 from .binding import Binding, BindingError
-from .hypotheses import FD_DIRECTIONS, FD_NOISE_ULPS, FD_RTOL, Hypothesis, Prediction, eps, prediction
+from .hypotheses import FD_DIRECTIONS, FD_NOISE_ULPS, FD_RTOL, Allowances, Hypothesis, eps, prediction
 
-__all__ = ["Outcome", "Recorder", "describe_exception", "run_case"]
+__all__ = ["Outcome", "Recorder", "describe_exception", "run_case", "scalars"]
 
 
 @dataclass(eq=False)  # compared by identity: its fields are arrays
@@ -33,7 +33,7 @@ class Outcome:
     """One case's raw result, before any diagnosis."""
 
     case: Case
-    prediction: Prediction
+    prediction: Allowances  # a Prediction (soft, distillation) or a FamilyPrediction (the newer kinds)
     evaluation: Evaluation | None = None
     grad_source: str = "none"
     # For finite differences: the unit directions and the measured directional derivatives.
@@ -124,14 +124,19 @@ def run_case(
             # Fresh framework arrays at every call: a loss that writes into its inputs must not change what
             # the next call (its gradient, a finite-difference probe) sees.
             def arguments(student):
-                labels = adapter.labels(case.labels) if kind == "distillation" else None
-                return student, adapter.constant(case.teacher_logits), labels, spec.T, spec.alpha
+                values = {"student_logits": student, "teacher_logits": adapter.constant(case.teacher_logits)}
+                values.update(scalars(kind, spec))
+                if kind != "soft":
+                    values["labels"] = adapter.labels(case.labels)
+                if hasattr(case, "keep"):
+                    values["mask"] = adapter.constant(case.keep)
+                return values
 
             def loss_of_student(student):
-                return _loss_value(loss.call(*arguments(student)))
+                return _loss_value(loss.call(arguments(student)))
 
             def grad_of_student(student):
-                return grad.call(*arguments(student))
+                return grad.call(arguments(student))
 
             outcome.evaluation = adapter.value_and_grad(
                 loss_of_student, case.student_logits, grad_of_student if grad is not None else None
@@ -150,6 +155,13 @@ def run_case(
             outcome.error = describe_exception(error)
             outcome.evaluation = None
     return outcome
+
+
+def scalars(kind: str, spec: Any) -> dict[str, float]:
+    """The numbers of a case the loss may take: T, and α, β or the skew as the kind has them."""
+    names = {"soft": ("T",), "distillation": ("T", "alpha"), "jsd": ("T", "beta"), "dkd": ("T", "alpha", "beta"),
+             "skew-kl": ("T", "skew"), "skew-reverse-kl": ("T", "skew")}.get(kind, ("T",))  # fmt: skip
+    return {name: getattr(spec, name) for name in names}
 
 
 def _loss_value(value: Any) -> Any:
@@ -171,7 +183,9 @@ def _finite_differences(outcome: Outcome, loss_of_student: Callable) -> None:
     # would make it 1e5), and no larger than T·eps^(1/4), since the loss curves on the scale of z/T.
     size = max(1.0, float(np.max(np.abs(case.student_logits[active]))))
     step = DEFAULT_STEP_FACTOR * min(size, max(case.spec.T, 1e-3) * size)
-    scale = abs(outcome.value) + sum(map(abs, outcome.prediction.value(Hypothesis())))
+    scale = abs(outcome.value) + sum(
+        map(abs, outcome.prediction.value(outcome.prediction.reference_hypothesis))
+    )
     outcome.fd_noise = FD_NOISE_ULPS * 3.0 * eps(np.dtype(np.float64)) * scale / step
     for _ in range(FD_DIRECTIONS):
         direction = np.where(active, rng.standard_normal(case.student_logits.shape), 0.0)
