@@ -390,8 +390,9 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms" if seconds < 0.1 else f"{seconds * 1e3:.0f} ms"
 
 
-def markdown_tables(cases: list[dict], names: list[str]) -> str:
-    lines = ["### Time (median) and ratio to PyTorch autograd", ""]
+def time_table(cases: list[dict], names: list[str]) -> list[str]:
+    """Median time of every implementation per case, and its ratio to PyTorch autograd (2 threads)."""
+    lines = []
     lines.append("| B × N | dtype | " + " | ".join(names) + " | other processes (cores) |")
     lines.append("|---|---|" + "---:|" * (len(names) + 1))
     for case in cases:
@@ -411,13 +412,16 @@ def markdown_tables(cases: list[dict], names: list[str]) -> str:
         lines.append(
             f"| {case['shape'][0]} × {case['shape'][1]} | {case['dtype']} | " + " | ".join(cells) + " |"
         )
+    return lines
 
-    lines += ["", "### Targets for kdcore (`kl_divergence_and_grad`)", ""]
-    lines.append(
+
+def target_table(cases: list[dict]) -> list[str]:
+    """The issue's targets for ``kl_divergence_and_grad`` per case, ✓/✗ where a target applies."""
+    lines = [
         "| B × N | dtype | inputs | certified rows | kdcore / torch (≤ 0.8; ≤ 1.0 at 256 × 10) "
         "| kdcore / torch 1 thread | both on 1 thread | kdcore / exp floor (≤ 6) | kdcore / baseline | pair / torch "
         "| fused / torch | peak extra memory / one input (≤ 2) |"
-    )
+    ]
     lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for case in cases:
         m, mem = case["median_seconds"], case["memory"]
@@ -447,7 +451,12 @@ def markdown_tables(cases: list[dict], names: list[str]) -> str:
             f"| {ratio('kdcore-and-grad', 'baseline')} | {ratio('kdcore', 'torch')} "
             f"| {ratio('kdcore-fused', 'torch')} | {memory} |"
         )
+    return lines
 
+
+def markdown_tables(cases: list[dict], names: list[str]) -> str:
+    lines = ["### Time (median) and ratio to PyTorch autograd", "", *time_table(cases, names)]
+    lines += ["", "### Targets for kdcore (`kl_divergence_and_grad`)", "", *target_table(cases)]
     lines += ["", "### Peak extra memory, in units of one input array (B·N·itemsize)", ""]
     mem_names = [n for n in names if n != "exp-floor"]
     lines.append("| B × N | dtype | one input | " + " | ".join(mem_names) + " |")

@@ -38,8 +38,10 @@ measure the accuracy contract uses. Failing rows are recomputed by the careful a
 The bound, term by term
 -----------------------
 With :math:`F = \max_i |f_i|`, :math:`L = \max(0, -\min_i f_i)`, :math:`C = |c|`, :math:`m` the number of
-roundings a term can suffer in NumPy's pairwise float64 sum (``summation_roundings``), :math:`w = 2^{-53}`
-(sums are accumulated in float64 for every input dtype), :math:`\epsilon = 8u` for NumPy's ``exp``/``expm1``
+roundings a term can suffer in NumPy's pairwise float64 sum (``summation_roundings``; for at most 27
+classes the kernel sums sequentially down a transposed chunk, at most :math:`n - 1 \le 26` roundings per
+term, which the same :math:`m \ge 27` covers), :math:`w = 2^{-53}` (sums are accumulated in float64 for
+every input dtype), :math:`\epsilon = 8u` for NumPy's ``exp``/``expm1``
 (4 ulp; ``tests/test_certificate.py`` checks this on the machine), and the weighted sizes
 
 .. math::

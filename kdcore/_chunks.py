@@ -4,7 +4,7 @@ Every loss in kdcore treats samples (rows) independently, so a large batch can b
 
 * **memory stays bounded** — a kernel's temporaries are the size of its chunk, not of the input; each
   kernel says how many chunk-sized temporaries it holds (``scratch``), and the chunk size is chosen so that
-  all workers' temporaries together stay below one input's worth. Outputs are allocated once, at full size,
+  all workers' temporaries together stay below half an input's worth. Outputs are allocated once, at full size,
   and every chunk writes its own rows into them (nothing is concatenated, so no output exists twice);
 * **several cores work** — NumPy releases the GIL inside its ufunc loops, so threads run chunks in parallel.
 
@@ -19,7 +19,8 @@ CPUs (``taskset``, a container's CPU set) gets no more threads than it has CPUs.
 Worker threads are started for one call and joined before it returns: no pool persists, so nothing can be
 inherited half-alive by an ``os.fork()`` child (a persistent ``ThreadPoolExecutor`` made a child's first
 large call hang forever, since its worker threads do not exist after the fork). Starting a thread costs
-~0.1 ms, which is why inputs below ``PARALLEL_MIN_ELEMENTS`` run in the calling thread.
+~0.1 ms, and threads hand the GIL to each other between NumPy calls, which is why inputs below
+``PARALLEL_MIN_ELEMENTS`` run in the calling thread.
 
 A row's numbers do not depend on the chunking or the thread count: each row's arithmetic is the same.
 """
@@ -36,14 +37,16 @@ import numpy as np
 
 __all__ = ["get_num_threads", "num_threads", "set_num_threads"]
 
-# A chunk never exceeds MAX_CHUNK_ELEMENTS (so that a kernel's few temporaries stay in the 2 MiB L2 cache:
-# 2^16 float64 elements are 512 KiB) and is never cut below MIN_CHUNK_ELEMENTS: a chunk costs ~60 NumPy
-# calls of fixed overhead (~0.1–0.2 ms), which below 2^14 elements outweighs the memory it saves (at
-# 256 × 10, five chunks took 2× the time of one). Below PARALLEL_MIN_ELEMENTS the call stays in the
-# calling thread: starting a worker costs more than it saves. Measured in docs/performance.md.
-MAX_CHUNK_ELEMENTS = 1 << 16
+# A chunk never exceeds MAX_CHUNK_ELEMENTS and is never cut below MIN_CHUNK_ELEMENTS (each chunk costs a few
+# dozen NumPy calls of fixed overhead, which below 2^14 elements outweighs the memory it saves). On one
+# thread the fast kernel's time hardly depends on the chunk size between 2^14 and 2^20 elements (its
+# per-row certificate runs once per call, not per chunk); on several threads every NumPy call is a point
+# where the threads hand the GIL to each other, so the chunks are made as large as the memory bound allows,
+# up to 2^18 elements. Below PARALLEL_MIN_ELEMENTS the call stays in the calling thread: in the quiet run of
+# docs/performance.md, 256 × 1000 (2^18 elements) took longer on two threads than on one, in both dtypes.
+MAX_CHUNK_ELEMENTS = 1 << 18
 MIN_CHUNK_ELEMENTS = 1 << 14
-PARALLEL_MIN_ELEMENTS = 1 << 16
+PARALLEL_MIN_ELEMENTS = 1 << 19
 MAX_DEFAULT_THREADS = 4
 
 _process_threads: int | None = None  # set_num_threads; None: the default
@@ -140,9 +143,10 @@ def num_threads(n: int) -> Iterator[None]:
 def _chunk_rows(
     n_rows: int, n_classes: int, workers: int, scratch: int, max_chunk: int = MAX_CHUNK_ELEMENTS
 ) -> int:
-    """Rows per chunk: all workers' ``scratch`` temporaries together at most one input's worth."""
+    """Rows per chunk: all workers' ``scratch`` temporaries together at most half an input's worth (the
+    outputs, a gradient as large as an input, come on top: the peak stays within 2 inputs)."""
     total = n_rows * max(n_classes, 1)
-    elements = total // max(1, workers * scratch)
+    elements = total // max(1, 2 * workers * scratch)
     elements = min(max_chunk, max(MIN_CHUNK_ELEMENTS, elements))
     return max(1, min(n_rows, elements // max(n_classes, 1)))
 

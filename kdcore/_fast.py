@@ -17,8 +17,15 @@ bound exceeds the tolerance — and rows that are near-equal on a sample of thei
 contract. Sums are accumulated in float64 (``np.sum(..., dtype=float64)``), everything elementwise stays
 in the input's dtype.
 
-Memory: each worker holds two chunk-sized arrays (three without a gradient), and the gradient is written
-straight into its preallocated output; the chunk size keeps all of it below one input's worth.
+The passes run chunk by chunk (over threads, ``kdcore/_chunks.py``) and leave ten numbers per row; the
+certificate then judges all rows of the call in one vectorised step (per chunk, its ~50 operations on a
+few hundred numbers cost as much as several array passes), and the refused rows are recomputed, again
+chunk by chunk. Up to ``TRANSPOSED_MAX_CLASSES`` classes a chunk is worked on transposed (classes × rows),
+so that the row reductions are vectorised loops instead of one short loop per row.
+
+Memory: each worker holds two chunk-sized arrays (three without a gradient, four when transposed), and the
+gradient is written straight into its preallocated output; the chunk size keeps all of it below half an
+input's worth.
 
 ``fast_quantities`` exposes the same per-row quantities (log q, q, f, KL, p/q − 1, the certificate) as full
 arrays for new divergences that want to build on the fast path.
@@ -43,6 +50,16 @@ SAMPLE = 16
 # The careful algorithm's temporaries per chunk (about eight arrays the size of its chunk live at once).
 CAREFUL_SCRATCH = 8
 CAREFUL_MAX_CHUNK = 1 << 17
+# Up to this many classes a chunk is worked on transposed, classes × rows: a reduction along the last axis
+# costs ~0.05 µs per row whatever the row's length (NumPy starts its inner loop once per row), which made
+# the ~11 row reductions of a 256 × 10 call cost more than all its elementwise passes; along the first
+# axis of a C-contiguous array it is one vectorised loop per class. Such a sum is sequential (each term
+# rounded at most n − 1 ≤ 26 times), inside the certificate's count of 26 + … for NumPy's pairwise sums.
+TRANSPOSED_MAX_CLASSES = 27
+# The per-row numbers each chunk leaves for the certificate (rows of a float64 array, one column per row).
+STATS = ("normaliser", "centre", "f_max", "f_min", "residual", "weighted_square", "weighted_rise", "sigma")
+GRAD_MAX, ENTROPY_SUM = len(STATS), len(STATS) + 1  # max |g|; Σ ê·(v − max v)/T (soft cross-entropy)
+N_STATS = len(STATS) + 2
 
 
 def _sum(x: np.ndarray) -> np.ndarray:
@@ -68,54 +85,106 @@ class _Rows(NamedTuple):
     certified: np.ndarray  # (rows,) bool: margin ≤ 1 and KL > 0
 
 
-def _fast_chunk(
+def _fast_stats(
     z: np.ndarray,
     v: np.ndarray,
     T: float,
+    stats: np.ndarray,
     entropy: bool,
     grad_out: np.ndarray | None,
     scale: float,
-) -> _Rows:
-    """The fast kernel on a chunk (rows, N); writes scale·(p − q) into ``grad_out`` if given."""
+) -> None:
+    """The fast kernel's passes over a chunk (rows, N): writes scale·(p − q) into ``grad_out`` if given and
+    the per-row numbers the certificate needs into ``stats`` (float64, (N_STATS, rows)).
+
+    Up to ``TRANSPOSED_MAX_CLASSES`` classes the chunk is copied into classes × rows work arrays (every
+    elementwise operation is the same, only the reductions run along the first axis); a one-row chunk is
+    worked as two copies of its row, since NumPy sums a single column pairwise and several sequentially,
+    and a row's numbers must not depend on its neighbours.
+    """
     dtype = z.dtype
-    n = z.shape[-1]
-    a = np.empty_like(z)
-    b = np.empty_like(z)
-    scratch = grad_out if grad_out is not None else np.empty_like(z)
+    rows, n = z.shape
+    transposed = n <= TRANSPOSED_MAX_CLASSES
+    if transposed:
+        width = max(rows, 2)
+        a, b, scratch, work = (np.empty((n, width), dtype) for _ in range(4))
+        z_in, v_in = (z.T, v.T) if rows > 1 else (np.repeat(z.T, 2, axis=1), np.repeat(v.T, 2, axis=1))
+        axis = 0
+    else:
+        a, b = np.empty_like(z), np.empty_like(z)
+        z_in, v_in = z, v
+        axis = 1
+        scratch = grad_out if grad_out is not None else np.empty_like(z)
+        work = None
+
+    def reduce_max(x):
+        return np.max(x, axis=axis, keepdims=True)
+
+    def reduce_min(x):
+        return np.min(x, axis=axis, keepdims=True)
+
+    def accurate_sum(x):  # float64 accumulation, for the sums the value depends on
+        return np.sum(x, axis=axis, keepdims=True, dtype=np.float64)
+
+    def weighted_sum(x, y, out):  # Σ x·y of non-negative or centring terms, in the input's dtype
+        if not transposed:
+            return np.einsum("ij,ij->i", x, y)[:, None].astype(np.float64)
+        np.multiply(x, y, out=out)
+        return np.sum(out, axis=0, keepdims=True).astype(np.float64)
+
+    def store(index, x):
+        stats[index] = x.reshape(-1)[:rows]
+
     with np.errstate(all="ignore"):  # non-finite rows fail the certificate and are recomputed
         # The teacher: the same operations as softmax._tempered, so both paths share these roundings.
-        np.subtract(v, np.max(v, axis=-1, keepdims=True), out=a)
+        if transposed:
+            np.copyto(a, v_in)
+            np.subtract(a, reduce_max(a), out=a)
+        else:
+            np.subtract(v, reduce_max(v), out=a)
         a /= dtype.type(T)
         np.exp(a, out=b)
-        normaliser = _sum(b)
-        teacher_entropy = None
+        normaliser = accurate_sum(b)
+        store(0, normaliser)
         if entropy:
             np.multiply(b, a, out=scratch)
-            teacher_entropy = np.log(normaliser) - _sum(scratch) / normaliser
+            store(ENTROPY_SUM, accurate_sum(scratch))
         # f = d − c with c from a fast dot product: any c gives the same KL (r corrects it).
-        np.subtract(z, v, out=a)
+        np.subtract(z_in, v_in, out=a)
         a /= dtype.type(T)
-        centre = (_dot(b, a) / normaliser).astype(dtype)
+        centre = (weighted_sum(b, a, scratch) / normaliser).astype(dtype)
+        store(1, centre)
         a -= centre
-        f_max = np.max(a, axis=-1, keepdims=True).astype(np.float64)
-        f_min = np.min(a, axis=-1, keepdims=True).astype(np.float64)
+        store(2, reduce_max(a))
+        store(3, reduce_min(a))
         np.multiply(b, a, out=scratch)
-        residual = _sum(scratch) / normaliser
-        weighted_square = _dot(scratch, a) / normaliser
+        store(4, accurate_sum(scratch) / normaliser)
+        store(5, weighted_sum(scratch, a, work) / normaliser)
         np.expm1(a, out=a)
         # Σ q f expm1(f): every term ≥ 0 (f and expm1 f share their sign), it bounds Σ p|f| for the certificate
-        weighted_rise = _dot(scratch, a) / normaliser
+        store(6, weighted_sum(scratch, a, work) / normaliser)
         np.multiply(b, a, out=scratch)
-        sigma = _sum(scratch) / normaliser
-        kl = np.log1p(sigma) - residual
-        grad_max = None
+        sigma = accurate_sum(scratch) / normaliser
+        store(7, sigma)
         if grad_out is not None:
             a -= sigma.astype(dtype)
-            np.multiply(b, a, out=grad_out)
-            grad_out *= (scale / (normaliser * (1 + sigma))).astype(dtype)
-            grad_max = np.maximum(
-                np.max(grad_out, axis=-1, keepdims=True), -np.min(grad_out, axis=-1, keepdims=True)
-            ).astype(np.float64)
+            np.multiply(b, a, out=scratch)
+            scratch *= (scale / (normaliser * (1 + sigma))).astype(dtype)
+            store(GRAD_MAX, np.maximum(reduce_max(scratch), -reduce_min(scratch)))
+            if transposed:
+                np.copyto(grad_out, scratch[:, :rows].T)
+
+
+def _certify(
+    dtype: np.dtype, n: int, stats: np.ndarray, entropy: bool, grad: bool, scale: float
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """KL, H(q) (or None), the certificate margin and whether each row is certified, from ``stats``: 1-D
+    float64 arrays of the rows. Vectorised over all rows of a call at once (a chunk's few hundred rows cost
+    as many NumPy calls as a million)."""
+    normaliser, centre, f_max, f_min, residual, weighted_square, weighted_rise, sigma = stats[: len(STATS)]
+    grad_max = stats[GRAD_MAX] if grad else None
+    with np.errstate(all="ignore"):
+        kl = np.log1p(sigma) - residual
         bound, grad_bound = error_bounds(
             dtype,
             n,
@@ -132,7 +201,9 @@ def _fast_chunk(
             scale,
         )
         value = kl
-        if teacher_entropy is not None:
+        teacher_entropy = None
+        if entropy:
+            teacher_entropy = np.log(normaliser) - stats[ENTROPY_SUM] / normaliser
             bound += entropy_error_bound(dtype, n, teacher_entropy)
             value = kl + teacher_entropy
         tolerance = CERTIFIED_RTOL[dtype]
@@ -140,7 +211,27 @@ def _fast_chunk(
         if grad_bound is not None:
             margin = np.maximum(margin, grad_bound / (tolerance * grad_max))
         certified = (margin <= 1) & (kl > 0)  # NaN (a non-finite row) compares False: not certified
-    return _Rows(kl, teacher_entropy, margin[:, 0], certified[:, 0])
+    return kl, teacher_entropy, margin, certified
+
+
+def _fast_chunk(
+    z: np.ndarray,
+    v: np.ndarray,
+    T: float,
+    entropy: bool,
+    grad_out: np.ndarray | None,
+    scale: float,
+) -> _Rows:
+    """The fast kernel and its certificate on a chunk (rows, N); writes scale·(p − q) into ``grad_out`` if
+    given. (``soft_rows`` runs the same two steps, the certificate once for all chunks.)"""
+    stats = np.empty((N_STATS, z.shape[0]))
+    _fast_stats(z, v, T, stats, entropy, grad_out, scale)
+    kl, teacher_entropy, margin, certified = _certify(
+        z.dtype, z.shape[-1], stats, entropy, grad_out is not None, scale
+    )
+    return _Rows(
+        kl[:, None], None if teacher_entropy is None else teacher_entropy[:, None], margin, certified
+    )
 
 
 def _careful_rows(z, v, T, entropy: bool, want_grad: bool, scale: float):
@@ -154,8 +245,14 @@ def _careful_rows(z, v, T, entropy: bool, want_grad: bool, scale: float):
 def near_equal_rows(z: np.ndarray, v: np.ndarray, T: float) -> np.ndarray:
     """Rows (of 2-D arrays) that are near-equal on their first ``SAMPLE`` classes: see ``NEAR_EQUAL_SPAN``."""
     with np.errstate(all="ignore"):
-        sample = (z[:, :SAMPLE] - v[:, :SAMPLE]) / z.dtype.type(T)
-        span = np.max(sample, axis=-1) - np.min(sample, axis=-1)
+        if z.shape[-1] <= TRANSPOSED_MAX_CLASSES:  # reductions along the first axis (see above)
+            sample = np.subtract(z[:, :SAMPLE].T, v[:, :SAMPLE].T, order="C")
+            axis = 0
+        else:
+            sample = z[:, :SAMPLE] - v[:, :SAMPLE]
+            axis = -1
+        sample /= z.dtype.type(T)
+        span = np.max(sample, axis=axis) - np.min(sample, axis=axis)
     return span < NEAR_EQUAL_SPAN[z.dtype]  # NaN span (non-finite sample): not near-equal, tried and failed
 
 
@@ -174,6 +271,10 @@ def soft_rows(
     (e.g. 1/T, times 1/B for a mean), or None for no gradient. Returns ``(values (...), grad (..., N))``, each
     None if not asked for. ``certified_out``, if given (bool, one per sample), receives which rows the fast
     path certified (for tests and benchmarks).
+
+    The fast passes run chunk by chunk (over threads, see ``_chunks``) and leave a few numbers per row; the
+    certificate then judges all rows at once, and the rows it refuses are recomputed by the careful
+    algorithm, again chunk by chunk.
     """
     leading, n = student.shape[:-1], student.shape[-1]
     z, v = student.reshape(-1, n), teacher.reshape(-1, n)
@@ -183,7 +284,6 @@ def soft_rows(
     values = np.empty(n_rows, dtype=dtype) if value is not None else None
     grad = np.empty((n_rows, n), dtype=dtype) if grad_scale is not None else None
     scale = 1.0 if grad_scale is None else float(grad_scale)
-    certified = np.zeros(n_rows, dtype=bool)
     try_fast = ~near_equal_rows(z, v, T) if n > 1 else np.zeros(n_rows, dtype=bool)
 
     def careful(rows: slice | np.ndarray) -> None:
@@ -193,21 +293,31 @@ def soft_rows(
         if grad is not None:
             grad[rows] = row_grad
 
-    def fast(rows: slice) -> None:
-        grad_out = grad[rows] if grad is not None else None
-        result = _fast_chunk(z[rows], v[rows], T, entropy, grad_out, scale)
-        ok = result.certified & try_fast[rows]
-        certified[rows] = ok
-        if values is not None:
-            row_value = result.kl if result.entropy is None else result.kl + result.entropy
-            values[rows] = row_value[:, 0]
-        if not ok.all():
-            careful(np.flatnonzero(~ok) + rows.start)
-
     if try_fast.any():
-        # two chunk arrays (three without a gradient) plus ~20 per-row numbers and the rare careful rows
-        run_chunks(fast, n_rows, n, scratch=3 if grad is not None else 4)
+        stats = np.empty((N_STATS, n_rows))
+
+        def fast(rows: slice) -> None:
+            grad_out = grad[rows] if grad is not None else None
+            _fast_stats(z[rows], v[rows], T, stats[:, rows], entropy, grad_out, scale)
+
+        # two chunk arrays (three without a gradient; four when transposed) per worker
+        scratch = 4 if n <= TRANSPOSED_MAX_CLASSES else (2 if grad is not None else 3)
+        run_chunks(fast, n_rows, n, scratch=scratch)
+        kl, teacher_entropy, _, certified = _certify(dtype, n, stats, entropy, grad is not None, scale)
+        certified &= try_fast
+        if values is not None:
+            values[...] = kl if teacher_entropy is None else kl + teacher_entropy
+        refused = np.flatnonzero(~certified)
+        if refused.size:
+            run_chunks(
+                lambda rows: careful(refused[rows]),
+                refused.size,
+                n,
+                scratch=CAREFUL_SCRATCH,
+                max_chunk=CAREFUL_MAX_CHUNK,
+            )
     else:  # every row careful: the careful algorithm's own chunking (it makes more temporaries)
+        certified = try_fast
         run_chunks(careful, n_rows, n, scratch=CAREFUL_SCRATCH, max_chunk=CAREFUL_MAX_CHUNK)
     if certified_out is not None:
         certified_out[...] = certified.reshape(leading)

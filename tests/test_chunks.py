@@ -13,6 +13,20 @@ import kdcore
 from kdcore import _chunks
 
 
+@pytest.fixture
+def started_threads(monkeypatch):
+    """A list that receives the name of every thread kdcore starts while the test runs."""
+    names = []
+
+    class Counted(threading.Thread):
+        def start(self):
+            names.append(self.name)
+            super().start()
+
+    monkeypatch.setattr(_chunks.threading, "Thread", Counted)
+    return names
+
+
 class TestNumThreads:
     def test_default_respects_cpu_affinity(self):
         expected = min(_chunks.MAX_DEFAULT_THREADS, len(os.sched_getaffinity(0)))
@@ -50,7 +64,9 @@ class TestNumThreads:
         with pytest.raises(ValueError, match="number of threads"), kdcore.num_threads(bad):
             pass
 
-    def test_results_do_not_depend_on_threads(self, rng):
+    def test_results_do_not_depend_on_threads(self, rng, monkeypatch, started_threads):
+        monkeypatch.setattr(_chunks, "PARALLEL_MIN_ELEMENTS", 1)  # threads and many chunks at a test's size
+        monkeypatch.setattr(_chunks, "MAX_CHUNK_ELEMENTS", _chunks.MIN_CHUNK_ELEMENTS)
         z, v = rng.normal(size=(200, 700)) * 3, rng.normal(size=(200, 700)) * 3
         results = {}
         for n in (1, 2, 3):
@@ -59,15 +75,24 @@ class TestNumThreads:
                     kdcore.kl_divergence_grad(z, v, 2.0, "none"),
                     kdcore.kl_divergence(z, v, 2.0, "none"),
                 )
+        assert started_threads  # the threaded runs did use threads
         for n in (2, 3):
             np.testing.assert_array_equal(results[n][0], results[1][0])
             np.testing.assert_array_equal(results[n][1], results[1][1])
 
-    def test_no_thread_outlives_a_call(self, rng):
-        z, v = rng.normal(size=(256, 1000)), rng.normal(size=(256, 1000))
+    def test_no_thread_outlives_a_call(self, rng, started_threads):
+        z, v = rng.normal(size=(1024, 1000)), rng.normal(size=(1024, 1000))
         with kdcore.num_threads(2):
             kdcore.kl_divergence_grad(z, v, 2.0)
+        assert started_threads  # 2^20 elements: above PARALLEL_MIN_ELEMENTS
         assert not [t for t in threading.enumerate() if t.name.startswith("kdcore")]
+
+    def test_small_batches_stay_in_the_calling_thread(self, rng, started_threads):
+        rows = _chunks.PARALLEL_MIN_ELEMENTS // 1000 - 1
+        z, v = rng.normal(size=(rows, 1000)), rng.normal(size=(rows, 1000))
+        with kdcore.num_threads(2):
+            kdcore.kl_divergence_grad(z, v, 2.0)
+        assert not started_threads
 
 
 class TestRunChunks:
@@ -105,11 +130,12 @@ class TestRunChunks:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 class TestFork:
-    def test_large_call_in_a_forked_child_finishes(self, rng):
+    def test_large_call_in_a_forked_child_finishes(self, rng, started_threads):
         """After a large (threaded) call, the same call in an os.fork() child must finish (it used to hang)."""
-        z, v = rng.normal(size=(512, 1000)), rng.normal(size=(512, 1000))
+        z, v = rng.normal(size=(1024, 1000)), rng.normal(size=(1024, 1000))
         with kdcore.num_threads(2):
             expected = float(kdcore.kl_divergence(z, v, 2.0))
+            assert started_threads  # the parent's call was threaded
             read_end, write_end = os.pipe()
             pid = os.fork()
             if pid == 0:  # the child: compute, report, and leave without running the parent's cleanup

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import kdcore
-from kdcore import _fast
+from kdcore import _certificate, _fast
 from kdcore._match import match
 
 FUSED = [
@@ -97,3 +97,39 @@ class TestFastQuantities:
         v = z.copy()
         v[1] += 1e-10
         assert not _fast.fast_quantities(z, v, 1.0).certified.any()
+
+
+class TestTransposedKernel:
+    """Up to TRANSPOSED_MAX_CLASSES classes the kernel works on transposed chunks (sequential sums)."""
+
+    def test_sequential_sums_stay_within_the_certificates_rounding_count(self):
+        for n in range(1, _fast.TRANSPOSED_MAX_CLASSES + 1):
+            assert n - 1 <= _certificate.summation_roundings(n)
+
+    @pytest.mark.parametrize("n", [2, 10, _fast.TRANSPOSED_MAX_CLASSES, _fast.TRANSPOSED_MAX_CLASSES + 1])
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    def test_a_row_gives_the_same_numbers_alone_and_in_a_batch(self, rng, n, dtype):
+        # NumPy sums a single column pairwise and several sequentially: a one-row chunk is worked twice over
+        z, v = (rng.normal(size=(40, n)) * 3).astype(dtype), (rng.normal(size=(40, n)) * 3).astype(dtype)
+        values, grad = _fast.soft_rows(z, v, 2.0, value="soft_cross_entropy", grad_scale=0.5)
+        for i in (0, 1, 23, 39):
+            row_value, row_grad = _fast.soft_rows(z[i], v[i], 2.0, value="soft_cross_entropy", grad_scale=0.5)
+            assert row_value == values[i]
+            np.testing.assert_array_equal(row_grad, grad[i])
+            pair_value, pair_grad = _fast.soft_rows(
+                z[i : i + 2], v[i : i + 2], 2.0, value="soft_cross_entropy", grad_scale=0.5
+            )
+            assert pair_value[0] == values[i]
+            np.testing.assert_array_equal(pair_grad[0], grad[i])
+
+    @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-13), (np.float32, 1e-5)])
+    def test_both_layouts_agree(self, rng, monkeypatch, dtype, rtol):
+        z, v = (rng.normal(size=(64, 12)) * 3).astype(dtype), (rng.normal(size=(64, 12)) * 3).astype(dtype)
+        flags = np.zeros(64, dtype=bool)
+        transposed = _fast.soft_rows(z, v, 2.0, value="kl", grad_scale=1.0, certified_out=flags)
+        assert flags.all()
+        monkeypatch.setattr(_fast, "TRANSPOSED_MAX_CLASSES", 0)
+        by_rows = _fast.soft_rows(z, v, 2.0, value="kl", grad_scale=1.0, certified_out=flags)
+        assert flags.all()
+        for ours, theirs in zip(transposed, by_rows, strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())

@@ -21,24 +21,24 @@ The relative error of an analytic value :math:`a` against a numeric one :math:`n
 twice the other, and it does not care about the scale of the function. The rule of thumb of the CS231n
 notes, for double precision:
 
-===================================  =====================================================================================
-:mod:`kdcore.gradcheck.report`       :class:`GradcheckRow`, :class:`GradcheckReport`, :func:`relative_error`
-:mod:`kdcore.gradcheck.differences`  :func:`numerical_gradient`, :func:`directional_derivative` (Richardson)
-:mod:`kdcore.gradcheck.checks`       :func:`check_gradient`, :func:`check_vjp`, :func:`check_hessian`, the judging of rows
-===================================  =====================================================================================
+==================  ==================================================================
+relative error      what it usually means
+==================  ==================================================================
 > 1e-2              the gradient is wrong
 1e-4 … 1e-2         something is off; be uncomfortable
 1e-7 … 1e-4         fine only for functions with kinks (ReLU, max, hinge), else too high
 < 1e-7              the gradient is right
-===================================  =====================================================================================
-:mod:`kdcore.gradcheck.report`       :class:`GradcheckRow`, :class:`GradcheckReport`, :func:`relative_error`
-:mod:`kdcore.gradcheck.differences`  :func:`numerical_gradient`, :func:`directional_derivative` (Richardson)
-:mod:`kdcore.gradcheck.checks`       :func:`check_gradient`, :func:`check_vjp`, :func:`check_hessian`, the judging of rows
-===================================  =====================================================================================
+==================  ==================================================================
+
+The module is a package, one concern a module:
+
+===================================  =========================================================================
+module                               what it holds
+===================================  =========================================================================
 :mod:`kdcore.gradcheck.report`       :class:`GradcheckRow`, :class:`GradcheckReport`, :func:`relative_error`
 :mod:`kdcore.gradcheck.differences`  :func:`numerical_gradient`, :func:`directional_derivative` (Richardson)
 :mod:`kdcore.gradcheck.checks`       :func:`check_gradient`, :func:`check_vjp`, :func:`check_hessian`
-============================  ===========================================================================
+===================================  =========================================================================
 
 Every public name is importable from ``kdcore.gradcheck`` itself.
 """
