@@ -35,7 +35,7 @@ def main() -> int:
     if args.family:
         import family_cases
 
-        quantities = {**family_cases.QUANTITIES, **family_cases.TEMPERATURE_SCALED}
+        quantities = family_cases.QUANTITIES
         compare = family_cases.compare
     start = time.perf_counter()
     worst: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -49,7 +49,9 @@ def main() -> int:
         certified[case.regime][0] += int(flags.sum())
         certified[case.regime][1] += flags.size
         for quantity in quantities:
-            worst[case.regime][quantity] = max(worst[case.regime][quantity], compare(case, quantity))
+            error = compare(case, quantity)  # NaN: the quantity does not apply to this case
+            if not np.isnan(error):
+                worst[case.regime][quantity] = max(worst[case.regime][quantity], error)
     regimes = list(worst)
     print("| quantity | " + " | ".join(f"{r} ({counts[r]})" for r in regimes) + " |")
     print("|---|" + "---|" * len(regimes))

@@ -27,16 +27,25 @@ from .divergences import soft_cross_entropy
 from .divergences import soft_cross_entropy_and_grad
 from .divergences import soft_cross_entropy_grad
 from .reverse_kl import reverse_kl_divergence
+from .reverse_kl import reverse_kl_divergence_and_grad
 from .reverse_kl import reverse_kl_divergence_grad
 from .reverse_kl import reverse_kl_divergence_hessian
 from .mixtures import jensen_shannon_divergence
+from .mixtures import jensen_shannon_divergence_and_grad
 from .mixtures import jensen_shannon_divergence_grad
+from .hessians import jensen_shannon_divergence_hessian
 from .mixtures import skew_kl_divergence
+from .mixtures import skew_kl_divergence_and_grad
 from .mixtures import skew_kl_divergence_grad
+from .hessians import skew_kl_divergence_hessian
 from .mixtures import skew_reverse_kl_divergence
+from .mixtures import skew_reverse_kl_divergence_and_grad
 from .mixtures import skew_reverse_kl_divergence_grad
+from .hessians import skew_reverse_kl_divergence_hessian
 from .decoupled import decoupled_kd_loss
+from .decoupled import decoupled_kd_loss_and_grad
 from .decoupled import decoupled_kd_loss_grad
+from .hessians import decoupled_kd_loss_hessian
 from .decoupled import non_target_class_kl_divergence
 from .decoupled import non_target_class_kl_divergence_grad
 from .decoupled import target_class_kl_divergence
@@ -55,6 +64,7 @@ from .softmax import logsumexp
 from .softmax import softmax
 from .softmax import softmax_jacobian
 from .softmax import softmax_vjp
+from .tokens import token_mask
 from .mlp import MLP
 from .train import fit
 from . import arrays_on_disk
@@ -70,7 +80,9 @@ __all__ = [
     "cross_entropy_and_grad",
     "cross_entropy_grad",
     "decoupled_kd_loss",
+    "decoupled_kd_loss_and_grad",
     "decoupled_kd_loss_grad",
+    "decoupled_kd_loss_hessian",
     "distillation_loss",
     "distillation_loss_and_grad",
     "distillation_loss_grad",
@@ -78,7 +90,9 @@ __all__ = [
     "get_num_threads",
     "gradcheck",
     "jensen_shannon_divergence",
+    "jensen_shannon_divergence_and_grad",
     "jensen_shannon_divergence_grad",
+    "jensen_shannon_divergence_hessian",
     "kl_divergence",
     "kl_divergence_and_grad",
     "kl_divergence_grad",
@@ -93,13 +107,18 @@ __all__ = [
     "num_threads",
     "open_array",
     "reverse_kl_divergence",
+    "reverse_kl_divergence_and_grad",
     "reverse_kl_divergence_grad",
     "reverse_kl_divergence_hessian",
     "set_num_threads",
     "skew_kl_divergence",
+    "skew_kl_divergence_and_grad",
     "skew_kl_divergence_grad",
+    "skew_kl_divergence_hessian",
     "skew_reverse_kl_divergence",
+    "skew_reverse_kl_divergence_and_grad",
     "skew_reverse_kl_divergence_grad",
+    "skew_reverse_kl_divergence_hessian",
     "soft_cross_entropy",
     "soft_cross_entropy_and_grad",
     "soft_cross_entropy_grad",
@@ -113,6 +132,7 @@ __all__ = [
     "streaming",
     "target_class_kl_divergence",
     "target_class_kl_divergence_grad",
+    "token_mask",
     "topk_kl_divergence",
     "topk_kl_divergence_and_grad",
     "topk_kl_divergence_grad",

@@ -9,12 +9,19 @@ Every public function goes through these helpers, so that one rule holds everywh
   *type* (a string for a seed, a float for a count, a bool for a number) raises ``TypeError``; a value of
   the right type but outside what the parameter allows (a negative seed, T = 0, α = 1.5, NaN) raises
   ``ValueError``. :func:`check_int`, :func:`check_real` and :func:`check_choice` apply it for every module.
+
+The reductions live here too, with the token-level mask (docs/divergences.md, "Token-level inputs and
+reductions"): :func:`keep_positions` turns ``mask=`` and ``labels == ignore_index`` into one boolean
+keep-mask of the leading shape, and its :class:`Kept` selects the kept rows *before* any arithmetic (so a
+dropped position is never computed: its logits may be NaN) and spreads the results back, 0 at every
+dropped position. Each loss's dispatcher calls it once; no loss handles masks itself.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -177,25 +184,161 @@ def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def check_labels(labels: object, logits: np.ndarray) -> np.ndarray:
-    """Integer class indices, one per sample of ``logits`` (shape ``logits.shape[:-1]``), in [0, N)."""
+def label_array(labels: object, logits_shape: tuple[int, ...]) -> np.ndarray:
+    """Integer labels of the leading shape of logits ``logits_shape`` (their range is checked by
+    :func:`check_labels` once the dropped positions are known)."""
     array = np.asarray(labels)
     if array.dtype.kind not in "iu":
         raise TypeError(
             f"labels must be integer class indices, got dtype {array.dtype} ({_describe(labels)})"
         )
-    if array.shape != logits.shape[:-1]:
+    if array.shape != logits_shape[:-1]:
         raise ValueError(
-            f"labels must have shape {logits.shape[:-1]} (one per sample of logits with shape "
-            f"{logits.shape}), got shape {array.shape}"
+            f"labels must have shape {logits_shape[:-1]} (one per sample of logits with shape "
+            f"{logits_shape}), got shape {array.shape}"
         )
+    return array
+
+
+def check_labels(labels: object, logits: np.ndarray, ignore_index: int | None = None) -> np.ndarray:
+    """Integer class indices, one per sample of ``logits`` (shape ``logits.shape[:-1]``), in [0, N).
+
+    ``ignore_index`` is named in the error as the other allowed value (the caller has dropped its positions).
+    """
+    array = label_array(labels, logits.shape)
     n_classes = logits.shape[-1]
     if array.size:
         low, high = int(array.min()), int(array.max())
         if low < 0 or high >= n_classes:
             bad = low if low < 0 else high
-            raise ValueError(f"labels must be in [0, {n_classes}), got a label {bad}")
+            dropped = (
+                "" if ignore_index is None else f" (a label equal to ignore_index={ignore_index} is dropped)"
+            )
+            raise ValueError(f"labels must be in [0, {n_classes}), got a label {bad}{dropped}")
     return array.astype(np.intp, copy=False)
+
+
+def check_mask(mask: object, shape: tuple[int, ...]) -> np.ndarray:
+    """``mask`` as a boolean array of the leading shape ``shape`` (True = keep the position).
+
+    Examples
+    --------
+    >>> check_mask([True, False], (2,))
+    array([ True, False])
+    >>> check_mask([1, 0], (2,))
+    Traceback (most recent call last):
+    ...
+    TypeError: mask must be a boolean array (True = keep), got dtype int64 ([1, 0])
+    >>> check_mask([True], (2, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: mask must have the logits' leading shape (2, 3) (one entry per position), got shape (1,)
+    """
+    array = np.asarray(mask)
+    if array.dtype != np.bool_:
+        raise TypeError(
+            f"mask must be a boolean array (True = keep), got dtype {array.dtype} ({_describe(mask)})"
+        )
+    if array.shape != shape:
+        raise ValueError(
+            f"mask must have the logits' leading shape {shape} (one entry per position), got shape {array.shape}"
+        )
+    return array
+
+
+@dataclass(frozen=True)
+class Kept:
+    """The positions (indices of the leading shape) a loss keeps: all of them, or those where ``keep`` is True.
+
+    ``rows`` selects the kept positions of an input (a ``(K, ...)`` copy; the input itself when all are
+    kept), so nothing is computed at a dropped position; ``reduce``/``reduce_grad``/``spread`` put the
+    results of the kept rows back in the leading shape with 0.0 at every dropped position. The mean over
+    the kept rows is the mean over kept positions, and 0.0 (with a zero gradient) when none is kept.
+    """
+
+    keep: np.ndarray | None  # boolean, the leading shape; None: every position is kept
+    shape: tuple[int, ...]
+
+    @property
+    def none_kept(self) -> bool:
+        return self.keep is not None and not self.keep.any()
+
+    def rows(self, array: np.ndarray) -> np.ndarray:
+        """The kept rows of ``array`` (leading shape ``shape``). With nothing kept, one row of zeros stands in
+        (computed harmlessly and dropped again by ``reduce``/``spread``), so that no kernel meets an empty
+        batch."""
+        if self.keep is None:
+            return array
+        if self.none_kept:
+            return np.zeros((1, *array.shape[len(self.shape) :]), dtype=array.dtype)
+        return array[self.keep]
+
+    def spread(self, kept: np.ndarray) -> np.ndarray:
+        """Per-position results of the kept rows ``(K, ...)`` in the leading shape, 0 where dropped."""
+        if self.keep is None:
+            return kept
+        if self.none_kept:
+            kept = kept[:0]
+        full = np.zeros(self.shape + kept.shape[1:], dtype=kept.dtype)
+        full[self.keep] = kept
+        return full
+
+    def reduce(self, values: np.ndarray, reduction: str) -> np.ndarray:
+        """:func:`reduce` over the kept positions; ``"none"`` gives the leading shape, 0.0 where dropped."""
+        reduced = reduce(values[:0] if self.none_kept else values, reduction)
+        return self.spread(reduced) if reduction == "none" else reduced
+
+    def reduce_grad(self, grad: np.ndarray, reduction: str) -> np.ndarray:
+        """:func:`reduce_grad` over the kept rows, spread to the logits' shape (exactly 0 where dropped)."""
+        return self.spread(reduce_grad(grad, reduction))
+
+    def outputs(self, wants: tuple, results: tuple, reduction: str) -> tuple:
+        """Per-row ``results`` of the kept rows, one for each entry of ``wants``, in their public form: a value
+        or temperature derivative (None, "temperature") reduced, a gradient ("student", "teacher") reduced as
+        gradients are, a Hessian ("hessian") spread, each with 0 at the dropped positions."""
+        finished = []
+        for wrt, result in zip(wants, results, strict=True):
+            if wrt == "hessian":
+                finished.append(self.spread(result))
+            elif wrt in ("student", "teacher"):
+                finished.append(self.reduce_grad(result, reduction))
+            else:
+                finished.append(self.reduce(result, reduction))
+        return tuple(finished)
+
+
+def keep_positions(
+    mask: object,
+    shape: tuple[int, ...],
+    labels: np.ndarray | None = None,
+    ignore_index: object = None,
+) -> Kept:
+    """The kept positions of logits with leading shape ``shape``: ``mask`` (True = keep) AND, where labels
+    are given, ``labels != ignore_index``. A mask that keeps everything is no mask (no copy is made)."""
+    keep = None if mask is None else check_mask(mask, shape)
+    if labels is not None:
+        ignore_index = check_int(ignore_index, "ignore_index")
+        dropped = labels == ignore_index
+        if dropped.any():
+            keep = ~dropped if keep is None else keep & ~dropped
+    if keep is not None and keep.all():
+        keep = None
+    return Kept(keep, shape)
+
+
+def select(
+    mask: object, arrays: tuple[np.ndarray, ...], labels: object = None, ignore_index: object = None
+) -> tuple[Kept, tuple[np.ndarray, ...], np.ndarray | None]:
+    """The kept positions of checked logits ``arrays`` (all of one shape), their kept rows, and the labels
+    of the kept rows checked to be in [0, N) (``None`` for a loss without labels). Dropped positions'
+    labels (``ignore_index``, or anything where ``mask`` is False) are not range-checked."""
+    shape = arrays[0].shape
+    label_values = None if labels is None else label_array(labels, shape)
+    kept = keep_positions(mask, shape[:-1], label_values, ignore_index)
+    rows = tuple(kept.rows(array) for array in arrays)
+    if label_values is None:
+        return kept, rows, None
+    return kept, rows, check_labels(kept.rows(label_values), rows[0], ignore_index)
 
 
 def reduce(values: np.ndarray, reduction: str) -> np.ndarray:

@@ -303,3 +303,141 @@ def mixture_kl(pq: Pair, weight: float, other_weight: float, anchor: str) -> Mix
         b_side = np.where(pq.undefined, np.nan, b_side)
         beta_derivative = np.where(pq.undefined, np.nan, beta_derivative)
     return MixtureKL(value, a_side, b_side, beta_derivative, anchor)
+
+
+# -- the three mixture divergences as sums of D_λ parts, per row ------------------------------------------
+
+
+def parts(kind: str, pq: Pair, weight: float) -> list:
+    """(coefficient, D) pairs whose weighted sum is the loss ``kind``; a part of coefficient 0 is absent."""
+    if kind == "skew_kl":
+        return [(1.0, mixture_kl(pq, weight, 1.0 - weight, "teacher"))]
+    if kind == "skew_reverse_kl":
+        return [(1.0, mixture_kl(pq, weight, 1.0 - weight, "student"))]
+    terms = []
+    if weight != 0:  # β KL(q ‖ M): M = β q + (1 − β) p
+        terms.append((weight, mixture_kl(pq, weight, 1.0 - weight, "teacher")))
+    if weight != 1:  # (1 − β) KL(p ‖ M): the same M seen from p, whose weight in it is 1 − β
+        terms.append((1.0 - weight, mixture_kl(pq, 1.0 - weight, weight, "student")))
+    return terms
+
+
+def curvature(kind: str, pq: Pair, weight: float) -> np.ndarray:
+    r"""y = p² ⊙ ∂²L/∂p² (the second partials w.r.t. the student's probabilities are diagonal), in a form
+    without cancellation: :math:`(1-\alpha)^2 p^2 q/m^2` (skew KL), :math:`(1-\alpha)^2 p q^2/m^2` (skew
+    reverse KL), :math:`\beta(1-\beta)\,p q/M` (JSD); 0 where the student has no mass. Its row sum is the
+    Σc of ``softmax_sandwich`` (the gradient part sums to 0)."""
+    p, q = pq.student_probs, pq.teacher_probs
+    dtype = p.dtype.type
+    lam, rest = dtype(weight), dtype(1.0 - weight)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if kind == "skew_kl":
+            ratio = p / (lam * q + rest * p)
+            y = rest * rest * q * ratio * ratio
+        elif kind == "skew_reverse_kl":
+            ratio = q / (lam * p + rest * q)
+            y = rest * rest * p * ratio * ratio
+        else:
+            y = lam * rest * p * (q / (lam * q + rest * p))
+    return np.where(p > 0, y, 0)
+
+
+def _psi_of_log(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ψ(w), log1p(w), w/(1 + w)) from log w, ψ(w) = w/(1 + w) − log1p(w), without overflow (w up to
+    e^inf) and without cancellation near w = 0 (ψ summed as its series there)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        small = log_w <= np.log(SERIES_RADIUS)
+        w = np.exp(np.where(small, log_w, -np.inf))
+        softplus = np.logaddexp(0, log_w)  # log1p(w)
+        sigmoid = 1 / (1 + np.exp(-log_w))  # w/(1 + w)
+        psi = np.where(small, _series(w, _PSI_SERIES), sigmoid - softplus)
+    return psi, softplus, sigmoid
+
+
+def hessian_weights(kind: str, pq: Pair, weight: float, u: np.ndarray) -> np.ndarray:
+    r"""c = y + u of ``softmax_sandwich`` (u = T ∂L/∂z), formed without its two terms cancelling.
+
+    Where the student has far more mass than the teacher, y and u are both ~q_i and cancel to ~q_i·Σq_j
+    (25 digits at T = 0.01). With w = (weight of q in the mixture)/(weight of p)·q/p and ψ(w) = w/(1+w) −
+    log1p(w) (second order at w = 0), the first order cancels analytically:
+
+    * JSD: :math:`c_i = (1-\beta)\,p_i\,(\psi(w_i) + \sum_j p_j \operatorname{log1p} w_j)`, :math:`w = \beta q/((1-\beta)p)`;
+    * skew reverse KL: :math:`c_i = p_i\,(\psi(w_i) + \tfrac{w_i^2}{(1+w_i)^2} - \sum_j p_j\psi(w_j))`,
+      :math:`w = (1-\alpha)q/(\alpha p)`;
+    * skew KL: :math:`c_i = (1-\alpha)\,p_i\,(\sum_j p_j q_j/m_j - \alpha q_i^2/m_i^2)`.
+
+    w comes from the exact log-ratio of the match, log w = log(ratio of weights) − (log p − log q). At the
+    weights where w is undefined (α = 0, β = 0 or 1) the plain y + u is returned: there the divergence is
+    the forward or reverse KL, or 0, whose y + u do not cancel this way.
+    """
+    p, q = pq.student_probs, pq.teacher_probs
+    dtype = p.dtype.type
+    lam, rest = dtype(weight), dtype(1.0 - weight)
+    has_mass = p > 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if kind == "skew_kl":
+            q_over_m = np.where(q > 0, q / (lam * q + rest * p), 0)
+            total = row_sum(np.where(has_mass, p * q_over_m, 0))
+            c = rest * p * (total - lam * q_over_m * q_over_m)
+        elif weight in (0.0, 1.0):
+            return curvature(kind, pq, weight) + u
+        else:
+            ratio = lam / rest if kind == "jsd" else rest / lam
+            psi, softplus, sigmoid = _psi_of_log(np.log(ratio) - pq.log_ratio)
+            if kind == "jsd":
+                c = rest * p * (psi + row_sum(np.where(has_mass, p * softplus, 0)))
+            else:
+                c = p * (psi + sigmoid * sigmoid - row_sum(np.where(has_mass, p * psi, 0)))
+    return np.where(has_mass, c, 0)
+
+
+def softmax_sandwich(c: np.ndarray, probs: np.ndarray, total: np.ndarray) -> np.ndarray:
+    r""":math:`(I - p\mathbf 1^\top)\operatorname{diag}(c)(I - \mathbf 1 p^\top)` per row (rows, N, N), with
+    ``total`` = Σ c given separately (so that a part known to sum to 0 adds no rounding to it).
+
+    The entries are :math:`c_i\delta_{ij} - c_i p_j - p_i c_j + (\textstyle\sum c)\,p_i p_j`. The row and
+    column of the most probable class k are not formed from that expression (where :math:`p_k \approx 1`
+    it is the difference of nearly equal numbers) but from the null space, :math:`H\mathbf 1 = 0`:
+    :math:`H_{kj} = -\sum_{i\ne k} H_{ij}` and :math:`H_{kk} = \sum_{i,j\ne k} H_{ij}`.
+    """
+    n = probs.shape[-1]
+    top = np.argmax(probs, axis=-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        hessian = -(c[..., :, None] * probs[..., None, :])
+        hessian += np.swapaxes(hessian, -1, -2)
+        hessian += total[..., None, None] * (probs[..., :, None] * probs[..., None, :])
+        index = np.arange(n)
+        hessian[..., index, index] += c
+        off_top = (index != top[..., None])[..., :, None] & (index != top[..., None])[..., None, :]
+        hessian = np.where(off_top, hessian, 0)
+        column = -np.sum(hessian, axis=-2)  # H_kj for j ≠ k (0 at j = k)
+        top_row = index == top[..., None]  # (rows, N)
+        hessian += np.where(top_row[..., :, None], column[..., None, :], 0)
+        hessian += np.where(top_row[..., None, :], column[..., :, None], 0)
+        corner = -np.sum(column, axis=-1)
+        hessian += np.where(top_row[..., :, None] & top_row[..., None, :], corner[..., None, None], 0)
+    return hessian
+
+
+def mixture_rows(kind: str, z: np.ndarray, v: np.ndarray, T: float, weight: float, wants: tuple) -> tuple:
+    """The loss ``kind`` of rows (rows, N) in one pass: for each entry of ``wants`` its value (None), a
+    derivative ("student", "teacher", "temperature") or the student Hessian ("hessian"), from one match."""
+    pq = pair(z, v, T)
+    dtype = z.dtype.type
+    terms = parts(kind, pq, weight)
+    outputs = []
+    for wrt in wants:
+        per_class = wrt in ("student", "teacher", "hessian")
+        total = np.zeros(z.shape if per_class else (*z.shape[:-1], 1), dtype=z.dtype)
+        for coefficient, part in terms:
+            derivative = "student" if wrt == "hessian" else wrt
+            total += dtype(coefficient) * (part.value if wrt is None else part.derivative(derivative, T))
+        if wrt == "hessian":  # T²H = (I − p1ᵀ) diag(y + u) (I − 1pᵀ), u = T ∂L/∂z (kdcore/hessians.py)
+            c = hessian_weights(kind, pq, weight, total * dtype(T))
+            total = softmax_sandwich(c, pq.student_probs, row_sum(curvature(kind, pq, weight))[..., 0])
+            total /= dtype(T * T)
+        if pq.undefined is not None:
+            undefined = pq.undefined[..., None] if wrt == "hessian" else pq.undefined
+            total = np.where(undefined, np.nan, total)
+        outputs.append(total if per_class else total[..., 0])
+    return tuple(outputs)

@@ -25,7 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _double_double as dd
-from ._arrays import _describe, as_float_array, as_logits, check_choice, check_temperature, float_dtype
+from ._arrays import (
+    Kept,
+    _describe,
+    as_float_array,
+    as_logits,
+    check_choice,
+    check_temperature,
+    float_dtype,
+    keep_positions,
+)
 from ._match import Match, match
 
 CONVENTIONS = ("renormalized", "dense_student", "tail")
@@ -42,27 +51,18 @@ class TopK:
     T: float
     convention: str
     values_kind: str
-    keep: np.ndarray | None  # boolean, the leading shape (None: every position is kept)
-    shape: tuple[int, ...]  # the leading shape
+    kept: Kept  # the kept positions (kdcore._arrays: one reduction layer for every loss)
 
-    def spread(self, kept: np.ndarray) -> np.ndarray:
-        """Results of the kept rows, shape (n, ...), in the leading shape with 0 at dropped positions."""
-        if self.keep is None:
-            return kept.reshape(self.shape + kept.shape[1:])
-        full = np.zeros(self.shape + kept.shape[1:], dtype=kept.dtype)
-        full[self.keep] = kept
-        return full
+    def _public(self, rows: np.ndarray) -> np.ndarray:
+        """Results of the kept rows (n, ...) in the form ``Kept`` reduces: the leading shape when all are kept."""
+        return rows.reshape(self.kept.shape + rows.shape[1:]) if self.kept.keep is None else rows
 
     def reduce(self, values: np.ndarray, reduction: str) -> np.ndarray:
-        """ "none": the leading shape, 0.0 where dropped; "sum"; "mean": over kept positions (0.0 if none)."""
-        if reduction == "none":
-            return self.spread(values)
-        total = np.sum(values, dtype=values.dtype)
-        return total if reduction == "sum" else total / values.dtype.type(max(values.size, 1))
+        """Per-position values reduced: the leading shape for "none" (0.0 where dropped), else over kept ones."""
+        return self.kept.reduce(self._public(values), reduction)
 
     def reduce_grad(self, grad: np.ndarray, reduction: str) -> np.ndarray:
-        scale = grad.dtype.type(max(grad.shape[0], 1)) if reduction == "mean" else None
-        return self.spread(grad if scale is None else grad / scale)
+        return self.kept.reduce_grad(self._public(grad), reduction)
 
 
 def _position(row: int, keep: np.ndarray | None, shape: tuple) -> tuple:
@@ -116,23 +116,14 @@ def check_topk(
                 "temperature depends on the probabilities outside the top k, which are not stored"
             )
     shape = student.shape[:-1]
-    keep = None
-    if mask is not None:
-        keep = np.asarray(mask)
-        if keep.dtype != np.bool_:
-            raise TypeError(
-                f"mask must be a boolean array (True = keep), got dtype {keep.dtype} ({_describe(mask)})"
-            )
-        if keep.shape != shape:
-            raise ValueError(
-                f"mask must have the leading shape {shape} of student_logits, got shape {keep.shape}"
-            )
-        if keep.all():
-            keep = None
+    kept = keep_positions(mask, shape)
+    keep = kept.keep
+    # Rows of the kept positions, (n, ·); Kept.rows would stand a zero row in for "none kept", whose
+    # repeated index 0 this module's checks would reject, so the selection is made here.
     rows = (lambda a: a.reshape(-1, a.shape[-1])) if keep is None else (lambda a: a[keep])
     student, teacher, indices = rows(student), rows(teacher), rows(indices)
     _check_kept_rows(teacher, indices, n_classes, values, keep, shape)
-    return TopK(student, teacher, indices.astype(np.intp, copy=False), T, convention, values, keep, shape)
+    return TopK(student, teacher, indices.astype(np.intp, copy=False), T, convention, values, kept)
 
 
 def _check_kept_rows(teacher, indices, n_classes, values, keep, shape) -> None:

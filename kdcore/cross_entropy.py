@@ -14,21 +14,31 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._arrays import REDUCTIONS, as_logits, check_choice, check_labels, reduce, reduce_grad
+from ._arrays import REDUCTIONS, Kept, as_logits, check_choice, select
 from ._numerics import take_along_last
 from .softmax import log_softmax
 
 __all__ = ["cross_entropy", "cross_entropy_and_grad", "cross_entropy_grad"]
 
 
-def _label_log_probs(logits: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    array = as_logits(logits, "logits")
-    indices = check_labels(labels, array)
+def _label_log_probs(
+    logits: ArrayLike, labels: ArrayLike, reduction: str, mask, ignore_index
+) -> tuple[Kept, np.ndarray, np.ndarray, np.ndarray]:
+    """The kept positions, and the log-softmax, labels and label log-probabilities of their rows."""
+    check_choice(reduction, "reduction", REDUCTIONS)
+    kept, (array,), indices = select(mask, (as_logits(logits, "logits"),), labels, ignore_index)
     log_probs = log_softmax(array)
-    return log_probs, indices, take_along_last(log_probs, indices)
+    return kept, log_probs, indices, take_along_last(log_probs, indices)
 
 
-def cross_entropy(logits: ArrayLike, labels: ArrayLike, reduction: str = "mean") -> np.ndarray:
+def cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
+) -> np.ndarray:
     r"""Cross-entropy with integer labels, :math:`-\log\operatorname{softmax}(z)_y`, at temperature 1.
 
     Parameters
@@ -39,6 +49,10 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike, reduction: str = "mean")
         One class index in ``[0, N)`` per sample.
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample; ``"sum"``; ``"mean"``: the mean over samples.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -61,12 +75,18 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike, reduction: str = "mean")
     >>> float(cross_entropy([1000.0, 0.0], 1))  # no overflow
     1000.0
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
-    _, _, label_log_probs = _label_log_probs(logits, labels)
-    return reduce(-label_log_probs[..., 0], reduction)
+    kept, _, _, label_log_probs = _label_log_probs(logits, labels, reduction, mask, ignore_index)
+    return kept.reduce(-label_log_probs[..., 0], reduction)
 
 
-def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, reduction: str = "mean") -> np.ndarray:
+def cross_entropy_grad(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
+) -> np.ndarray:
     r"""Gradient of :func:`cross_entropy` w.r.t. the logits: :math:`\operatorname{softmax}(z) - e_y`.
 
     Parameters
@@ -78,6 +98,10 @@ def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, reduction: str = "m
     reduction : {"mean", "sum", "none"}, default "mean"
         Each sample's own gradient for ``"none"`` and ``"sum"``; divided by the number of samples for
         ``"mean"``.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -98,15 +122,21 @@ def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, reduction: str = "m
     >>> float(cross_entropy_grad([40.0, 0.0], 0)[0])  # -e^-40, where softmax - 1 gives 0
     -4.248354255291589e-18
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
-    log_probs, indices, label_log_probs = _label_log_probs(logits, labels)
+    kept, log_probs, indices, label_log_probs = _label_log_probs(
+        logits, labels, reduction, mask, ignore_index
+    )
     grad = np.exp(log_probs)
     np.put_along_axis(grad, indices[..., None], np.expm1(label_log_probs), axis=-1)
-    return reduce_grad(grad, reduction)
+    return kept.reduce_grad(grad, reduction)
 
 
 def cross_entropy_and_grad(
-    logits: ArrayLike, labels: ArrayLike, reduction: str = "mean"
+    logits: ArrayLike,
+    labels: ArrayLike,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
 ) -> tuple[np.ndarray, np.ndarray]:
     r""":func:`cross_entropy` and :func:`cross_entropy_grad` from one log-softmax.
 
@@ -118,6 +148,10 @@ def cross_entropy_and_grad(
         One class index in ``[0, N)`` per sample.
     reduction : {"mean", "sum", "none"}, default "mean"
         As in :func:`cross_entropy`; the gradient is that of the reduced loss.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -144,8 +178,10 @@ def cross_entropy_and_grad(
     >>> round(float(loss), 6), grad
     (0.693147, array([ 0.5, -0.5]))
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
-    log_probs, indices, label_log_probs = _label_log_probs(logits, labels)
+    kept, log_probs, indices, label_log_probs = _label_log_probs(
+        logits, labels, reduction, mask, ignore_index
+    )
+    values = -label_log_probs[..., 0]
     grad = np.exp(log_probs, out=log_probs)
     np.put_along_axis(grad, indices[..., None], np.expm1(label_log_probs), axis=-1)
-    return reduce(-label_log_probs[..., 0], reduction), reduce_grad(grad, reduction)
+    return kept.reduce(values, reduction), kept.reduce_grad(grad, reduction)

@@ -31,24 +31,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._arrays import (
-    REDUCTIONS,
-    as_logit_pair,
-    check_choice,
-    check_labels,
-    check_real,
-    check_temperature,
-    reduce,
-    reduce_grad,
-)
+from ._arrays import check_real
 from ._chunks import map_rows
-from ._match import match, student_gap
-from ._numerics import exp_minus_one_minus_x, row_sum, take_along_last
-from .divergences import WRT
-from .softmax import log_softmax
+from ._decoupled import parts
+from .divergences import check_wants, checked_rows
 
 __all__ = [
     "decoupled_kd_loss",
+    "decoupled_kd_loss_and_grad",
     "decoupled_kd_loss_grad",
     "non_target_class_kl_divergence",
     "non_target_class_kl_divergence_grad",
@@ -57,136 +47,51 @@ __all__ = [
 ]
 
 
-def _log_sum_without(log_probs: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """log Σ_{i≠t} w_i from log-probabilities (finite even where the sum underflows), shape (rows, 1)."""
-    masked = np.where(target, -np.inf, log_probs)
-    peak = np.max(masked, axis=-1, keepdims=True)
-    safe = np.where(np.isfinite(peak), peak, 0)
-    with np.errstate(divide="ignore"):
-        return np.where(np.isfinite(peak), safe + np.log(row_sum(np.exp(masked - safe))), peak)
+def dkd_weights(alpha: object, beta: object) -> dict:
+    """DKD's weights of its two parts, each finite and non-negative."""
+    return {"tckd": check_real(alpha, "alpha", 0.0), "nckd": check_real(beta, "beta", 0.0)}
 
 
-def _parts(z: np.ndarray, v: np.ndarray, labels: np.ndarray, T: float, want: tuple, wrt: str | None) -> dict:
-    """TCKD and NCKD (each wanted part) of rows (rows, N) with labels (rows, 1): value or derivative."""
-    target = np.arange(z.shape[-1]) == labels
-    results = {}
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rest = match(np.where(target, -np.inf, z), np.where(target, -np.inf, v), T)  # NCKD: target masked
-        if "nckd" in want:
-            if wrt is None:
-                results["nckd"] = rest.kl
-            elif wrt == "student":
-                results["nckd"] = rest.probs_diff() / T
-            elif wrt == "teacher":
-                results["nckd"] = rest.kl_teacher_grad()
-            else:
-                results["nckd"] = rest.kl_temperature_grad()
-        if "tckd" in want:
-            results["tckd"] = _tckd(z, v, target, labels, T, rest, wrt)
-    return results
-
-
-def _tckd(z, v, target, labels, T, rest, wrt) -> np.ndarray:
-    r"""The binary KL between (q_t, q̄) and (p_t, p̄), q̄ = 1 − q_t, or a derivative (see the public docstring)."""
-    full = match(z, v, T)
-    log_q, q = full.teacher_log_probs, full.teacher_probs
-    log_p = log_softmax(full.student_logits, T)
-    diff = full.probs_diff()
-    pick = lambda x: take_along_last(x, labels[..., 0])  # noqa: E731
-    q_t, d = pick(q), pick(diff)  # d = p_t − q_t = q̄ − p̄
-    log_q_t, log_p_t = pick(log_q), pick(log_p)
-    q_rest = row_sum(np.where(target, 0, q))  # q̄ = 1 − q_t, summed (no cancellation when q_t ≈ 1)
-    log_q_rest, log_p_rest = _log_sum_without(log_q, target), _log_sum_without(log_p, target)
-    exact = np.isfinite(full.kl) & np.isfinite(log_q_t) & np.isfinite(log_p_t)
-    if full.fallback is not None:
-        exact &= ~full.fallback
-    # L_t = log(p_t/q_t) = f_t − KL exactly; L_r = log(p̄/q̄) = log1p(−d/q̄) where p̄ ≈ q̄.
-    log_ratio_t = np.where(exact, pick(full.log_ratio) - np.where(exact, full.kl, 0), log_p_t - log_q_t)
-    # (d = p − q is exact in every row, also where the match fell back to the log domain)
-    close = (np.abs(d) <= q_rest / 2) & (q_rest > 0)
-    log_ratio_rest = np.where(
-        close, np.log1p(np.where(close, -d / np.where(close, q_rest, 1), 0)), log_p_rest - log_q_rest
+def evaluate(
+    student_logits,
+    teacher_logits,
+    labels,
+    T,
+    reduction,
+    wants: tuple,
+    weights: dict,
+    t2: bool,
+    mask,
+    ignore_index,
+) -> tuple:
+    """For each of ``wants`` (None: the value; "student", "teacher", "temperature"; "hessian"), Σ weight·part
+    (times T² if ``t2``) or its derivative, over the kept positions in one pass; a part of weight 0 is absent."""
+    check_wants(reduction, wants)
+    T, kept, student, teacher, labels = checked_rows(
+        student_logits, teacher_logits, T, reduction, mask, labels, ignore_index
     )
-    # The student's minus the teacher's log-odds of the target: where p ≈ q its two terms have the same sign.
-    log_odds = log_ratio_t - log_ratio_rest
-    small = exact & (np.abs(log_odds) <= 1)
-    safe_odds = np.where(small, log_odds, 0)
-    # Binary KL in the form of kdcore/_match.py: f'_t = q̄ δ, f'_r = −q_t δ, KL = log1p(Σ b (e^f' − 1 − f')).
-    series = np.log1p(
-        q_t * exp_minus_one_minus_x(q_rest * safe_odds) + q_rest * exp_minus_one_minus_x(-q_t * safe_odds)
-    )
-    direct = -(
-        np.where(q_t > 0, q_t * log_ratio_t, 0) + np.where(log_q_rest > -np.inf, q_rest * log_ratio_rest, 0)
-    )
-    value = np.where(small, series, direct)
-    value = np.where(np.isnan(value) & ~np.isnan(full.kl), np.inf, value)
-    undefined = full.undefined if full.undefined is not None else np.zeros_like(value, dtype=bool)
-    if wrt is None:
-        return np.where(undefined, np.nan, value)
-    # T ∂/∂z: (d at t, −d p̂ elsewhere); T ∂/∂v: (−c at t, c q̂ elsewhere) with c = q_t q̄ δ.
-    coupling = np.where((q_t > 0) & (q_rest > 0), q_t * q_rest * log_odds, 0)
-    p_hat = np.where(target, 0, np.exp(log_p - log_p_rest))
-    q_hat = rest.teacher_probs
-    infinite = np.isinf(value)
-    if wrt == "student":
-        grad = np.where(target, d, -d * p_hat) / T
-    elif wrt == "teacher":
-        grad = np.where(target, -coupling, coupling * q_hat) / T
-    else:
-        # −T ∂/∂T = −d·E_p̂[(z − z_t)/T] + c·E_q̂[(v − v_t)/T]. Near p = q both terms are first order and
-        # cancel; then it is c·(E_q̂[f_t − f] + ⟨q̂ − p̂, (z − z_t)/T⟩) + (c − d)·E_p̂[(z − z_t)/T], with
-        # c − d = q_t (KL − g(f'_t − KL)), g(x) = e^x − 1 − x: every term second order.
-        student_gap_t = np.where(p_hat > 0, student_gap(full.student_logits, labels[..., 0], T), 0)
-        student_mean = row_sum(p_hat * student_gap_t)
-        teacher_gap_t = np.where(q_hat > 0, (full.teacher_shifted - pick(full.teacher_shifted)), 0)
-        # (where q_t or q̄ is 0 the coupling is 0 and the teacher's logits, perhaps masked, do not enter)
-        teacher_mean = np.where(coupling != 0, row_sum(np.where(coupling != 0, q_hat * teacher_gap_t, 0)), 0)
-        plain = -d * student_mean + coupling * teacher_mean
-        f = full.log_ratio
-        hat_diff = rest.probs_diff()  # p̂ − q̂
-        f_t = pick(f)
-        across = row_sum(q_hat * (f_t - f)) - row_sum(np.where(target, 0, hat_diff) * student_gap_t)
-        f_target = q_rest * safe_odds
-        excess = q_t * (value - exp_minus_one_minus_x(np.where(small, f_target - value, 0)))
-        near = coupling * across + excess * student_mean
-        grad = -np.where(small, near, plain) / T
-    return np.where(infinite | undefined, np.nan, grad)
-
-
-def _evaluate(
-    student_logits, teacher_logits, labels, T, reduction, wrt, weights: dict, t2: bool
-) -> np.ndarray:
-    """Σ weight·part (times T² if ``t2``), or its derivative w.r.t. ``wrt``; a part of weight 0 is absent."""
-    check_choice(reduction, "reduction", REDUCTIONS)
-    if wrt is not None:
-        check_choice(wrt, "wrt", WRT)
-    T = check_temperature(T)
-    student, teacher = as_logit_pair(student_logits, teacher_logits)
-    labels = check_labels(labels, student)
     weights = {part: weight for part, weight in weights.items() if weight != 0}
-    per_class = wrt in ("student", "teacher")
+    # d/dT of T²·part is not 2T·part + T²·∂part/∂T (which cancels at high T): see kdcore/_decoupled.py
+    inner = tuple("t2_temperature" if (t2 and wrt == "temperature") else wrt for wrt in wants)
+    scale = T * T if t2 else 1.0
     dtype = student.dtype.type
 
     def rows(z, v, y):
-        with np.errstate(over="ignore", invalid="ignore"):
-            return _rows(z, v, y)
+        results = parts(z, v, y, T, tuple(weights), inner) if weights else {}
+        outputs = []
+        for wrt in inner:
+            shape = {None: (1,), "temperature": (1,), "t2_temperature": (1,), "hessian": z.shape[-1:] * 2}
+            total = np.zeros(z.shape[:-1] + shape.get(wrt, z.shape[-1:]), dtype=z.dtype)
+            for part, weight in weights.items():
+                # (a loss beyond the float range is +inf, as kdcore.kl_divergence's is: no warning)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    factor = weight if wrt == "t2_temperature" else weight * scale
+                    total += dtype(factor) * results[part, wrt]
+            outputs.append(total[..., 0] if wrt in (None, "temperature", "t2_temperature") else total)
+        return tuple(outputs)
 
-    def _rows(z, v, y):
-        total = np.zeros(z.shape if per_class else (*z.shape[:-1], 1), dtype=z.dtype)
-        if not weights:
-            return (total if per_class else total[..., 0],)
-        derivatives = _parts(z, v, y, T, tuple(weights), wrt)
-        values = _parts(z, v, y, T, tuple(weights), None) if (t2 and wrt == "temperature") else None
-        for part, weight in weights.items():
-            # (a loss beyond the float range is +inf, as kdcore.kl_divergence's is: no warning)
-            if t2 and wrt == "temperature":  # d/dT [T² w part] = w (2T part + T² ∂part/∂T)
-                total += dtype(weight) * (dtype(2 * T) * values[part] + dtype(T * T) * derivatives[part])
-            else:
-                total += dtype(weight * (T * T if t2 else 1.0)) * derivatives[part]
-        return (total if per_class else total[..., 0],)
-
-    (result,) = map_rows(rows, student, teacher, labels[..., None])
-    return reduce_grad(result, reduction) if per_class else reduce(result, reduction)
+    results = map_rows(rows, student, teacher, labels[..., None])
+    return kept.outputs(wants, results, reduction)
 
 
 def target_class_kl_divergence(
@@ -195,6 +100,9 @@ def target_class_kl_divergence(
     labels: ArrayLike,
     T: float = 1.0,
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
 ) -> np.ndarray:
     r"""DKD's target-class KL (TCKD): KL(teacher ‖ student) of the binary (target, non-target) distributions.
 
@@ -208,6 +116,10 @@ def target_class_kl_divergence(
         Temperature applied to both, finite and positive.
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample; ``"sum"``; ``"mean"``: the mean over samples.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -249,7 +161,19 @@ def target_class_kl_divergence(
     >>> bool(np.isclose(target_class_kl_divergence(z, v, 0), binary))
     True
     """
-    return _evaluate(student_logits, teacher_logits, labels, T, reduction, None, {"tckd": 1.0}, False)
+    (value,) = evaluate(
+        student_logits,
+        teacher_logits,
+        labels,
+        T,
+        reduction,
+        (None,),
+        {"tckd": 1.0},
+        False,
+        mask,
+        ignore_index,
+    )
+    return value
 
 
 def target_class_kl_divergence_grad(
@@ -259,6 +183,9 @@ def target_class_kl_divergence_grad(
     T: float = 1.0,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
 ) -> np.ndarray:
     r"""Derivative of :func:`target_class_kl_divergence` w.r.t. the student logits, the teacher logits or ``T``.
 
@@ -266,6 +193,13 @@ def target_class_kl_divergence_grad(
     :math:`-T\,\partial L/\partial T = \sum_j T\partial L/\partial z_j\,(z_j - z_t)/T + \sum_j T\partial L/\partial v_j\,(v_j - v_t)/T`,
     rearranged so that no first-order terms cancel when the student is close to the teacher. Reductions as
     in :func:`kdcore.kl_divergence_grad`.
+
+    Parameters
+    ----------
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
 
     Examples
     --------
@@ -277,7 +211,10 @@ def target_class_kl_divergence_grad(
     >>> bool(np.isclose(g[0], p[0] - q[0])), bool(np.isclose(g.sum(), 0))
     (True, True)
     """
-    return _evaluate(student_logits, teacher_logits, labels, T, reduction, wrt, {"tckd": 1.0}, False)
+    (grad,) = evaluate(
+        student_logits, teacher_logits, labels, T, reduction, (wrt,), {"tckd": 1.0}, False, mask, ignore_index
+    )
+    return grad
 
 
 def non_target_class_kl_divergence(
@@ -286,6 +223,9 @@ def non_target_class_kl_divergence(
     labels: ArrayLike,
     T: float = 1.0,
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
 ) -> np.ndarray:
     r"""DKD's non-target-class KL (NCKD): KL(teacher ‖ student) over the classes other than the target.
 
@@ -302,6 +242,13 @@ def non_target_class_kl_divergence(
 
     (:math:`\hat f` the centred log-ratio of the non-target rows), 0 at the target class.
 
+    Parameters
+    ----------
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
+
     Examples
     --------
     >>> import numpy as np
@@ -310,7 +257,19 @@ def non_target_class_kl_divergence(
     >>> bool(np.isclose(non_target_class_kl_divergence(z, v, 0), kl_divergence(z[1:], v[1:]), rtol=1e-15))
     True
     """
-    return _evaluate(student_logits, teacher_logits, labels, T, reduction, None, {"nckd": 1.0}, False)
+    (value,) = evaluate(
+        student_logits,
+        teacher_logits,
+        labels,
+        T,
+        reduction,
+        (None,),
+        {"nckd": 1.0},
+        False,
+        mask,
+        ignore_index,
+    )
+    return value
 
 
 def non_target_class_kl_divergence_grad(
@@ -320,8 +279,18 @@ def non_target_class_kl_divergence_grad(
     T: float = 1.0,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
 ) -> np.ndarray:
     r"""Derivative of :func:`non_target_class_kl_divergence`: :func:`kdcore.kl_divergence_grad` of the masked rows.
+
+    Parameters
+    ----------
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
 
     Examples
     --------
@@ -331,7 +300,10 @@ def non_target_class_kl_divergence_grad(
     >>> float(g[0])  # the target class does not take part
     0.0
     """
-    return _evaluate(student_logits, teacher_logits, labels, T, reduction, wrt, {"nckd": 1.0}, False)
+    (grad,) = evaluate(
+        student_logits, teacher_logits, labels, T, reduction, (wrt,), {"nckd": 1.0}, False, mask, ignore_index
+    )
+    return grad
 
 
 def decoupled_kd_loss(
@@ -342,6 +314,9 @@ def decoupled_kd_loss(
     alpha: float = 1.0,
     beta: float = 8.0,
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
 ) -> np.ndarray:
     r"""Decoupled KD (Zhao et al. 2022): :math:`T^2\,(\alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD})`.
 
@@ -363,6 +338,10 @@ def decoupled_kd_loss(
         make the loss NaN, e.g. NCKD with N = 1).
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"mean"`` is mdistiller's (the sum over the batch divided by the batch size).
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -384,8 +363,11 @@ def decoupled_kd_loss(
     >>> bool(np.isclose(decoupled_kd_loss(z, v, y), parts))
     True
     """
-    weights = {"tckd": check_real(alpha, "alpha", 0.0), "nckd": check_real(beta, "beta", 0.0)}
-    return _evaluate(student_logits, teacher_logits, labels, T, reduction, None, weights, True)
+    weights = dkd_weights(alpha, beta)
+    (value,) = evaluate(
+        student_logits, teacher_logits, labels, T, reduction, (None,), weights, True, mask, ignore_index
+    )
+    return value
 
 
 def decoupled_kd_loss_grad(
@@ -397,6 +379,9 @@ def decoupled_kd_loss_grad(
     beta: float = 8.0,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
 ) -> np.ndarray:
     r"""Derivative of :func:`decoupled_kd_loss` w.r.t. the student logits, the teacher logits or ``T``.
 
@@ -406,6 +391,13 @@ def decoupled_kd_loss_grad(
             + \beta\frac{\partial\,\mathrm{NCKD}}{\partial z}\Bigr), \qquad
         \frac{\partial L}{\partial T} = 2T(\alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD})
             + T^2\Bigl(\alpha\frac{\partial\,\mathrm{TCKD}}{\partial T} + \beta\frac{\partial\,\mathrm{NCKD}}{\partial T}\Bigr).
+
+    Parameters
+    ----------
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
 
     Examples
     --------
@@ -417,5 +409,61 @@ def decoupled_kd_loss_grad(
     >>> bool(np.allclose(g, 4 * (tckd(z, v, 0, 2.0) + 8 * nckd(z, v, 0, 2.0))))
     True
     """
-    weights = {"tckd": check_real(alpha, "alpha", 0.0), "nckd": check_real(beta, "beta", 0.0)}
-    return _evaluate(student_logits, teacher_logits, labels, T, reduction, wrt, weights, True)
+    weights = dkd_weights(alpha, beta)
+    (grad,) = evaluate(
+        student_logits, teacher_logits, labels, T, reduction, (wrt,), weights, True, mask, ignore_index
+    )
+    return grad
+
+
+def decoupled_kd_loss_and_grad(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    labels: ArrayLike,
+    T: float = 4.0,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
+) -> tuple[np.ndarray, np.ndarray]:
+    r""":func:`decoupled_kd_loss` and its student gradient from one pass over the data.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits, labels, T, alpha, beta, reduction, mask, ignore_index
+        As in :func:`decoupled_kd_loss`.
+
+    Returns
+    -------
+    loss : numpy.ndarray
+        Identical to :func:`decoupled_kd_loss` (the matches of the full and the non-target rows are shared).
+    grad : numpy.ndarray, shape (..., N)
+        Identical to ``decoupled_kd_loss_grad(..., wrt="student")``; exactly 0 at dropped positions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import decoupled_kd_loss, decoupled_kd_loss_and_grad, decoupled_kd_loss_grad
+    >>> z, v = np.array([[2.0, 1.0, 0.1], [0.3, 0.2, 0.1]]), np.array([[3.0, 0.5, 0.2], [1.0, 0.0, 0.0]])
+    >>> y = np.array([0, -100])  # the second sample is padding: dropped
+    >>> loss, grad = decoupled_kd_loss_and_grad(z, v, y, T=4.0)
+    >>> bool(loss == decoupled_kd_loss(z[:1], v[:1], y[:1])), grad[1].tolist()
+    (True, [0.0, 0.0, 0.0])
+    >>> bool(np.array_equal(grad, decoupled_kd_loss_grad(z, v, y)))
+    True
+    """
+    weights = dkd_weights(alpha, beta)
+    return evaluate(
+        student_logits,
+        teacher_logits,
+        labels,
+        T,
+        reduction,
+        (None, "student"),
+        weights,
+        True,
+        mask,
+        ignore_index,
+    )

@@ -29,16 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._arrays import (
-    REDUCTIONS,
-    as_logit_pair,
-    check_alpha,
-    check_choice,
-    check_labels,
-    check_temperature,
-    reduce,
-    reduce_grad,
-)
+from ._arrays import REDUCTIONS, as_logit_pair, check_alpha, check_choice, check_temperature, select
 from ._chunks import run_chunks
 from ._fast import soft_rows
 from ._numerics import tempered_difference
@@ -57,14 +48,15 @@ __all__ = [
 SOFT_LOSSES = ("cross_entropy", "kl")
 
 
-def _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction):
+def _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction, mask, ignore_index):
+    """The kept positions and the rows (student, teacher, labels) to compute, with the checked scalars."""
     check_choice(reduction, "reduction", REDUCTIONS)
     check_choice(soft, "soft", SOFT_LOSSES)
     T = check_temperature(T)
     alpha = check_alpha(alpha)
-    student, teacher = as_logit_pair(student_logits, teacher_logits)
-    labels = check_labels(labels, student)
-    return student, teacher, labels, T, alpha
+    pair = as_logit_pair(student_logits, teacher_logits)
+    kept, (student, teacher), labels = select(mask, pair, labels, ignore_index)
+    return kept, (student, teacher, labels, T, alpha)
 
 
 def _soft_weight(T: float, alpha: float, t2_scaling: bool) -> float:
@@ -132,6 +124,9 @@ def distillation_loss(
     t2_scaling: bool = True,
     soft: str = "cross_entropy",
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
 ) -> np.ndarray:
     r"""Hinton's distillation loss, :math:`\alpha\,\mathrm{CE}(y, z) + (1-\alpha)\,T^2\,L_\text{soft}(z, v, T)`.
 
@@ -152,6 +147,10 @@ def distillation_loss(
         the teacher's entropy, a constant for the student: same gradient, different value.
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample; ``"sum"``; ``"mean"``: the mean over samples.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -177,9 +176,11 @@ def distillation_loss(
     >>> bool(np.isclose(loss, 0.3 * cross_entropy(z, y) + 0.7 * 16 * soft_cross_entropy(z, v, 4.0)))
     True
     """
-    inputs = _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction)
+    kept, inputs = _checked(
+        student_logits, teacher_logits, labels, T, alpha, soft, reduction, mask, ignore_index
+    )
     value, _ = _distillation(*inputs, t2_scaling, soft, reduction, want_grad=False)
-    return reduce(value, reduction)
+    return kept.reduce(value, reduction)
 
 
 def distillation_loss_grad(
@@ -191,6 +192,9 @@ def distillation_loss_grad(
     t2_scaling: bool = True,
     soft: str = "cross_entropy",
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
 ) -> np.ndarray:
     r"""Gradient of :func:`distillation_loss` w.r.t. the student logits.
 
@@ -199,6 +203,10 @@ def distillation_loss_grad(
     student_logits, teacher_logits, labels, T, alpha, t2_scaling, soft, reduction
         As in :func:`distillation_loss`. ``soft`` does not change the gradient (the two soft losses differ
         by a constant) but is checked.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -225,9 +233,11 @@ def distillation_loss_grad(
     >>> bool(np.allclose(g, 4.0 * (softmax(z, 4.0) - softmax(v, 4.0))))
     True
     """
-    inputs = _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction)
+    kept, inputs = _checked(
+        student_logits, teacher_logits, labels, T, alpha, soft, reduction, mask, ignore_index
+    )
     _, grad = _distillation(*inputs, t2_scaling, soft, reduction, want_value=False)
-    return grad
+    return kept.spread(grad)
 
 
 def distillation_loss_and_grad(
@@ -239,6 +249,9 @@ def distillation_loss_and_grad(
     t2_scaling: bool = True,
     soft: str = "cross_entropy",
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int = -100,
 ) -> tuple[np.ndarray, np.ndarray]:
     r""":func:`distillation_loss` and :func:`distillation_loss_grad` in one pass: what a training step needs.
 
@@ -246,6 +259,10 @@ def distillation_loss_and_grad(
     ----------
     student_logits, teacher_logits, labels, T, alpha, t2_scaling, soft, reduction
         As in :func:`distillation_loss`.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
+    ignore_index : int, default -100
+        A position whose label equals it is dropped as well.
 
     Returns
     -------
@@ -271,13 +288,17 @@ def distillation_loss_and_grad(
     >>> bool(np.array_equal(grad, distillation_loss_grad(z, v, y, 4.0, 0.3)))
     True
     """
-    inputs = _checked(student_logits, teacher_logits, labels, T, alpha, soft, reduction)
+    kept, inputs = _checked(
+        student_logits, teacher_logits, labels, T, alpha, soft, reduction, mask, ignore_index
+    )
     value, grad = _distillation(*inputs, t2_scaling, soft, reduction)
-    return reduce(value, reduction), grad
+    return kept.reduce(value, reduction), kept.spread(grad)
 
 
-def _logit_difference(student_logits: ArrayLike, teacher_logits: ArrayLike, centered: bool) -> np.ndarray:
-    student, teacher = as_logit_pair(student_logits, teacher_logits)
+def _logit_difference(student_logits: ArrayLike, teacher_logits: ArrayLike, centered: bool, reduction, mask):
+    """The kept positions and the logit difference d of their rows (NaN rows where a logit is not finite)."""
+    check_choice(reduction, "reduction", REDUCTIONS)
+    kept, (student, teacher), _ = select(mask, as_logit_pair(student_logits, teacher_logits))
     with np.errstate(invalid="ignore"):  # inf − inf in a sample with masked classes: NaN for that sample
         diff = tempered_difference(student, teacher, 1.0)
         if centered:
@@ -288,11 +309,16 @@ def _logit_difference(student_logits: ArrayLike, teacher_logits: ArrayLike, cent
             diff = diff - diff[..., :1]
             diff = diff - np.mean(diff, axis=-1, keepdims=True)
     finite = np.all(np.isfinite(diff), axis=-1, keepdims=True)
-    return np.where(finite, diff, np.nan)
+    return kept, np.where(finite, diff, np.nan)
 
 
 def logit_mse(
-    student_logits: ArrayLike, teacher_logits: ArrayLike, centered: bool = True, reduction: str = "mean"
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    centered: bool = True,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Mean squared logit difference, :math:`\frac1N\sum_i d_i^2`: the soft loss's high-temperature limit.
 
@@ -307,6 +333,8 @@ def logit_mse(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample; ``"sum"``; ``"mean"``: the mean over samples (not over classes:
         the mean over classes is already inside the loss).
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -333,15 +361,19 @@ def logit_mse(
     >>> round(float(1e4**2 * kl_divergence(z, v, T=1e4) / (0.5 * logit_mse(z, v))), 3)
     1.0
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
-    diff = _logit_difference(student_logits, teacher_logits, centered)
+    kept, diff = _logit_difference(student_logits, teacher_logits, centered, reduction, mask)
     with np.errstate(over="ignore"):  # |d| > 1e154: the square overflows, as it should
         values = np.mean(diff * diff, axis=-1)
-    return reduce(values, reduction)
+    return kept.reduce(values, reduction)
 
 
 def logit_mse_grad(
-    student_logits: ArrayLike, teacher_logits: ArrayLike, centered: bool = True, reduction: str = "mean"
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    centered: bool = True,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Gradient of :func:`logit_mse` w.r.t. the student logits, :math:`2 d / N`.
 
@@ -349,6 +381,8 @@ def logit_mse_grad(
     ----------
     student_logits, teacher_logits, centered, reduction
         As in :func:`logit_mse`.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -369,13 +403,17 @@ def logit_mse_grad(
     >>> logit_mse_grad(np.array([2.0, 0.0]), np.array([0.0, 0.0]))
     array([ 1., -1.])
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
-    diff = _logit_difference(student_logits, teacher_logits, centered)
-    return reduce_grad(diff * diff.dtype.type(2.0 / diff.shape[-1]), reduction)
+    kept, diff = _logit_difference(student_logits, teacher_logits, centered, reduction, mask)
+    return kept.reduce_grad(diff * diff.dtype.type(2.0 / diff.shape[-1]), reduction)
 
 
 def logit_mse_and_grad(
-    student_logits: ArrayLike, teacher_logits: ArrayLike, centered: bool = True, reduction: str = "mean"
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    centered: bool = True,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     r""":func:`logit_mse` and :func:`logit_mse_grad` from one logit difference.
 
@@ -387,6 +425,8 @@ def logit_mse_and_grad(
         As in :func:`logit_mse`.
     reduction : {"mean", "sum", "none"}, default "mean"
         As in :func:`logit_mse`; the gradient is that of the reduced loss.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -410,9 +450,8 @@ def logit_mse_and_grad(
     >>> float(loss), grad
     (1.0, array([ 1., -1.]))
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
-    diff = _logit_difference(student_logits, teacher_logits, centered)
+    kept, diff = _logit_difference(student_logits, teacher_logits, centered, reduction, mask)
     with np.errstate(over="ignore"):  # |d| > 1e154: the square overflows, as it should
         values = np.mean(diff * diff, axis=-1)
     diff *= diff.dtype.type(grad_scale(diff.shape, reduction, 2.0 / diff.shape[-1]))
-    return reduce(values, reduction), diff
+    return kept.reduce(values, reduction), kept.spread(diff)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._arrays import REDUCTIONS, as_logit_pair, check_choice, check_temperature, reduce, reduce_grad
+from ._arrays import REDUCTIONS, Kept, as_logit_pair, check_choice, check_temperature, select
 from ._chunks import map_rows
 from ._fast import soft_rows
 from ._match import Match, match
@@ -54,16 +54,31 @@ __all__ = [
 WRT = ("student", "teacher", "temperature")
 
 
-def _per_sample(function, student_logits: ArrayLike, teacher_logits: ArrayLike, T: float) -> np.ndarray:
-    """Check the inputs, then ``function(match)`` for every sample, over row chunks (see ``_chunks``).
+def check_wants(reduction: object, wants: tuple) -> None:
+    """``reduction`` and each derivative asked for (None is the value, "hessian" the student Hessian)."""
+    check_choice(reduction, "reduction", REDUCTIONS)
+    for wrt in wants:
+        if wrt not in (None, "hessian"):
+            check_choice(wrt, "wrt", WRT)
 
-    The careful algorithm for every row: used for the teacher and temperature derivatives, which the fast
-    kernel does not serve.
-    """
+
+def careful_rows(student: np.ndarray, teacher: np.ndarray, T: float, *functions) -> tuple[np.ndarray, ...]:
+    """``function(match)`` for every function and every sample of checked (kept) rows, in one pass over row
+    chunks (see ``_chunks``): the careful algorithm for every row. Used for the teacher and temperature
+    derivatives, which the fast kernel does not serve, and for the reverse KL (the roles exchanged)."""
+    return map_rows(lambda z, v: tuple(function(match(z, v, T)) for function in functions), student, teacher)
+
+
+def checked_rows(
+    student_logits, teacher_logits, T, reduction, mask, labels=None, ignore_index=-100
+) -> tuple[float, Kept, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The checks every soft loss starts with; the student and teacher rows at the kept positions, and their
+    labels (None for a loss without labels; positions labelled ``ignore_index`` are dropped)."""
+    check_choice(reduction, "reduction", REDUCTIONS)
     T = check_temperature(T)
-    student, teacher = as_logit_pair(student_logits, teacher_logits)
-    (result,) = map_rows(lambda z, v: (function(match(z, v, T)),), student, teacher)
-    return result
+    pair = as_logit_pair(student_logits, teacher_logits)
+    kept, (student, teacher), labels = select(mask, pair, labels, ignore_index)
+    return T, kept, student, teacher, labels
 
 
 def grad_scale(shape: tuple[int, ...], reduction: str, factor: float) -> float:
@@ -74,18 +89,21 @@ def grad_scale(shape: tuple[int, ...], reduction: str, factor: float) -> float:
     return factor / max(int(np.prod(shape[:-1])), 1)
 
 
-def _soft(name: str, student_logits, teacher_logits, T, reduction, *, value: bool, grad: bool):
+def _soft(name: str, student_logits, teacher_logits, T, reduction, mask, *, value: bool, grad: bool):
     """The soft loss ``name`` per sample (reduced) and/or its student gradient, through the fast kernel."""
-    check_choice(reduction, "reduction", REDUCTIONS)
-    T = check_temperature(T)
-    student, teacher = as_logit_pair(student_logits, teacher_logits)
+    T, kept, student, teacher, _ = checked_rows(student_logits, teacher_logits, T, reduction, mask)
     scale = grad_scale(student.shape, reduction, 1.0 / T) if grad else None
     values, gradient = soft_rows(student, teacher, T, value=name if value else None, grad_scale=scale)
-    return (reduce(values, reduction) if value else None), gradient
+    return (kept.reduce(values, reduction) if value else None), (kept.spread(gradient) if grad else None)
 
 
 def soft_cross_entropy(
-    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0, reduction: str = "mean"
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Soft cross-entropy :math:`-\sum_i q_i \log p_i` of the student's tempered softmax against the teacher's.
 
@@ -97,6 +115,8 @@ def soft_cross_entropy(
         Temperature applied to both, finite and positive.
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample, shape ``(...)``; ``"sum"``; ``"mean"``: the mean over samples.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -130,13 +150,18 @@ def soft_cross_entropy(
     True
     """
     value, _ = _soft(
-        "soft_cross_entropy", student_logits, teacher_logits, T, reduction, value=True, grad=False
+        "soft_cross_entropy", student_logits, teacher_logits, T, reduction, mask, value=True, grad=False
     )
     return value
 
 
 def kl_divergence(
-    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0, reduction: str = "mean"
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""KL divergence :math:`\mathrm{KL}(q\,\|\,p)` from the teacher's tempered softmax to the student's.
 
@@ -151,6 +176,8 @@ def kl_divergence(
         Temperature applied to both, finite and positive.
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample, shape ``(...)``; ``"sum"``; ``"mean"``: the mean over samples.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -189,7 +216,7 @@ def kl_divergence(
     >>> print(f"{kl_divergence([0.0, 1.0], [0.0, 1.0 + 1e-12]):.12e}")  # naive formulas give noise here
     9.832344631301e-26
     """
-    value, _ = _soft("kl", student_logits, teacher_logits, T, reduction, value=True, grad=False)
+    value, _ = _soft("kl", student_logits, teacher_logits, T, reduction, mask, value=True, grad=False)
     return value
 
 
@@ -204,15 +231,16 @@ def _soft_derivative(m: Match, name: str, wrt: str) -> np.ndarray:
     return grad[..., 0]
 
 
-def _soft_grad(name: str, student_logits, teacher_logits, T, reduction, wrt) -> np.ndarray:
+def _soft_grad(name: str, student_logits, teacher_logits, T, reduction, wrt, mask) -> np.ndarray:
     check_choice(reduction, "reduction", REDUCTIONS)
     check_choice(wrt, "wrt", WRT)
     if wrt == "student":
         kind = "kl" if name == "kl_divergence" else name
-        _, grad = _soft(kind, student_logits, teacher_logits, T, reduction, value=False, grad=True)
+        _, grad = _soft(kind, student_logits, teacher_logits, T, reduction, mask, value=False, grad=True)
         return grad
-    grad = _per_sample(lambda m: _soft_derivative(m, name, wrt), student_logits, teacher_logits, T)
-    return reduce(grad, reduction) if wrt == "temperature" else reduce_grad(grad, reduction)
+    T, kept, student, teacher, _ = checked_rows(student_logits, teacher_logits, T, reduction, mask)
+    (grad,) = careful_rows(student, teacher, T, lambda m: _soft_derivative(m, name, wrt))
+    return kept.reduce(grad, reduction) if wrt == "temperature" else kept.reduce_grad(grad, reduction)
 
 
 def soft_cross_entropy_grad(
@@ -221,6 +249,8 @@ def soft_cross_entropy_grad(
     T: float = 1.0,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Derivative of :func:`soft_cross_entropy` w.r.t. the student logits, the teacher logits or ``T``.
 
@@ -236,6 +266,8 @@ def soft_cross_entropy_grad(
         number of samples for ``"mean"``. For ``wrt="temperature"`` it has the loss's shape.
     wrt : {"student", "teacher", "temperature"}, default "student"
         The variable to differentiate with respect to.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -270,7 +302,7 @@ def soft_cross_entropy_grad(
     >>> float(soft_cross_entropy_grad(z, v, T, wrt="temperature")) > 0  # softer targets, higher entropy
     True
     """
-    return _soft_grad("soft_cross_entropy", student_logits, teacher_logits, T, reduction, wrt)
+    return _soft_grad("soft_cross_entropy", student_logits, teacher_logits, T, reduction, wrt, mask)
 
 
 def kl_divergence_grad(
@@ -279,6 +311,8 @@ def kl_divergence_grad(
     T: float = 1.0,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Derivative of :func:`kl_divergence` w.r.t. the student logits, the teacher logits or ``T``.
 
@@ -292,6 +326,8 @@ def kl_divergence_grad(
         As in :func:`soft_cross_entropy_grad`.
     wrt : {"student", "teacher", "temperature"}, default "student"
         The variable to differentiate with respect to.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -332,11 +368,16 @@ def kl_divergence_grad(
     >>> float(np.abs(kl_divergence_grad(z, v, wrt="teacher").sum())) < 1e-15  # rows sum to zero
     True
     """
-    return _soft_grad("kl_divergence", student_logits, teacher_logits, T, reduction, wrt)
+    return _soft_grad("kl_divergence", student_logits, teacher_logits, T, reduction, wrt, mask)
 
 
 def kl_divergence_and_grad(
-    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0, reduction: str = "mean"
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     r""":func:`kl_divergence` and its gradient w.r.t. the student logits in one pass: what a training step needs.
 
@@ -349,6 +390,8 @@ def kl_divergence_and_grad(
     reduction : {"mean", "sum", "none"}, default "mean"
         As in :func:`kl_divergence`; the gradient is that of the reduced loss (each sample's own for
         ``"none"`` and ``"sum"``, divided by the number of samples for ``"mean"``).
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -382,12 +425,17 @@ def kl_divergence_and_grad(
     >>> bool(np.array_equal(grad, kl_divergence_grad(z, v, 2.0))), float(abs(grad.sum())) < 1e-16
     (True, True)
     """
-    value, grad = _soft("kl", student_logits, teacher_logits, T, reduction, value=True, grad=True)
+    value, grad = _soft("kl", student_logits, teacher_logits, T, reduction, mask, value=True, grad=True)
     return value, grad
 
 
 def soft_cross_entropy_and_grad(
-    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0, reduction: str = "mean"
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     r""":func:`soft_cross_entropy` and its gradient w.r.t. the student logits in one pass.
 
@@ -399,6 +447,8 @@ def soft_cross_entropy_and_grad(
         Temperature applied to both, finite and positive.
     reduction : {"mean", "sum", "none"}, default "mean"
         As in :func:`soft_cross_entropy`; the gradient is that of the reduced loss.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -431,12 +481,14 @@ def soft_cross_entropy_and_grad(
     True
     """
     value, grad = _soft(
-        "soft_cross_entropy", student_logits, teacher_logits, T, reduction, value=True, grad=True
+        "soft_cross_entropy", student_logits, teacher_logits, T, reduction, mask, value=True, grad=True
     )
     return value, grad
 
 
-def kl_divergence_hessian(student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0) -> np.ndarray:
+def kl_divergence_hessian(
+    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0, *, mask: ArrayLike | None = None
+) -> np.ndarray:
     r"""Per-sample Hessian of :func:`kl_divergence` w.r.t. the student logits, :math:`(\operatorname{diag} p - p p^\top)/T^2`.
 
     Parameters
@@ -445,6 +497,8 @@ def kl_divergence_hessian(student_logits: ArrayLike, teacher_logits: ArrayLike, 
         As in :func:`kl_divergence` (the Hessian does not depend on the teacher, which is checked for shape).
     T : float, default 1.0
         Temperature, finite and positive.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -476,8 +530,11 @@ def kl_divergence_hessian(student_logits: ArrayLike, teacher_logits: ArrayLike, 
     >>> bool(np.allclose(h @ np.ones(2), 0))
     True
     """
-    T = check_temperature(T)
-    student, teacher = as_logit_pair(student_logits, teacher_logits)
+    T, kept, student, teacher, _ = checked_rows(student_logits, teacher_logits, T, "none", mask)
+    return kept.spread(_kl_hessian(student, teacher, T))
+
+
+def _kl_hessian(student: np.ndarray, teacher: np.ndarray, T: float) -> np.ndarray:
     student_log_probs = log_softmax(student, T)
     student_probs = np.exp(student_log_probs)
     hessian = -(student_probs[..., :, None] * student_probs[..., None, :])

@@ -32,66 +32,32 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._arrays import (
-    REDUCTIONS,
-    as_logit_pair,
-    check_choice,
-    check_real,
-    check_temperature,
-    reduce,
-    reduce_grad,
-)
+from ._arrays import check_real, check_temperature
 from ._chunks import map_rows
-from ._mixture import mixture_kl, pair
-from .divergences import WRT
+from ._mixture import mixture_rows
+from .divergences import check_wants, checked_rows
 
 __all__ = [
     "jensen_shannon_divergence",
+    "jensen_shannon_divergence_and_grad",
     "jensen_shannon_divergence_grad",
     "skew_kl_divergence",
+    "skew_kl_divergence_and_grad",
     "skew_kl_divergence_grad",
     "skew_reverse_kl_divergence",
+    "skew_reverse_kl_divergence_and_grad",
     "skew_reverse_kl_divergence_grad",
 ]
 
 
-def _parts(kind: str, pq, weight: float) -> list:
-    """(coefficient, D) pairs whose weighted sum is the loss; a part of coefficient 0 is absent."""
-    if kind == "skew_kl":
-        return [(1.0, mixture_kl(pq, weight, 1.0 - weight, "teacher"))]
-    if kind == "skew_reverse_kl":
-        return [(1.0, mixture_kl(pq, weight, 1.0 - weight, "student"))]
-    parts = []
-    if weight != 0:  # β KL(q ‖ M): M = β q + (1 − β) p
-        parts.append((weight, mixture_kl(pq, weight, 1.0 - weight, "teacher")))
-    if weight != 1:  # (1 − β) KL(p ‖ M): the same M seen from p, whose weight in it is 1 − β
-        parts.append((1.0 - weight, mixture_kl(pq, 1.0 - weight, weight, "student")))
-    return parts
-
-
-def _evaluate(kind, student_logits, teacher_logits, T, weight, weight_name, reduction, wrt) -> np.ndarray:
-    check_choice(reduction, "reduction", REDUCTIONS)
-    if wrt is not None:
-        check_choice(wrt, "wrt", WRT)
+def evaluate(kind, student_logits, teacher_logits, T, weight, weight_name, reduction, wants, mask) -> tuple:
+    """Check the inputs, then each of ``wants`` (see ``mixture_rows``) over the kept rows in one pass."""
+    check_wants(reduction, wants)
     T = check_temperature(T)
     weight = check_real(weight, weight_name, 0.0, 1.0)
-    student, teacher = as_logit_pair(student_logits, teacher_logits)
-    dtype = student.dtype.type
-
-    def rows(z: np.ndarray, v: np.ndarray) -> tuple[np.ndarray]:
-        pq = pair(z, v, T)
-        per_class = wrt in ("student", "teacher")
-        total = np.zeros(z.shape if per_class else (*z.shape[:-1], 1), dtype=z.dtype)
-        for coefficient, part in _parts(kind, pq, weight):
-            total += dtype(coefficient) * (part.value if wrt is None else part.derivative(wrt, T))
-        if pq.undefined is not None:
-            total = np.where(pq.undefined, np.nan, total)
-        return (total if per_class else total[..., 0],)
-
-    (result,) = map_rows(rows, student, teacher)
-    if wrt in ("student", "teacher"):
-        return reduce_grad(result, reduction)
-    return reduce(result, reduction)
+    T, kept, student, teacher, _ = checked_rows(student_logits, teacher_logits, T, reduction, mask)
+    results = map_rows(lambda z, v: mixture_rows(kind, z, v, T, weight, wants), student, teacher)
+    return kept.outputs(wants, results, reduction)
 
 
 def skew_kl_divergence(
@@ -100,6 +66,8 @@ def skew_kl_divergence(
     T: float = 1.0,
     skew: float = 0.1,
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Skew KL divergence :math:`\mathrm{KL}(q\,\|\,\alpha q + (1-\alpha) p)` (DistiLLM's SKL).
 
@@ -117,6 +85,8 @@ def skew_kl_divergence(
         α in [0, 1], the teacher's share of the mixture (DistiLLM's ``skew_alpha``, default 0.1).
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample, shape ``(...)``; ``"sum"``; ``"mean"``: the mean over samples.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -155,7 +125,8 @@ def skew_kl_divergence(
     >>> float(skew_kl_divergence([0.0, -np.inf], [0.0, 0.0], skew=0.5))  # finite where KL is +inf
     0.14384103622589045
     """
-    return _evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, None)
+    (value,) = evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None,), mask)
+    return value
 
 
 def skew_kl_divergence_grad(
@@ -165,6 +136,8 @@ def skew_kl_divergence_grad(
     skew: float = 0.1,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Derivative of :func:`skew_kl_divergence` w.r.t. the student logits, the teacher logits or ``T``.
 
@@ -177,6 +150,8 @@ def skew_kl_divergence_grad(
         divided by the number of samples for ``"mean"``; for ``wrt="temperature"`` the loss's shape.
     wrt : {"student", "teacher", "temperature"}, default "student"
         The variable to differentiate with respect to.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -200,7 +175,8 @@ def skew_kl_divergence_grad(
     >>> bool(np.allclose(skew_kl_divergence_grad(z, v, skew=a), (1 - a) * p * (t - p @ t)))
     True
     """
-    return _evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, wrt)
+    (grad,) = evaluate("skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (wrt,), mask)
+    return grad
 
 
 def skew_reverse_kl_divergence(
@@ -209,6 +185,8 @@ def skew_reverse_kl_divergence(
     T: float = 1.0,
     skew: float = 0.1,
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Skew reverse KL divergence :math:`\mathrm{KL}(p\,\|\,\alpha p + (1-\alpha) q)` (DistiLLM's SRKL).
 
@@ -225,6 +203,8 @@ def skew_reverse_kl_divergence(
         α in [0, 1], the student's share of the mixture (DistiLLM's ``skew_alpha``).
     reduction : {"mean", "sum", "none"}, default "mean"
         As in :func:`skew_kl_divergence`.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -256,7 +236,10 @@ def skew_reverse_kl_divergence(
     >>> float(skew_reverse_kl_divergence(z, v, skew=1.0))
     0.0
     """
-    return _evaluate("skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, None)
+    (value,) = evaluate(
+        "skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None,), mask
+    )
+    return value
 
 
 def skew_reverse_kl_divergence_grad(
@@ -266,11 +249,18 @@ def skew_reverse_kl_divergence_grad(
     skew: float = 0.1,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Derivative of :func:`skew_reverse_kl_divergence` w.r.t. the student logits, the teacher logits or ``T``.
 
     Parameters and returns as in :func:`skew_kl_divergence_grad`; closed forms in
     :func:`skew_reverse_kl_divergence`.
+
+    Parameters
+    ----------
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Examples
     --------
@@ -281,7 +271,10 @@ def skew_reverse_kl_divergence_grad(
     >>> bool(abs(g.sum()) < 1e-16)  # a common shift of the logits changes nothing
     True
     """
-    return _evaluate("skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, wrt)
+    (grad,) = evaluate(
+        "skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (wrt,), mask
+    )
+    return grad
 
 
 def jensen_shannon_divergence(
@@ -290,6 +283,8 @@ def jensen_shannon_divergence(
     T: float = 1.0,
     beta: float = 0.5,
     reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""The generalised Jensen–Shannon divergence of GKD (Agarwal et al. 2024, Eq. 1), trl's ``generalized_jsd_loss``.
 
@@ -313,6 +308,8 @@ def jensen_shannon_divergence(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample; ``"sum"``; ``"mean"``: the mean over samples (trl's
         ``"batchmean"`` over unmasked tokens).
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -361,7 +358,8 @@ def jensen_shannon_divergence(
     >>> bool(np.isclose(jensen_shannon_divergence(z, v, beta=b) / b, kl_divergence(z, v), rtol=1e-5))
     True
     """
-    return _evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, None)
+    (value,) = evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, (None,), mask)
+    return value
 
 
 def jensen_shannon_divergence_grad(
@@ -371,12 +369,19 @@ def jensen_shannon_divergence_grad(
     beta: float = 0.5,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Derivative of :func:`jensen_shannon_divergence` w.r.t. the student logits, the teacher logits or ``T``.
 
     Parameters and returns as in :func:`skew_kl_divergence_grad`; closed forms in
     :func:`jensen_shannon_divergence`. At β = 0 and β = 1 every derivative is 0 (the divergence is
     identically 0 there).
+
+    Parameters
+    ----------
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Examples
     --------
@@ -388,4 +393,111 @@ def jensen_shannon_divergence_grad(
     >>> bool(np.allclose(jensen_shannon_divergence_grad(z, v, beta=b), (1 - b) * p * (ell - p @ ell)))
     True
     """
-    return _evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, wrt)
+    (grad,) = evaluate("jsd", student_logits, teacher_logits, T, beta, "beta", reduction, (wrt,), mask)
+    return grad
+
+
+# -- value and gradient in one pass (the Hessians are in kdcore/hessians.py) ---------------------------------
+
+
+def skew_kl_divergence_and_grad(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    skew: float = 0.1,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r""":func:`skew_kl_divergence` and its student gradient from one match of the rows: DistiLLM's SKL step.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits, T, skew, reduction, mask
+        As in :func:`skew_kl_divergence` (α = ``skew`` weights the teacher in the mixture).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(loss, grad)``, bit for bit what :func:`skew_kl_divergence` and ``skew_kl_divergence_grad(...,
+        wrt="student")`` return: shapes ``(...)`` (a scalar unless ``reduction="none"``) and ``(..., N)``,
+        in the logits' floating dtype.
+
+    Notes
+    -----
+    The gradient :math:`(1-\alpha)\,p \odot (t - \langle p, t\rangle)/T`, :math:`t = 1 - q/m`, and the value
+    :math:`\sum_i q_i(s_i - \operatorname{log1p} s_i)` share :math:`s = m/q - 1`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import skew_kl_divergence, skew_kl_divergence_and_grad, skew_kl_divergence_grad
+    >>> z, v = np.array([[2.0, 1.0, 0.1]]), np.array([[3.0, 0.5, 0.2]])
+    >>> loss, grad = skew_kl_divergence_and_grad(z, v, skew=0.1)
+    >>> bool(loss == skew_kl_divergence(z, v)), bool(np.array_equal(grad, skew_kl_divergence_grad(z, v)))
+    (True, True)
+    """
+    return evaluate(
+        "skew_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None, "student"), mask
+    )
+
+
+def skew_reverse_kl_divergence_and_grad(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    skew: float = 0.1,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Loss and student gradient of :func:`skew_reverse_kl_divergence` (DistiLLM's SRKL) in one call.
+
+    Takes the arguments of :func:`skew_reverse_kl_divergence` (here α = ``skew`` is the *student's* share of
+    the mixture) and returns the pair ``(loss, grad)`` that it and ``skew_reverse_kl_divergence_grad(...,
+    wrt="student")`` return, computed from one match of each chunk of rows and identical to the separate
+    calls; float32 stays float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import skew_reverse_kl_divergence_and_grad, skew_reverse_kl_divergence_grad
+    >>> z, v = np.array([[2.0, 1.0, 0.1]]), np.array([[3.0, 0.5, 0.2]])
+    >>> loss, grad = skew_reverse_kl_divergence_and_grad(z, v, T=2.0, skew=0.3)
+    >>> bool(np.array_equal(grad, skew_reverse_kl_divergence_grad(z, v, 2.0, 0.3))), bool(loss > 0)
+    (True, True)
+    """
+    return evaluate(
+        "skew_reverse_kl", student_logits, teacher_logits, T, skew, "skew", reduction, (None, "student"), mask
+    )
+
+
+def jensen_shannon_divergence_and_grad(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    beta: float = 0.5,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""What a GKD training step needs: :func:`jensen_shannon_divergence` and its student gradient together.
+
+    Both parts, :math:`\mathrm{KL}(q\,\|\,M)` and :math:`\mathrm{KL}(p\,\|\,M)`, and their gradients come
+    from one match of the rows; ``loss`` and ``grad`` are identical to :func:`jensen_shannon_divergence` and
+    ``jensen_shannon_divergence_grad(..., wrt="student")`` with the same arguments (``beta``: the teacher's
+    weight; ``mask``: positions kept), of shapes ``(...)`` or scalar, and ``(..., N)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import jensen_shannon_divergence, jensen_shannon_divergence_and_grad
+    >>> z = np.array([[[2.0, 1.0, 0.1], [0.0, 0.0, 0.0]]])  # (batch 1, sequence 2, vocabulary 3)
+    >>> v = np.array([[[3.0, 0.5, 0.2], [np.nan, 0.0, 0.0]]])  # a padding position, never computed
+    >>> loss, grad = jensen_shannon_divergence_and_grad(z, v, mask=np.array([[True, False]]))
+    >>> bool(loss == jensen_shannon_divergence(z[:, :1], v[:, :1])), grad[0, 1].tolist()
+    (True, [0.0, 0.0, 0.0])
+    """
+    return evaluate(
+        "jsd", student_logits, teacher_logits, T, beta, "beta", reduction, (None, "student"), mask
+    )

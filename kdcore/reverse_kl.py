@@ -20,18 +20,31 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._arrays import as_logit_pair, check_choice, check_temperature
-from .divergences import WRT, kl_divergence, kl_divergence_grad, kl_divergence_hessian
+from ._arrays import check_choice
+from ._fast import soft_rows
+from ._match import Match
+from .divergences import WRT, _kl_hessian, careful_rows, checked_rows, kl_divergence, kl_divergence_grad
 from .softmax import softmax
 
-__all__ = ["reverse_kl_divergence", "reverse_kl_divergence_grad", "reverse_kl_divergence_hessian"]
+__all__ = [
+    "reverse_kl_divergence",
+    "reverse_kl_divergence_and_grad",
+    "reverse_kl_divergence_grad",
+    "reverse_kl_divergence_hessian",
+]
+
 
 # Exchanging the arguments exchanges the roles of the logits in each derivative.
 _SWAPPED = {"student": "teacher", "teacher": "student", "temperature": "temperature"}
 
 
 def reverse_kl_divergence(
-    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0, reduction: str = "mean"
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Reverse KL divergence :math:`\mathrm{KL}(p\,\|\,q)` from the student's tempered softmax to the teacher's.
 
@@ -48,6 +61,8 @@ def reverse_kl_divergence(
         Temperature applied to both, finite and positive.
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"none"``: one value per sample, shape ``(...)``; ``"sum"``; ``"mean"``: the mean over samples.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -82,7 +97,7 @@ def reverse_kl_divergence(
     >>> float(reverse_kl_divergence([0.0, -np.inf], [0.0, 0.0])), float(kl_divergence([0.0, -np.inf], [0.0, 0.0]))
     (0.6931471805599453, inf)
     """
-    return kl_divergence(teacher_logits, student_logits, T, reduction)
+    return kl_divergence(teacher_logits, student_logits, T, reduction, mask=mask)
 
 
 def reverse_kl_divergence_grad(
@@ -91,6 +106,8 @@ def reverse_kl_divergence_grad(
     T: float = 1.0,
     reduction: str = "mean",
     wrt: str = "student",
+    *,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray:
     r"""Derivative of :func:`reverse_kl_divergence` w.r.t. the student logits, the teacher logits or ``T``.
 
@@ -106,6 +123,8 @@ def reverse_kl_divergence_grad(
         number of samples for ``"mean"``. For ``wrt="temperature"`` it has the loss's shape.
     wrt : {"student", "teacher", "temperature"}, default "student"
         The variable to differentiate with respect to.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -142,11 +161,53 @@ def reverse_kl_divergence_grad(
     True
     """
     check_choice(wrt, "wrt", WRT)
-    return kl_divergence_grad(teacher_logits, student_logits, T, reduction, _SWAPPED[wrt])
+    return kl_divergence_grad(teacher_logits, student_logits, T, reduction, _SWAPPED[wrt], mask=mask)
+
+
+def reverse_kl_divergence_and_grad(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    T: float = 1.0,
+    reduction: str = "mean",
+    *,
+    mask: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""MiniLLM's loss and its student gradient: :func:`reverse_kl_divergence` and its ``_grad``, in one call.
+
+    The arguments are those of :func:`reverse_kl_divergence` (``mask`` keeps positions, ``reduction`` applies
+    to both); the result is the pair ``(loss, grad)``, the loss of shape ``(...)`` (or a scalar) and the
+    gradient w.r.t. the student logits of shape ``(..., N)``, rows summing to 0, in the logits' dtype.
+
+    Notes
+    -----
+    .. math::
+
+        R = \mathrm{KL}(p\,\|\,q) = \operatorname{log1p}\Bigl(\sum_i p_i\,g(f_i)\Bigr), \qquad
+        \frac{\partial R}{\partial z} = -\frac{p \odot f}{T}, \qquad g(x) = e^x - 1 - x,
+
+    with :math:`f = (v - z)/T - \sum_j p_j (v_j - z_j)/T` the centred log-ratio (the forward KL's, roles
+    exchanged). The value comes from the fast kernel, exactly as :func:`reverse_kl_divergence` computes it,
+    and the gradient from the exact match of the rows, as ``reverse_kl_divergence_grad`` computes it: two
+    passes over the data (the fast kernel does not serve this gradient), and results identical to the two
+    separate calls.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore import reverse_kl_divergence, reverse_kl_divergence_and_grad, reverse_kl_divergence_grad
+    >>> z, v = np.array([[2.0, 1.0, 0.1]]), np.array([[3.0, 0.5, 0.2]])
+    >>> loss, grad = reverse_kl_divergence_and_grad(z, v, T=2.0)
+    >>> bool(loss == reverse_kl_divergence(z, v, 2.0)), bool(np.array_equal(grad, reverse_kl_divergence_grad(z, v, 2.0)))
+    (True, True)
+    """
+    T, kept, student, teacher, _ = checked_rows(student_logits, teacher_logits, T, reduction, mask)
+    values, _ = soft_rows(teacher, student, T, value="kl", grad_scale=None)  # the roles exchanged
+    (grad,) = careful_rows(teacher, student, T, Match.kl_teacher_grad)
+    return kept.reduce(values, reduction), kept.reduce_grad(grad, reduction)
 
 
 def reverse_kl_divergence_hessian(
-    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0
+    student_logits: ArrayLike, teacher_logits: ArrayLike, T: float = 1.0, *, mask: ArrayLike | None = None
 ) -> np.ndarray:
     r"""Per-sample Hessian of :func:`reverse_kl_divergence` w.r.t. the student logits.
 
@@ -156,6 +217,8 @@ def reverse_kl_divergence_hessian(
         As in :func:`reverse_kl_divergence`.
     T : float, default 1.0
         Temperature, finite and positive.
+    mask : array_like of bool, shape (...), optional
+        Positions to keep (True); the others are not computed and give 0 (:func:`kdcore.token_mask`).
 
     Returns
     -------
@@ -190,15 +253,15 @@ def reverse_kl_divergence_hessian(
     >>> bool(np.allclose(h, h.T)), bool(np.allclose(h @ np.ones(3), 0))
     (True, True)
     """
-    T = check_temperature(T)
-    student, teacher = as_logit_pair(student_logits, teacher_logits)
-    # J/T² and u/T from the accurate public functions; the combination below only adds and multiplies.
-    jacobian = kl_divergence_hessian(student, teacher, T) * student.dtype.type(T * T)
-    u = reverse_kl_divergence_grad(student, teacher, T, "none") * student.dtype.type(T)
+    T, kept, student, teacher, _ = checked_rows(student_logits, teacher_logits, T, "none", mask)
+    # J/T² and u/T from the accurate kernels; the combination below only adds and multiplies.
+    jacobian = _kl_hessian(student, teacher, T) * student.dtype.type(T * T)
+    (u,) = careful_rows(teacher, student, T, Match.kl_teacher_grad)
+    u *= student.dtype.type(T)
     student_probs = softmax(student, T)
     hessian = jacobian - u[..., :, None] * student_probs[..., None, :]
     hessian -= student_probs[..., :, None] * u[..., None, :]
     index = np.arange(student.shape[-1])
     hessian[..., index, index] += u
     hessian /= student.dtype.type(T * T)
-    return hessian
+    return kept.spread(hessian)

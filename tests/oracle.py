@@ -1626,3 +1626,110 @@ def standardize_logits_vjp(
         return mp_standardize_logits_vjp(row, cotangent_row, mpmath.mpf(tau), int(ddof), mpmath.mpf(epsilon))
 
     return _per_sample(row_kernel, [logits, cotangent], logits.shape[-1:])
+
+
+# --------------------------------------------------------------------------------------------------
+# Hessians of the mixture divergences and DKD w.r.t. the student logits, in closed form at the working
+# precision (the closed forms are themselves checked against mpmath.diff of the oracle's gradient in
+# tests/test_oracle_family.py). The row and column of the student's top class k are taken from the null
+# space (H·1 = 0, an identity of any function of softmax(z)): formed directly, their entries would be the
+# difference of numbers near p_k ≈ 1, which no working precision below log2(1/(1 − p_k)) bits resolves.
+# --------------------------------------------------------------------------------------------------
+
+
+def _sandwich(c: list, probs: list, total: Mpf, top: int) -> list:
+    """(I − p1ᵀ) diag(c) (I − 1pᵀ): entries c_i δ_ij − c_i p_j − p_i c_j + total·p_i p_j off the top class."""
+    n = len(c)
+    matrix = [[mpmath.mpf(0)] * n for _ in range(n)]
+    for i in range(n):
+        if i == top:
+            continue
+        for j in range(n):
+            if j != top:
+                matrix[i][j] = (
+                    (c[i] if i == j else 0) - c[i] * probs[j] - probs[i] * c[j] + total * probs[i] * probs[j]
+                )
+    for j in range(n):
+        if j != top:
+            matrix[top][j] = matrix[j][top] = -mpmath.fsum(matrix[i][j] for i in range(n) if i != top)
+    matrix[top][top] = -mpmath.fsum(matrix[top][j] for j in range(n) if j != top)
+    return matrix
+
+
+def mp_mixture_hessian(student_logits, teacher_logits, T: Mpf, kind: str, weight: Mpf) -> list:
+    r"""∂²L/∂z² of one row for ``kind`` in {"skew_kl", "skew_reverse_kl", "jsd"}:
+    :math:`(I - p\mathbf 1^\top)\operatorname{diag}(y + u)(I - \mathbf 1 p^\top)/T^2` with u = T ∂L/∂z and
+    y = p² ∂²L/∂p² (docs: kdcore/mixtures.py)."""
+    n = len(student_logits)
+    pair = _pair(student_logits, teacher_logits, T)
+    if pair is None:
+        return [_nans(n) for _ in range(n)]
+    weight = mpmath.mpf(weight)
+    u = [T * g for g in _mixture_loss(student_logits, teacher_logits, T, kind, weight, "student")]
+    p, q = pair.student.probs, pair.teacher.probs
+    y = []
+    for p_i, q_i in zip(p, q, strict=True):
+        if p_i == 0:
+            y.append(mpmath.mpf(0))
+        elif kind == "skew_kl":
+            y.append((1 - weight) ** 2 * p_i**2 * q_i / (weight * q_i + (1 - weight) * p_i) ** 2)
+        elif kind == "skew_reverse_kl":
+            y.append((1 - weight) ** 2 * p_i * q_i**2 / (weight * p_i + (1 - weight) * q_i) ** 2)
+        else:
+            y.append(weight * (1 - weight) * p_i * q_i / (weight * q_i + (1 - weight) * p_i))
+    c = [y_i + u_i for y_i, u_i in zip(y, u, strict=True)]
+    matrix = _sandwich(c, p, mpmath.fsum(y), pair.student.top_index)
+    return [[entry / (T * T) for entry in row] for row in matrix]
+
+
+def mp_decoupled_kd_loss_hessian(
+    student_logits, teacher_logits, label: int, T: Mpf = 4, alpha: Mpf = 1, beta: Mpf = 8
+) -> list:
+    r"""∂²/∂z² of T²(α TCKD + β NCKD) for one row: α(p_t p̄ w wᵀ − d J) + β J, J = diag p̂ − p̂p̂ᵀ, w = e_t − p̂."""
+    n = len(student_logits)
+    student, teacher = _tempered(student_logits, T), _tempered(teacher_logits, T)
+    if student is None or teacher is None:
+        return [_nans(n) for _ in range(n)]
+    p, q = student.probs, teacher.probs
+    p_rest = mpmath.fsum(p_i for i, p_i in enumerate(p) if i != label)
+    p_hat = [mpmath.mpf(0) if i == label else p_i / p_rest for i, p_i in enumerate(p)]
+    d = p[label] - q[label]
+    w = [1 if i == label else -p_hat[i] for i in range(n)]
+    top = max(range(n), key=lambda i: p_hat[i])
+    jacobian = _sandwich(p_hat, p_hat, mpmath.mpf(1), top)
+    alpha, beta = mpmath.mpf(alpha), mpmath.mpf(beta)
+    return [
+        [
+            alpha * (p[label] * p_rest * w[i] * w[j] - d * jacobian[i][j]) + beta * jacobian[i][j]
+            for j in range(n)
+        ]
+        for i in range(n)
+    ]
+
+
+def mixture_hessian(student_logits, teacher_logits, T=1.0, kind="jsd", weight=0.5) -> np.ndarray:
+    """Per-sample Hessian (..., N, N) of the mixture divergence ``kind`` at ``weight`` (skew or β)."""
+    pair = _logit_pair(student_logits, teacher_logits)
+    weight = _unit_interval(weight, "weight")
+    n_classes = pair[0].shape[-1]
+
+    def row_kernel(student_row, teacher_row, temperature):
+        return mp_mixture_hessian(student_row, teacher_row, temperature, kind, mpmath.mpf(weight))
+
+    return _per_sample(row_kernel, pair, (n_classes, n_classes), T=_positive(T, "T"))
+
+
+def decoupled_kd_loss_hessian(
+    student_logits, teacher_logits, labels, T=4.0, alpha=1.0, beta=8.0
+) -> np.ndarray:
+    """Per-sample Hessian (..., N, N) of DKD w.r.t. the student logits."""
+    pair = _logit_pair(student_logits, teacher_logits)
+    labels = _labels(labels, pair[0].shape[:-1], pair[0].shape[-1])
+    n_classes = pair[0].shape[-1]
+
+    def row_kernel(student_row, teacher_row, label, temperature):
+        return mp_decoupled_kd_loss_hessian(
+            student_row, teacher_row, label, temperature, mpmath.mpf(alpha), mpmath.mpf(beta)
+        )
+
+    return _per_sample(row_kernel, pair, (n_classes, n_classes), labels=labels, T=_positive(T, "T"))

@@ -7,6 +7,7 @@ docs/divergences.md, and the 50-digit oracle (tests/test_family_accuracy.py). Py
 import warnings
 
 import numpy as np
+import oracle
 import pytest
 import scipy.special
 from hypothesis import given
@@ -15,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 from strategies import LOGIT, TEMPERATURE, logit_shapes
 from tolerances import FD_RTOL, FLOAT32_VS_FLOAT64_RTOL
 
+import kdcore
 from kdcore import (
     decoupled_kd_loss,
     decoupled_kd_loss_grad,
@@ -240,3 +242,50 @@ class TestDtypesAndValidation:
         z, v, y = np.array([[1.0]]), np.array([[2.0]]), np.array([0])
         assert np.isnan(non_target_class_kl_divergence(z, v, y))
         assert decoupled_kd_loss(z, v, y, beta=0.0) == 0.0
+
+
+class TestHessianAndTemperature:
+    @given(
+        data=st.data(),
+        T=TEMPERATURE,
+        alpha=st.floats(0, 3),
+        beta=st.floats(0, 10),
+    )
+    def test_hessian_is_the_jacobian_of_the_gradient(self, data, T, alpha, beta):
+
+        shape = data.draw(logit_shapes(max_batch=3, max_classes=7).filter(lambda s: s[-1] >= 2))
+        student = data.draw(hnp.arrays(np.float64, shape, elements=LOGIT))
+        teacher = data.draw(hnp.arrays(np.float64, shape, elements=LOGIT))
+        labels = data.draw(hnp.arrays(np.intp, shape[:-1], elements=st.integers(0, shape[-1] - 1)))
+        hessian = kdcore.decoupled_kd_loss_hessian(student, teacher, labels, T, alpha, beta)
+        np.testing.assert_array_equal(hessian, np.swapaxes(hessian, -1, -2))
+        report = gradcheck.check_hessian(
+            lambda z: kdcore.decoupled_kd_loss_grad(z, teacher, labels, T, alpha, beta, reduction="sum"),
+            lambda z: kdcore.decoupled_kd_loss_hessian(z, teacher, labels, T, alpha, beta),
+            student,
+            rtol=FD_RTOL[np.dtype(np.float64)],
+        )
+        assert report.passed, report
+
+    def test_hessian_against_the_oracle(self, rng):
+
+        student, teacher = rng.normal(size=(3, 6)) * 3, rng.normal(size=(3, 6)) * 3
+        labels = np.array([0, 3, 5])
+        for T in (0.5, 4.0):
+            got = kdcore.decoupled_kd_loss_hessian(student, teacher, labels, T, 1.0, 8.0)
+            expected = oracle.decoupled_kd_loss_hessian(student, teacher, labels, T, 1.0, 8.0)
+            assert np.all(oracle.relative_error(got, expected, result_ndim=2) <= 1e-13)
+
+    @pytest.mark.parametrize("T", [1e3, 1e6, 1e9])
+    @pytest.mark.parametrize("eps", [1.0, 1e-9])
+    def test_temperature_derivative_at_high_temperature(self, T, eps, rng):
+        # d/dT of T²·part is T(2·part − B), both terms second order in 1/T: written as their difference
+        # (2T·D + T²·∂D/∂T) it lost a factor T of its precision (2.6e-6 relative at T = 1e9, before the
+        # third-order form of kdcore/_decoupled.py).
+
+        student = rng.normal(size=(3, 10)) * 3
+        teacher = student + eps * rng.normal(size=student.shape) * 3
+        labels = np.array([1, 4, 9])
+        got = kdcore.decoupled_kd_loss_grad(student, teacher, labels, T, 1.0, 8.0, "none", "temperature")
+        expected = oracle.decoupled_kd_loss(student, teacher, labels, T, 1.0, 8.0, wrt="temperature")
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)

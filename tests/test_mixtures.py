@@ -6,8 +6,10 @@ forms of docs/divergences.md written out again with SciPy, and the 50-digit orac
 """
 
 import warnings
+from typing import ClassVar
 
 import numpy as np
+import oracle
 import pytest
 import scipy.special
 from hypothesis import given
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from strategies import TEMPERATURE, logit_pairs
 from tolerances import FD_RTOL, FLOAT32_VS_FLOAT64_RTOL
 
+import kdcore
 from kdcore import (
     gradcheck,
     jensen_shannon_divergence,
@@ -422,3 +425,58 @@ class TestDtypesAndValidation:
                 [jensen_shannon_divergence_grad(z[i], v[i], 2.0, 0.3, "none", wrt) for i in range(len(z))]
             )
             np.testing.assert_array_equal(batch, one_by_one)
+
+
+class TestHessians:
+    """skew_kl_divergence_hessian, skew_reverse_kl_divergence_hessian, jensen_shannon_divergence_hessian."""
+
+    HESSIANS: ClassVar = {
+        "skew_kl": ("skew_kl_divergence_hessian", "skew"),
+        "skew_reverse_kl": ("skew_reverse_kl_divergence_hessian", "skew"),
+        "jsd": ("jensen_shannon_divergence_hessian", "beta"),
+    }
+
+    @pytest.mark.parametrize("name", LOSSES)
+    @given(pair=logit_pairs(max_batch=3, max_classes=8), T=TEMPERATURE, weight=WEIGHT)
+    def test_jacobian_of_the_gradient(self, name, pair, T, weight):
+
+        _, grad, keyword = LOSSES[name]
+        hessian_name, _ = self.HESSIANS[name]
+        student, teacher = pair
+        hessian = getattr(kdcore, hessian_name)(student, teacher, T, weight)
+        np.testing.assert_array_equal(hessian, np.swapaxes(hessian, -1, -2))
+        np.testing.assert_allclose(hessian.sum(axis=-1), 0, atol=1e-13 * max(1.0, np.abs(hessian).max()))
+        report = gradcheck.check_hessian(
+            lambda z: grad(z, teacher, T, reduction="sum", **{keyword: weight}),
+            lambda z: getattr(kdcore, hessian_name)(z, teacher, T, weight),
+            student,
+            rtol=FD_RTOL[F64],
+        )
+        assert report.passed, report
+
+    @pytest.mark.parametrize("name", LOSSES)
+    def test_against_the_oracle(self, name, rng):
+
+        hessian_name, _ = self.HESSIANS[name]
+        student, teacher = rng.normal(size=(2, 6)) * 3, rng.normal(size=(2, 6)) * 3
+        teacher[1, 2] = -np.inf
+        for T, weight in ((0.7, 0.1), (3.0, 0.6)):
+            got = getattr(kdcore, hessian_name)(student, teacher, T, weight)
+            expected = oracle.mixture_hessian(student, teacher, T, name, weight)
+            assert np.all(oracle.relative_error(got, expected, result_ndim=2) <= 1e-13)
+
+    def test_endpoints(self, rng):
+
+        z, v = rng.normal(size=5), rng.normal(size=5)
+        np.testing.assert_allclose(
+            kdcore.skew_kl_divergence_hessian(z, v, 1.5, 0.0),
+            kdcore.kl_divergence_hessian(z, v, 1.5),
+            rtol=1e-14,
+        )
+        np.testing.assert_allclose(
+            kdcore.skew_reverse_kl_divergence_hessian(z, v, 1.5, 0.0),
+            kdcore.reverse_kl_divergence_hessian(z, v, 1.5),
+            rtol=1e-13,
+            atol=1e-16,
+        )
+        assert np.all(kdcore.jensen_shannon_divergence_hessian(z, v, 1.5, 1.0) == 0)
