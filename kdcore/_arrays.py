@@ -261,24 +261,27 @@ class Kept:
 
     @property
     def none_kept(self) -> bool:
-        return self.keep is not None and not self.keep.any()
+        # An empty batch (a leading shape with a 0 in it) keeps nothing either, and takes the same path.
+        if self.keep is None:
+            return 0 in self.shape
+        return not self.keep.any()
 
     def rows(self, array: np.ndarray) -> np.ndarray:
         """The kept rows of ``array`` (leading shape ``shape``). With nothing kept, one row of zeros stands in
         (computed harmlessly and dropped again by ``reduce``/``spread``), so that no kernel meets an empty
         batch."""
-        if self.keep is None:
-            return array
         if self.none_kept:
             return np.zeros((1, *array.shape[len(self.shape) :]), dtype=array.dtype)
+        if self.keep is None:
+            return array
         return array[self.keep]
 
     def spread(self, kept: np.ndarray) -> np.ndarray:
         """Per-position results of the kept rows ``(K, ...)`` in the leading shape, 0 where dropped."""
+        if self.none_kept:
+            return np.zeros(self.shape + kept.shape[1:], dtype=kept.dtype)
         if self.keep is None:
             return kept
-        if self.none_kept:
-            kept = kept[:0]
         full = np.zeros(self.shape + kept.shape[1:], dtype=kept.dtype)
         full[self.keep] = kept
         return full

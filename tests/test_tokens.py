@@ -241,6 +241,19 @@ class TestNothingKept:
             if kind == "grad" or reduction == "none":
                 assert got.shape == (z.shape if kind == "grad" else z.shape[:-1])
 
+    @pytest.mark.parametrize("leading", [(0,), (2, 0)])
+    @pytest.mark.parametrize(("label", "kind", "call"), CALLS, ids=IDS)
+    def test_an_empty_batch_is_nothing_kept(self, label, kind, call, leading):
+        # A batch of zero positions (no mask at all) once reached the kernels and failed in np.min/np.max,
+        # which have no identity for an empty array; it takes the nothing-kept path now.
+        z = v = np.zeros((*leading, 7))
+        labels = np.zeros(leading, dtype=int)
+        for reduction in REDUCTIONS:
+            got = call(z, v, labels, reduction)
+            assert np.all(got == 0) and got.dtype == np.float64
+            if kind == "grad" or reduction == "none":
+                assert got.shape == (z.shape if kind == "grad" else leading)
+
 
 class TestShapesAndDtypes:
     @pytest.mark.parametrize("shape", [(), (4,), (2, 3), (2, 2, 3)])
