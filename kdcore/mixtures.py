@@ -34,8 +34,9 @@ from numpy.typing import ArrayLike
 
 from ._arrays import check_real, check_temperature
 from ._chunks import map_rows
+from ._fast_mixture import mixture_fast_rows
 from ._mixture import mixture_rows
-from .divergences import check_wants, checked_rows
+from .divergences import check_wants, checked_rows, grad_scale
 
 __all__ = [
     "jensen_shannon_divergence",
@@ -56,6 +57,14 @@ def evaluate(kind, student_logits, teacher_logits, T, weight, weight_name, reduc
     T = check_temperature(T)
     weight = check_real(weight, weight_name, 0.0, 1.0)
     T, kept, student, teacher, _ = checked_rows(student_logits, teacher_logits, T, reduction, mask)
+    if 0 < weight < 1 and set(wants) <= {None, "student"} and len(set(wants)) == len(wants):
+        # the fast path with its certificate (kdcore/_fast_mixture.py); the mean's 1/B folded into the
+        # gradient so that it is written once
+        scale = grad_scale(student.shape, reduction, 1.0 / T) if "student" in wants else None
+        values, grad = mixture_fast_rows(
+            kind, student, teacher, T, weight, value=None in wants, grad_scale=scale
+        )
+        return tuple(kept.reduce(values, reduction) if wrt is None else kept.spread(grad) for wrt in wants)
     results = map_rows(lambda z, v: mixture_rows(kind, z, v, T, weight, wants), student, teacher)
     return kept.outputs(wants, results, reduction)
 

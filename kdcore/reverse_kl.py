@@ -22,8 +22,17 @@ from numpy.typing import ArrayLike
 
 from ._arrays import check_choice
 from ._fast import soft_rows
+from ._fast_mixture import reverse_kl_grad_rows
 from ._match import Match
-from .divergences import WRT, _kl_hessian, careful_rows, checked_rows, kl_divergence, kl_divergence_grad
+from .divergences import (
+    WRT,
+    _kl_hessian,
+    careful_rows,
+    checked_rows,
+    grad_scale,
+    kl_divergence,
+    kl_divergence_grad,
+)
 from .softmax import softmax
 
 __all__ = [
@@ -161,6 +170,10 @@ def reverse_kl_divergence_grad(
     True
     """
     check_choice(wrt, "wrt", WRT)
+    if wrt == "student":  # the fast passes with their certificate (kdcore/_fast_mixture.py)
+        T, kept, student, teacher, _ = checked_rows(student_logits, teacher_logits, T, reduction, mask)
+        grad = reverse_kl_grad_rows(student, teacher, T, grad_scale(student.shape, reduction, 1.0 / T))
+        return kept.spread(grad)
     return kl_divergence_grad(teacher_logits, student_logits, T, reduction, _SWAPPED[wrt], mask=mask)
 
 
@@ -187,9 +200,10 @@ def reverse_kl_divergence_and_grad(
 
     with :math:`f = (v - z)/T - \sum_j p_j (v_j - z_j)/T` the centred log-ratio (the forward KL's, roles
     exchanged). The value comes from the fast kernel, exactly as :func:`reverse_kl_divergence` computes it,
-    and the gradient from the exact match of the rows, as ``reverse_kl_divergence_grad`` computes it: two
-    passes over the data (the fast kernel does not serve this gradient), and results identical to the two
-    separate calls.
+    and the gradient from the same kernel run on the exchanged roles,
+    :math:`-p \odot (f - \sum_j p_j f_j)/T` with its own per-row certificate (rows that fail it take the
+    exact match, ``kdcore/_mixture_certificate.py``), as ``reverse_kl_divergence_grad`` computes it: results
+    identical to the two separate calls.
 
     Examples
     --------
@@ -202,8 +216,8 @@ def reverse_kl_divergence_and_grad(
     """
     T, kept, student, teacher, _ = checked_rows(student_logits, teacher_logits, T, reduction, mask)
     values, _ = soft_rows(teacher, student, T, value="kl", grad_scale=None)  # the roles exchanged
-    (grad,) = careful_rows(teacher, student, T, Match.kl_teacher_grad)
-    return kept.reduce(values, reduction), kept.reduce_grad(grad, reduction)
+    grad = reverse_kl_grad_rows(student, teacher, T, grad_scale(student.shape, reduction, 1.0 / T))
+    return kept.reduce(values, reduction), kept.spread(grad)
 
 
 def reverse_kl_divergence_hessian(
