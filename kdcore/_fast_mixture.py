@@ -43,13 +43,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._chunks import run_chunks
+from ._chunks import get_num_threads, run_chunks
 from ._fast import near_equal_rows
 from ._mixture import mixture_rows
 from ._mixture_certificate import CERTIFIED_RTOL, mixture_bounds, reverse_kl_grad_bound
 
 KINDS = ("skew_kl", "skew_reverse_kl", "jsd")
-# chunk-sized arrays a worker holds at once (q, h/r/p, g, one work array, one for φ or log1p)
+# chunk-sized arrays a worker holds at once: q, h (then r, p), g (then log1p s), one work array, and one for
+# a·φ(s) and G — the gradient's own output when there is one
 SCRATCH = 5
 # the careful mixture algorithm keeps many more temporaries per chunk than the KL one
 CAREFUL_SCRATCH = 24
@@ -133,7 +134,7 @@ def _mixture_passes(
         store("tv", _dot(q, work))
         lam = one(weight)
         rest = one(1.0 - weight)
-        part = np.empty_like(g)
+        part = grad_out if grad_out is not None else np.empty_like(g)  # the gradient's memory as scratch
         if kind == "skew_kl":
             np.multiply(g, rest, out=work)  # s = (1 − α) g
             np.log1p(work, out=part)
@@ -222,7 +223,11 @@ def mixture_fast_rows(
             chunk_stats = {name: column[rows] for name, column in columns.items()}
             _mixture_passes(kind, z[rows], v[rows], T, weight, chunk_stats, grad_out, scale)
 
-        run_chunks(fast, n_rows, n, scratch=SCRATCH)
+        scratch = SCRATCH - (grad is not None)
+        # a chunk is at least one row: with few, long rows (8 × 128 000) every worker's scratch rows would
+        # together exceed half an input, so fewer workers run (the peak stays within 2 inputs)
+        workers = min(get_num_threads(), max(1, n_rows // (2 * scratch)))
+        run_chunks(fast, n_rows, n, scratch=scratch, workers=workers)
         fast_values, value_bound, grad_bound = mixture_bounds(
             kind, dtype, n, weight, columns, grad is not None, scale
         )

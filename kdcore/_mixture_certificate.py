@@ -132,7 +132,10 @@ class _Constants:
         self.m = summation_roundings(n)
         self.tiny = float(np.finfo(dtype).smallest_subnormal)
         self.n = n
-        self.theta = 2 * self.u + (self.m + 1) * self.w
+        # q = ê·(1/Ŝ): the sum, its reciprocal and the cast scale a whole row alike (θ_row); the product rounds
+        # each entry (u)
+        self.theta_row = (self.m + 1) * self.w + self.u
+        self.theta = self.theta_row + self.u
         # |h| at most half of exp's range: r = e^h, p = q r and the products stay finite and normal enough
         self.max_h = 0.5 * float(np.log(np.finfo(dtype).max)) - 1
 
@@ -171,7 +174,8 @@ def mixture_bounds(
         subnormal = n * k.tiny * (1 + np.exp(np.maximum(f_max, 0)))
         delta_h = (
             2 * phi_f
-            + ((k.theta + eps + u + m * w) * e1 + subnormal + w * (1 + np.abs(sigma))) / (1 + sigma)
+            + (k.theta_row * np.abs(sigma) + (eps + 2 * u + m * w) * e1 + subnormal + w * (1 + np.abs(sigma)))
+            / (1 + sigma)
             + (8 * w + 2 * u) * np.abs(ell)
             + u * spread
         )
@@ -197,6 +201,8 @@ def mixture_bounds(
             g_max = (1 - weight) * omega
             per_p, per_q = (1 - weight) * omega * step, step
             rounding = 4 * u
+            # Σ p|t| = Σ q|s|·r/(1 + s) ≤ Σ q|s|/(1 − α) (r/(1 + s) = r/(α + (1 − α)r)): Σ p|G| ≤ (1 − α) TV
+            g_sum = (1 - weight) * tv
         elif kind == "skew_reverse_kl":
             value = stats["part_p"]
             value_bound, omega, rho_s = part("student", weight, value)
@@ -204,6 +210,8 @@ def mixture_bounds(
             per_q = np.inf
             g_max = big_h + weight * omega
             rounding = u
+            # Σ p|t| and Σ p|log1p s| are each ≤ ω Σ p|s| = ω (1 − α) TV
+            g_sum = (1 + weight) * omega * (1 - weight) * tv
         else:  # jsd: β D_β(q ‖ p) + (1 − β) D_{1−β}(p ‖ q)
             beta = weight
             value = beta * stats["part_q"] + (1 - beta) * stats["part_p"]
@@ -214,6 +222,7 @@ def mixture_bounds(
             per_q = np.inf
             g_max = (1 - beta) * big_h
             rounding = 2 * u
+            g_sum = (1 - beta) * omega * beta * tv  # Σ p|log1p s_p| ≤ ω Σ p|s_p| = ω β TV
         value_bound = value_bound + u * np.abs(value)  # the cast to the input's dtype
         out_of_range = ~(big_h <= k.max_h)  # NaN compares False: out of range
         value_bound = np.where(out_of_range, np.inf, value_bound)
@@ -225,8 +234,9 @@ def mixture_bounds(
         # max_i p_i|δG_i| (from h, s, log1p and t) plus the roundings of G, with p_i|G_i| ≤ |γ_i|/κ + p_i|Ḡ|
         own = np.minimum(top_p * per_p, top_q * per_q) + rounding * (grad_max / scale + top_p * g_bar)
         # Σ_i p_i|δG_i| (Σ p = 1; for skew KL Σ p/(1 + s) ≤ min(ω, 1/(1 − α)))
-        total = np.minimum(per_p, per_q) + rounding * g_max
-        d_g_bar = (rho_p + u + m * w) * g_max + total
+        g_sum = np.minimum(g_sum, g_max)
+        total = np.minimum(per_p, per_q) + rounding * g_sum
+        d_g_bar = (rho_p + u + m * w) * g_sum + total
         grad_bound = rho_p * grad_max + scale * (own + top_p * (d_g_bar + u * g_bar)) + 4 * u * grad_max
         grad_bound = np.where(out_of_range, np.inf, grad_bound)
     return value, value_bound, grad_bound
