@@ -17,6 +17,10 @@ as kdcore's threads), and the best of the repetitions is kept:
   *probabilities*; kept as a KL, with the anchor's own log-probabilities), reverse KL as
   ``F.kl_div(log_softmax(v/T), log_softmax(z/T), log_target=True)``. ``.backward()`` on the mean.
 
+PyTorch runs twice: ``torch-1t`` on one thread, whose CPU time is its work (on several threads its OpenMP
+workers spin while they wait, and that counts as CPU time), and ``torch`` on its default threads, compared by
+wall time. kdcore uses its own default threads (``kdcore.get_num_threads()``) in both measures.
+
 Every result is first checked against kdcore's float64 result, so a fast wrong answer cannot win.
 Peak extra memory is tracemalloc's (every NumPy allocation, the returned gradient included) over one input.
 ``certified`` is the fraction of rows the fast path certified (value and gradient).
@@ -25,7 +29,9 @@ Inputs as in ``bench_losses.py``: student logits ~ N(0, 2²), teacher logits ~ N
 
     .venv/bin/python benchmarks/bench_family.py                     # 3 shapes × 2 dtypes × 4 losses, ~5 min
     .venv/bin/python benchmarks/bench_family.py --quick             # tiny shapes, one repetition (a smoke test)
-    .venv/bin/python benchmarks/bench_family.py --write-page        # and regenerate docs/performance.md's section
+    .venv/bin/python benchmarks/bench_family.py --write-page        # and regenerate docs/performance.md's block
+    .venv/bin/python benchmarks/bench_family.py --page-from benchmarks/results/bench_family.json  # the block only
+    .venv/bin/python benchmarks/bench_family.py --check-page benchmarks/results/bench_family.json # exit 1 if stale
 """
 
 from __future__ import annotations
@@ -162,25 +168,47 @@ def check(name: str, out, reference: tuple[float, np.ndarray], dtype: str) -> No
         raise AssertionError(f"{name}: loss {value!r} or gradient disagrees with kdcore's float64 result")
 
 
-def best_cpu_times(runs: dict[str, Callable], reps: int, seed: int) -> dict[str, float]:
-    """Per implementation the smallest CPU time of ``reps`` calls, interleaved in a shuffled order."""
+class TorchThreads:
+    """PyTorch's intra-op thread count for one block (None: leave it), set outside the timed call."""
+
+    def __init__(self, torch, threads: int | None) -> None:
+        self.torch, self.threads, self.saved = torch, threads, None
+
+    def __enter__(self):
+        if self.threads is not None:
+            self.saved = self.torch.get_num_threads()
+            self.torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            self.torch.set_num_threads(self.saved)
+
+
+def best_times(runs: dict[str, Callable], contexts: dict, reps: int, seed: int) -> tuple[dict, dict]:
+    """Per implementation the smallest CPU time and the smallest wall time of ``reps`` calls, interleaved in
+    a shuffled order."""
     rng = np.random.default_rng(seed)
     names = list(runs)
     for name in names:
-        runs[name]()  # warm-up
-    best = dict.fromkeys(names, float("inf"))
+        with contexts[name]:
+            runs[name]()  # warm-up
+    cpu = dict.fromkeys(names, float("inf"))
+    wall = dict.fromkeys(names, float("inf"))
     enabled = gc.isenabled()
     gc.disable()
     try:
         for _ in range(reps):
             for index in rng.permutation(len(names)):
-                started = time.process_time()
-                runs[names[index]]()
-                best[names[index]] = min(best[names[index]], time.process_time() - started)
+                name = names[index]
+                with contexts[name]:
+                    started, started_wall = time.process_time(), time.perf_counter()
+                    runs[name]()
+                    cpu[name] = min(cpu[name], time.process_time() - started)
+                    wall[name] = min(wall[name], time.perf_counter() - started_wall)
     finally:
         if enabled:
             gc.enable()
-    return best
+    return cpu, wall
 
 
 def tracemalloc_ratio(run: Callable, input_bytes: int) -> float:
@@ -216,16 +244,21 @@ def run_case(loss: str, shape: tuple[int, int], dtype: str, reps: int, torch, se
     reference_out = prepare_fast(loss, z64, v64)()
     reference = (float(reference_out[0]), reference_out[1])
     runs = {"fast": prepare_fast(loss, z, v), "careful": prepare_careful(loss, z, v)}
+    contexts = {"fast": TorchThreads(torch, None), "careful": TorchThreads(torch, None)}
     if torch is not None:
         runs["torch"] = prepare_torch(torch, loss, z, v)
+        runs["torch-1t"] = prepare_torch(torch, loss, z, v)
+        contexts["torch"], contexts["torch-1t"] = TorchThreads(torch, None), TorchThreads(torch, 1)
     for name, run in runs.items():
-        check(name, run(), reference, dtype)
-    cpu = best_cpu_times(runs, reps, seed)
+        with contexts[name]:
+            check(name, run(), reference, dtype)
+    cpu, wall = best_times(runs, contexts, reps, seed)
     return {
         "loss": loss,
         "shape": list(shape),
         "dtype": dtype,
         "cpu_seconds": cpu,
+        "wall_seconds": wall,
         "certified": certified(loss, z, v),
         "memory": {name: tracemalloc_ratio(runs[name], z.nbytes) for name in ("fast", "careful")},
     }
@@ -234,37 +267,67 @@ def run_case(loss: str, shape: tuple[int, int], dtype: str, reps: int, torch, se
 def table(record: dict) -> str:
     """The Markdown table of a run: CPU-time ratios, certified rows and memory, one line per case."""
     lines = [
-        "| loss | shape | dtype | fast (ms CPU) | fast / careful | fast / PyTorch | certified rows | memory / input (fast, careful) |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| loss | shape | dtype | fast (ms CPU) | fast / careful (CPU) | fast / PyTorch 1 thread (CPU) "
+        "| fast / PyTorch (wall) | certified rows | memory / input (fast, careful) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for case in record["cases"]:
-        cpu = case["cpu_seconds"]
-        torch_ratio = f"{cpu['fast'] / cpu['torch']:.2f}" if "torch" in cpu else "—"
+        cpu, wall = case["cpu_seconds"], case["wall_seconds"]
+        one_thread = f"{cpu['fast'] / cpu['torch-1t']:.2f}" if "torch-1t" in cpu else "—"
+        default = f"{wall['fast'] / wall['torch']:.2f}" if "torch" in wall else "—"
         memory = case["memory"]
         lines.append(
             f"| {case['loss']} | {case['shape'][0]} × {case['shape'][1]} | {case['dtype']} | "
-            f"{1000 * cpu['fast']:.1f} | {cpu['fast'] / cpu['careful']:.3f} | {torch_ratio} | "
+            f"{1000 * cpu['fast']:.1f} | {cpu['fast'] / cpu['careful']:.3f} | {one_thread} | {default} | "
             f"{case['certified']:.2f} | {memory['fast']:.2f}, {memory['careful']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
 
+def span(values: list[float], digits: int, suffix: str = "") -> str:
+    """'0.30–2.06×', or '1.00' where both ends print alike."""
+    low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    return (low if low == high else f"{low}–{high}") + suffix
+
+
 def summary(record: dict) -> str:
-    cases = record["cases"]
-    speedups = [c["cpu_seconds"]["careful"] / c["cpu_seconds"]["fast"] for c in cases]
-    vs_torch = [
-        c["cpu_seconds"]["fast"] / c["cpu_seconds"]["torch"] for c in cases if "torch" in c["cpu_seconds"]
-    ]
-    memory = [c["memory"]["fast"] for c in cases]
-    text = (
-        f"The fast path is {min(speedups):.1f}–{max(speedups):.1f}× faster than the careful algorithm "
-        f"(CPU time), its peak extra memory is {min(memory):.2f}–{max(memory):.2f}× one input"
+    """One sentence per group of losses (the mixture family; reverse KL), then memory and certified rows."""
+    lines = []
+    groups = (
+        ("Skew KL, skew reverse KL and the JSD", lambda c: c["loss"] != "reverse_kl"),
+        ("Reverse KL", lambda c: c["loss"] == "reverse_kl"),
     )
-    if vs_torch:
-        text += f", and it takes {min(vs_torch):.2f}–{max(vs_torch):.2f}× PyTorch autograd's CPU time"
-    certified_rows = [c["certified"] for c in cases]
-    text += f"; {min(certified_rows):.2f}–{max(certified_rows):.2f} of the rows are certified.\n"
-    return text
+    for title, keep in groups:
+        cases = [c for c in record["cases"] if keep(c)]
+        if not cases:
+            continue
+        speedups = [c["cpu_seconds"]["careful"] / c["cpu_seconds"]["fast"] for c in cases]
+        text = (
+            f"{title}: the fast path is {span(speedups, 1, '×')} faster than the careful algorithm (CPU time)"
+        )
+        one_thread = [
+            c["cpu_seconds"]["fast"] / c["cpu_seconds"]["torch-1t"]
+            for c in cases
+            if "torch-1t" in c["cpu_seconds"]
+        ]
+        default = [
+            c["wall_seconds"]["fast"] / c["wall_seconds"]["torch"]
+            for c in cases
+            if "torch" in c["wall_seconds"]
+        ]
+        if one_thread:
+            text += (
+                f" and takes {span(one_thread, 2, '×')} the CPU time of PyTorch autograd on one thread"
+                f" ({span(default, 2, '×')} the wall time of PyTorch on its default threads)"
+            )
+        lines.append(text + ".")
+    memory = [c["memory"]["fast"] for c in record["cases"]]
+    certified_rows = [c["certified"] for c in record["cases"]]
+    lines.append(
+        f"Peak extra memory of the fast path: {span(memory, 2, '×')} one input; fraction of rows certified:"
+        f" {span(certified_rows, 2)}."
+    )
+    return "\n\n".join(lines) + "\n"
 
 
 def section(record: dict) -> str:
@@ -303,19 +366,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check-page",
         type=Path,
-        help="change nothing: exit 1 if docs/performance.md disagrees with this JSON",
+        help="measure nothing: exit 1 if the page's block disagrees with this JSON",
     )
+    parser.add_argument(
+        "--page-from", type=Path, help="measure nothing: regenerate the page's block from this JSON"
+    )
+    parser.add_argument("--page", type=Path, default=PAGE, help="the page (default docs/performance.md)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.check_page is not None:
-        record = json.loads(args.check_page.read_text())
-        page = PAGE.read_text()
-        if render(page, record) != page:
-            print(
-                "docs/performance.md is out of date: run benchmarks/bench_family.py --write-page",
-                file=sys.stderr,
-            )
+        page = args.page.read_text()
+        if render(page, json.loads(args.check_page.read_text())) != page:
+            print(f"{args.page} is out of date: run bench_family.py --page-from JSON", file=sys.stderr)
             return 1
+        return 0
+    if args.page_from is not None:
+        write_page(args.page, json.loads(args.page_from.read_text()))
         return 0
     losses = [name for name in args.losses.split(",") if name]
     for name in losses:
@@ -341,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{loss:16s} {shape[0]:5d} × {shape[1]:<6d} {dtype}: fast {1000 * cpu['fast']:9.1f} ms, "
                     f"careful / fast {cpu['careful'] / cpu['fast']:7.1f}, "
-                    + (f"fast / torch {cpu['fast'] / cpu['torch']:5.2f}, " if "torch" in cpu else "")
+                    + (f"fast / torch-1t {cpu['fast'] / cpu['torch-1t']:5.2f}, " if "torch" in cpu else "")
                     + f"certified {case['certified']:.2f}, memory {case['memory']['fast']:.2f}",
                     flush=True,
                 )
@@ -354,13 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     temporary.replace(path)
     print(f"wrote {path}")
     if args.write_page:
-        page = PAGE.read_text()
-        text = render(page, record)
-        temporary = PAGE.with_suffix(".md.tmp")
-        temporary.write_text(text)
-        temporary.replace(PAGE)
-        print(f"rewrote the mixture family's block of {PAGE}")
+        write_page(args.page, record)
     return 0
+
+
+def write_page(page_path: Path, record: dict) -> None:
+    """Rewrite the generated block of ``page_path`` from ``record``, atomically."""
+    text = render(page_path.read_text(), record)
+    temporary = page_path.with_suffix(".md.tmp")
+    temporary.write_text(text)
+    temporary.replace(page_path)
+    print(f"rewrote the mixture family's block of {page_path}")
 
 
 if __name__ == "__main__":

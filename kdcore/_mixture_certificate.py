@@ -29,24 +29,26 @@ for. Failing rows are recomputed by ``_mixture.mixture_rows``.
 
 Constants: :math:`u` the input dtype's unit roundoff, :math:`w = 2^{-53}` (sums accumulate in float64),
 :math:`\epsilon = 8u` for NumPy's ``exp``/``expm1``/``log1p`` (4 ulp, checked in ``tests/test_certificate.py``),
-:math:`m` the roundings of a pairwise float64 sum (``summation_roundings``), :math:`F = \max|f|`,
+:math:`m` the roundings of a pairwise float64 sum (``summation_roundings``, and at most :math:`n - 1`, the most
+additions one term can take part in in any order), :math:`F = \max|f|`,
 :math:`C = |c|`, :math:`H = F + |\ell| \ge \max|h|`.
 
 The error of the log-ratio, :math:`\Delta_h \ge |\delta h_i|`
 --------------------------------------------------------------
 * :math:`d` (a subtraction and a division) and :math:`f = d - c`: :math:`|\delta f_i| \le 3u|f_i| + 2uC \le
   \Phi = 3uF + 2uC`;
-* :math:`q = \hat e\cdot(1/\hat S)`: relative :math:`\theta = 2u + (m + 1)w` (the sum, the reciprocal, the cast
-  and the product);
-* :math:`\sigma`: :math:`\sum q e^f|\delta f| \le (1 + \sigma)\Phi` from :math:`f`, and
-  :math:`(\theta + \epsilon + u + m w)E_1` from :math:`q`, ``expm1``, the products and the sum, with
+* :math:`q = \hat e\cdot(1/\hat S)`: relative :math:`\theta = \theta_r + u`, where :math:`\theta_r = (m + 1)w + u`
+  (the sum, its reciprocal and the cast) scales the whole row alike and :math:`u` is the product's;
+* :math:`\sigma`: :math:`\sum q e^f|\delta f| \le (1 + \sigma)\Phi` from :math:`f`, :math:`\theta_r|\sigma|` from
+  the row-wide scale of :math:`q` (a common factor of every term), and :math:`(\epsilon + 2u + m w)E_1` from
+  ``expm1``, the roundings of :math:`q` and of the products, and the sum, with
   :math:`E_1 = \sum q|\operatorname{expm1} f| \le |\sigma| + 2\min(1, F)` (the negative terms are at most
   :math:`\min(1, |f|)` each, and :math:`\sigma` is their difference with the positive ones); teacher
   probabilities in the subnormal range add :math:`n t (1 + e^F)` (:math:`t` the smallest subnormal);
 * :math:`\ell = \operatorname{log1p}\sigma` in float64: :math:`|\delta\sigma|/(1 + \sigma) + 8w|\ell|`;
 * :math:`h = f - \ell`: the cast of :math:`\ell` and the subtraction, :math:`u|\ell| + u(F + |\ell|)`.
 
-So :math:`\Delta_h = 2\Phi + \bigl((\theta + \epsilon + u + m w)E_1 + n t(1 + e^F) + w(1 + |\sigma|)\bigr)/(1 + \sigma)
+So :math:`\Delta_h = 2\Phi + \bigl(\theta_r|\sigma| + (\epsilon + 2u + m w)E_1 + n t(1 + e^F) + w(1 + |\sigma|)\bigr)/(1 + \sigma)
 + (8w + 2u)|\ell| + uF`. :math:`g` and :math:`r` are ``expm1`` and ``exp`` of the *same* rounded :math:`h`, so
 they are consistent functions of it, each with its own relative error :math:`\epsilon`; :math:`p = q r` has
 relative error :math:`\rho_p = \theta + \Delta_h + \epsilon + u`.
@@ -79,18 +81,26 @@ The gradient
 :math:`|\delta\gamma_i| \le \kappa(|\delta p_i||G_i - \bar G| + p_i|\delta G_i| + p_i|\delta\bar G|) + 4u|\gamma_i|`:
 
 * :math:`|\delta p_i||G_i - \bar G| \le \rho_p\,|\gamma_i|/\kappa`;
-* :math:`p_i|\delta G_i| \le p_i\,\Gamma`, per loss from :math:`|dG/ds| \le (1-\lambda)/(1+s)^2` (skew KL) or
-  :math:`\le 1/(1 + s)` (the others) times :math:`|\delta s| \le (1 + s)\Delta_h + \rho_s|s|`, and the
-  roundings of ``log1p`` (:math:`\epsilon|\operatorname{log1p}s| \le \epsilon H`: :math:`|\operatorname{log1p}s|
-  = |\log(m/a)| \le |h|`), of :math:`t` and of the products: :math:`\Gamma = (1-\alpha)\,\omega(\Delta_h +
-  \rho_s\omega + 4u)` (skew KL), :math:`\Delta_h + \rho_s\omega + \epsilon H + 3u\alpha\omega + u(H + \alpha\omega)`
-  (skew reverse KL), :math:`(1-\beta)(\Delta_h + \rho_s\omega + (\epsilon + 2u)H)` (JSD);
-* :math:`|\delta\bar G| \le (\rho_p + u + m w)\,G_{\max} + \Gamma` with :math:`G_{\max} \ge \max|G|`
-  (:math:`(1-\alpha)\omega`, :math:`H + \alpha\omega`, :math:`(1-\beta)H`);
-* :math:`p_i \le P = \min(1, e^{\max h}/\hat S)` (the teacher's top probability is :math:`1/\hat S`).
+* :math:`p_i|\delta G_i|`, per loss from :math:`|dG/ds| \le (1-\lambda)/(1+s)^2` (skew KL) or
+  :math:`\le 1/(1 + s)` (the others) times :math:`|\delta s| \le (1 + s)\Delta_h + \rho_s|s|`, the rounding of
+  ``log1p`` (:math:`\epsilon|\operatorname{log1p}s| \le \epsilon H`: :math:`|\operatorname{log1p}s| = |\log(m/a)| \le
+  |h|`) and of :math:`t`: at most :math:`p_i\Gamma_p` with :math:`\Gamma_p = (1-\alpha)\,\omega(\Delta_h +
+  \rho_s\omega)` (skew KL), :math:`\Delta_h + \rho_s\omega + \epsilon H + 3u\alpha\omega` (skew reverse KL),
+  :math:`(1-\beta)(\Delta_h + \rho_s\omega + \epsilon H)` (JSD), plus the roundings of forming :math:`G`,
+  :math:`4u`, :math:`u`, :math:`2u` times :math:`p_i|G_i|`;
+* for the largest entry, :math:`p_i\Gamma_p \le \min(P\,\Gamma_p, Q\,\Gamma_q)` with :math:`P = \max p` (one max
+  pass), :math:`Q = 1/\hat S = \max q` and, for skew KL only, :math:`\Gamma_q = \Delta_h + \rho_s\omega`: there
+  :math:`p/(1 + s) = pq/m \le q/(1 - \alpha)`, so the class where :math:`1 + s` is smallest need not be the one
+  where :math:`p` is largest; in the roundings of :math:`G`, :math:`p_i|G_i| \le |\gamma_i|/\kappa + p_i|\bar G|`;
+* :math:`|\delta\bar G| \le (\rho_p + u + m w)\,\Sigma_G + \min(\Gamma_p, \Gamma_q) + (4u, u, 2u)\,\Sigma_G` with :math:`\Sigma_G \ge \sum p|G|`, from the
+  total variation again: :math:`\sum p|t| \le \sum q|s|/(1-\alpha)` for skew KL (since
+  :math:`r/(1+s) = r/(\alpha + (1-\alpha) r) \le 1/(1-\alpha)`), so :math:`\Sigma_G = (1-\alpha)\,\mathrm{TV}`;
+  :math:`\sum p|t|` and :math:`\sum p|\operatorname{log1p}s|` are each at most :math:`\omega\sum p|s|`, so
+  :math:`\Sigma_G = (1+\alpha)\,\omega(1-\alpha)\,\mathrm{TV}` (skew reverse KL) and :math:`(1-\beta)\,\omega\beta\,\mathrm{TV}`
+  (JSD), each capped by :math:`G_{\max} \ge \max|G|` (:math:`(1-\alpha)\omega`, :math:`H + \alpha\omega`, :math:`(1-\beta)H`).
 
-A row's gradient is certified when :math:`\kappa(\rho_p\max|\gamma|/\kappa + P(\Gamma + |\delta\bar G| + u|\bar G|))
-+ 4u\max|\gamma| \le` ``CERTIFIED_RTOL`` :math:`\cdot\max|\gamma|`.
+A row's gradient is certified when :math:`\rho_p\max|\gamma| + \kappa\bigl(\min(P\Gamma_p, Q\Gamma_q) + \text{roundings of }G
++ P(|\delta\bar G| + u|\bar G|)\bigr) + 4u\max|\gamma| \le` ``CERTIFIED_RTOL`` :math:`\cdot\max|\gamma|`.
 
 Reverse KL's student gradient
 -----------------------------
@@ -129,7 +139,9 @@ class _Constants:
         self.u = unit_roundoff(dtype)
         self.w = ACCUMULATION_ROUNDOFF
         self.eps = 2 * FUNCTION_ULPS * self.u
-        self.m = summation_roundings(n)
+        # NumPy's pairwise count, but never more than n − 1: in any order of summation a term takes part in
+        # at most n − 1 additions (27 would be 3× too many for 10 classes)
+        self.m = min(summation_roundings(n), max(n - 1, 1))
         self.tiny = float(np.finfo(dtype).smallest_subnormal)
         self.n = n
         # q = ê·(1/Ŝ): the sum, its reciprocal and the cast scale a whole row alike (θ_row); the product rounds
@@ -240,6 +252,7 @@ def mixture_bounds(
         grad_bound = rho_p * grad_max + scale * (own + top_p * (d_g_bar + u * g_bar)) + 4 * u * grad_max
         grad_bound = np.where(out_of_range, np.inf, grad_bound)
     return value, value_bound, grad_bound
+
 
 
 def reverse_kl_grad_bound(dtype: np.dtype, n: int, stats: dict, scale: float) -> np.ndarray:

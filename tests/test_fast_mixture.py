@@ -299,3 +299,52 @@ class TestReverseKLGradient:
             assert flags[0] == inside
             expected = self.careful(zz, vv, 1.0)
             assert np.max(np.abs(grad - expected)) <= RTOL * np.max(np.abs(expected))
+
+
+class TestBenchmark:
+    """benchmarks/bench_family.py runs and prints its ratios; docs/performance.md's block is its JSON's."""
+
+    @pytest.fixture
+    def bench(self, monkeypatch):
+        from pathlib import Path
+
+        benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+        monkeypatch.syspath_prepend(str(benchmarks))
+        import bench_family
+
+        return bench_family
+
+    def test_quick_run_prints_its_ratios(self, bench, tmp_path, capsys):
+        out = tmp_path / "run.json"
+        page = tmp_path / "performance.md"
+        page.write_text(f"before\n{bench.BEGIN}stale\n{bench.END}\nafter\n")
+        assert (
+            bench.main(["--quick", "--losses", "jsd,reverse_kl", "--json", str(out), "--page", str(page)])
+            == 0
+        )
+        printed = capsys.readouterr().out
+        assert "fast / careful" in printed and "certified rows" in printed
+        record = __import__("json").loads(out.read_text())
+        assert {case["loss"] for case in record["cases"]} == {"jsd", "reverse_kl"}
+        assert all(case["cpu_seconds"]["fast"] > 0 for case in record["cases"])
+        assert bench.main(["--check-page", str(out), "--page", str(page)]) == 1  # the block is stale …
+        assert bench.main(["--page-from", str(out), "--page", str(page)]) == 0
+        assert bench.main(["--check-page", str(out), "--page", str(page)]) == 0  # … until regenerated
+        text = page.read_text()
+        assert text.startswith("before\n") and text.endswith("after\n") and "stale" not in text
+
+    def test_performance_page_is_generated_from_the_committed_json(self, bench):
+        results = bench.RESULTS / "bench_family.json"
+        assert bench.main(["--check-page", str(results)]) == 0, "run bench_family.py --page-from " + str(
+            results
+        )
+
+    def test_summary_follows_the_data(self, bench):
+        record = __import__("json").loads((bench.RESULTS / "bench_family.json").read_text())
+        mixtures = [c for c in record["cases"] if c["loss"] != "reverse_kl"]
+        speedups = [c["cpu_seconds"]["careful"] / c["cpu_seconds"]["fast"] for c in mixtures]
+        text = bench.summary(record)
+        assert f"JSD: the fast path is {min(speedups):.1f}–{max(speedups):.1f}× faster" in text
+        memory = [c["memory"]["fast"] for c in record["cases"]]
+        assert f"{min(memory):.2f}–{max(memory):.2f}× one input" in text
+        assert max(memory) <= 2.0  # the fast path's peak extra memory, as measured in the committed run
