@@ -254,7 +254,6 @@ def mixture_bounds(
     return value, value_bound, grad_bound
 
 
-
 def reverse_kl_grad_bound(dtype: np.dtype, n: int, stats: dict, scale: float) -> np.ndarray:
     """Bound on max_i |fast γ_i − γ_i| for reverse KL's student gradient (roles exchanged; module docstring).
 
