@@ -181,7 +181,9 @@ def _mixture_passes(
         else:  # G = −(1 − β) log1p(s_p)
             np.multiply(g, -rest, out=part)
         np.multiply(p, part, out=work)
-        g_bar = _accurate_sum(work)
+        # Ḡ = Σ p G / Σ p: the computed p's common scale cancels, and the gradient's row sums to 0 up to the
+        # rounding of its own entries (its rows sum to zero, as the careful algorithm's do)
+        g_bar = _accurate_sum(work) / _accurate_sum(p)
         store("g_bar", g_bar)
         part -= g_bar.astype(dtype)
         np.multiply(part, p, out=grad_out)

@@ -92,7 +92,9 @@ The gradient
   pass), :math:`Q = 1/\hat S = \max q` and, for skew KL only, :math:`\Gamma_q = \Delta_h + \rho_s\omega`: there
   :math:`p/(1 + s) = pq/m \le q/(1 - \alpha)`, so the class where :math:`1 + s` is smallest need not be the one
   where :math:`p` is largest; in the roundings of :math:`G`, :math:`p_i|G_i| \le |\gamma_i|/\kappa + p_i|\bar G|`;
-* :math:`|\delta\bar G| \le (\rho_p + u + m w)\,\Sigma_G + \min(\Gamma_p, \Gamma_q) + (4u, u, 2u)\,\Sigma_G` with :math:`\Sigma_G \ge \sum p|G|`, from the
+* :math:`\bar G = \sum p G/\sum p` (so that the row sums to 0 up to the rounding of its entries; the common scale
+  of :math:`p` cancels), :math:`|\delta\bar G| \le (\rho_p + u + m w)\,\Sigma_G + \min(\Gamma_p, \Gamma_q) + (4u, u,
+  2u)\,\Sigma_G + (\rho_p + (m + 1)w)|\bar G|` with :math:`\Sigma_G \ge \sum p|G|`, from the
   total variation again: :math:`\sum p|t| \le \sum q|s|/(1-\alpha)` for skew KL (since
   :math:`r/(1+s) = r/(\alpha + (1-\alpha) r) \le 1/(1-\alpha)`), so :math:`\Sigma_G = (1-\alpha)\,\mathrm{TV}`;
   :math:`\sum p|t|` and :math:`\sum p|\operatorname{log1p}s|` are each at most :math:`\omega\sum p|s|`, so
@@ -274,7 +276,8 @@ def mixture_bounds(
         # Σ_i p_i|δG_i| (Σ p = 1; for skew KL Σ p/(1 + s) ≤ min(ω, 1/(1 − α)))
         g_sum = np.minimum(g_sum, g_max)
         total = np.minimum(per_p, per_q) + rounding * g_sum
-        d_g_bar = (rho_p + u + m * w) * g_sum + total
+        # Ḡ = Σ p G / Σ p: the denominator's own error, (ρ_p + m w + w)|Ḡ|
+        d_g_bar = (rho_p + u + m * w) * g_sum + total + (rho_p + (m + 1) * w) * g_bar
         grad_bound = rho_p * grad_max + scale * (own + top_p * (d_g_bar + u * g_bar)) + 4 * u * grad_max
         grad_bound = np.where(out_of_range, np.inf, grad_bound)
     return value, value_bound, grad_bound
@@ -374,6 +377,8 @@ def refined_grad_bound(
         own_bar = np.sum(p * (abs_g * (rho_0 + own) + slope * own + rounding), axis=-1) + (
             u + m * w
         ) * np.sum(p * abs_g, axis=-1)
+        # Ḡ = Σ p G / Σ p: the denominator's error from the classes' own parts and its sum
+        own_bar += g_bar[:, 0] * (rho_0 + np.max(own, axis=-1) + (m + 1) * w)
         per_class = size * (rho_0 + own + common + 4 * u) + p * (
             slope * own + rounding + common * np.abs(slope - slope_bar) + (common + u) * g_bar
         )
