@@ -259,6 +259,8 @@ class TestPublicFunctions:
         assert np.array_equal(grad, kdcore.reverse_kl_divergence_grad(z, v, 3.0))
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    # JAX, when an earlier test imported it, warns at every fork; that warning is not what this test is about
+    @pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
     def test_threads_and_fork(self, rng):
         """Results do not depend on the thread count, and a forked child's large call finishes."""
         v = rng.normal(size=(512, 2000)).astype(np.float32)
