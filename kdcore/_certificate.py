@@ -38,10 +38,12 @@ measure the accuracy contract uses. Failing rows are recomputed by the careful a
 The bound, term by term
 -----------------------
 With :math:`F = \max_i |f_i|`, :math:`L = \max(0, -\min_i f_i)`, :math:`C = |c|`, :math:`m` the number of
-roundings a term can suffer in NumPy's pairwise float64 sum (``summation_roundings``; for at most 27
-classes the kernel sums sequentially down a transposed chunk, at most :math:`n - 1 \le 26` roundings per
-term, which the same :math:`m \ge 27` covers), :math:`w = 2^{-53}` (sums are accumulated in float64 for
-every input dtype), :math:`\epsilon = 8u` for NumPy's ``exp``/``expm1``
+roundings a term can suffer in the kernel's row sums (``_fast.sum_roundings``: for float64 rows NumPy's
+pairwise sum, ``summation_roundings``; for at most 27 classes the kernel sums sequentially down a
+transposed chunk, at most :math:`n - 1 \le 26` roundings per term, which the same count covers; float32
+rows are summed by a float64-accumulating ``np.einsum`` in an unspecified order, so :math:`m = n - 1` —
+7e-12 relative at 128 000 classes, negligible against float32's :math:`u`), :math:`w = 2^{-53}` (sums are
+accumulated in float64 for every input dtype), :math:`\epsilon = 8u` for NumPy's ``exp``/``expm1``
 (4 ulp; ``tests/test_certificate.py`` checks this on the machine), and the weighted sizes
 
 .. math::
@@ -108,15 +110,20 @@ def unit_roundoff(dtype: np.dtype) -> float:
     return float(np.finfo(dtype).eps) / 2
 
 
-def summation_roundings(n: int) -> int:
-    """How many roundings one term can suffer in ``np.sum(x, axis=-1, dtype=float64)`` over ``n`` terms.
+def summation_roundings(n: int, dtype: np.dtype | None = None) -> int:
+    """How many roundings one term can suffer in NumPy's pairwise row sum over ``n`` terms.
 
     NumPy sums blocks of up to 128 terms with 8 interleaved accumulators (≤ 16 additions each, 3 to join
-    them, ≤ 7 for the remainder: 26), and halves larger ranges recursively (one more per halving). A float32
-    input is cast in buffers of 8192 elements whose sums are added one after the other: one more per buffer.
+    them, ≤ 7 for the remainder: 26), and halves larger ranges recursively (one more per halving). With
+    ``dtype=None`` the sum is ``np.sum(x, dtype=float64)`` of an input of any dtype: a float32 input is then
+    cast in buffers of 8192 elements whose sums are added one after the other, one more rounding per
+    buffer. With a ``dtype`` the data are summed in their own dtype (no buffers). Any order of the n − 1
+    additions (a sequential sum, ``np.einsum``) rounds a term at most n − 1 times: that bound is the
+    caller's to use where it applies.
     """
     halvings = max(0, math.ceil(math.log2(max(n, 1) / 128)))
-    return 26 + halvings + math.ceil(n / 8192)
+    buffers = math.ceil(n / 8192) if dtype is None else 0
+    return 26 + halvings + buffers
 
 
 def error_bounds(
@@ -133,16 +140,21 @@ def error_bounds(
     normaliser: np.ndarray,
     grad_max: np.ndarray | None = None,
     scale: float = 1.0,
+    *,
+    sum_roundings: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """First-order bounds per row on |fast KL − KL(q̃‖p)| and, if ``grad_max`` is given, on
     max_i |fast g_i − g_i| for g = scale·(p − q) (float64 arrays of one shape; see the module docstring).
+
+    ``sum_roundings``: how many float64 roundings a term of the row sums (Σ ê, Σ ê f, Σ ê expm1 f) can
+    suffer; by default those of ``np.sum(..., dtype=float64)`` (:func:`summation_roundings`).
 
     Written with in-place operations: for small class counts the per-row arrays are a noticeable share of
     both the time and the memory of a call.
     """
     u, w = unit_roundoff(dtype), ACCUMULATION_ROUNDOFF
     eps = 2 * FUNCTION_ULPS * u
-    m = summation_roundings(n)
+    m = summation_roundings(n) if sum_roundings is None else sum_roundings
     tiny = float(np.finfo(dtype).smallest_subnormal)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # Σ q f² and Σ q f expm1 f are sums of non-negative terms in the input's dtype, in any order: their
@@ -194,7 +206,11 @@ def error_bounds(
         return bound, grad
 
 
-def entropy_error_bound(dtype: np.dtype, n: int, entropy: np.ndarray) -> np.ndarray:
-    """Bound on the error of H = log S − Σ q t: both terms are non-negative (t ≤ 0), so it is relative."""
+def entropy_error_bound(
+    dtype: np.dtype, n: int, entropy: np.ndarray, *, sum_roundings: int | None = None
+) -> np.ndarray:
+    """Bound on the error of H = log S − Σ q t: both terms are non-negative (t ≤ 0), so it is relative.
+    ``sum_roundings`` as for :func:`error_bounds`."""
     u, w = unit_roundoff(dtype), ACCUMULATION_ROUNDOFF
-    return (u + (summation_roundings(n) + 2 * FUNCTION_ULPS + 2) * w) * np.abs(entropy)
+    m = summation_roundings(n) if sum_roundings is None else sum_roundings
+    return (u + (m + 2 * FUNCTION_ULPS + 2) * w) * np.abs(entropy)

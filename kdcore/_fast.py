@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._certificate import CERTIFIED_RTOL, entropy_error_bound, error_bounds
+from ._certificate import CERTIFIED_RTOL, entropy_error_bound, error_bounds, summation_roundings
 from ._chunks import run_chunks
 from ._match import match
 
@@ -60,6 +60,29 @@ TRANSPOSED_MAX_CLASSES = 27
 STATS = ("normaliser", "centre", "f_max", "f_min", "residual", "weighted_square", "weighted_rise", "sigma")
 GRAD_MAX, ENTROPY_SUM = len(STATS), len(STATS) + 1  # max |g|; Σ ê·(v − max v)/T (soft cross-entropy)
 N_STATS = len(STATS) + 2
+
+
+def sum_roundings(dtype: np.dtype, n: int) -> int:
+    """How many float64 roundings a term of the kernel's row sums can suffer (see ``_fast_stats``).
+
+    float64 rows are summed pairwise by ``np.sum`` (``summation_roundings``; a transposed chunk's sequential
+    sums over at most 27 classes round a term at most 26 times, which that count covers). float32 rows are
+    summed by ``np.einsum(..., dtype=float64)``, in whatever order, so at most n − 1 roundings of 2^-53 per
+    term: 7e-12 relative at 128 000 classes, far below float32's own roundoff (6e-8) that the certificate
+    weighs them against, and a float64-accumulated einsum costs 0.7 of the buffered ``np.sum(...,
+    dtype=float64)`` of float32 data (one pass in ~12 of the kernel).
+    """
+    if dtype == np.float64:
+        return summation_roundings(n, dtype)
+    return max(n - 1, 0)
+
+
+def row_sum64(x: np.ndarray, axis: int) -> np.ndarray:
+    """Sums of a 2-D array along ``axis`` (kept), accumulated in float64: the kernel's sums that the value
+    depends on; ``sum_roundings`` bounds their roundings."""
+    if axis == 0 or x.dtype == np.float64:
+        return np.sum(x, axis=axis, keepdims=True, dtype=np.float64)
+    return np.einsum("ij->i", x, dtype=np.float64)[:, None]
 
 
 def _sum(x: np.ndarray) -> np.ndarray:
@@ -124,7 +147,7 @@ def _fast_stats(
         return np.min(x, axis=axis, keepdims=True)
 
     def accurate_sum(x):  # float64 accumulation, for the sums the value depends on
-        return np.sum(x, axis=axis, keepdims=True, dtype=np.float64)
+        return row_sum64(x, axis)
 
     def weighted_sum(x, y, out):  # Σ x·y of non-negative or centring terms, in the input's dtype
         if not transposed:
@@ -199,12 +222,13 @@ def _certify(
             normaliser,
             grad_max,
             scale,
+            sum_roundings=sum_roundings(dtype, n),
         )
         value = kl
         teacher_entropy = None
         if entropy:
             teacher_entropy = np.log(normaliser) - stats[ENTROPY_SUM] / normaliser
-            bound += entropy_error_bound(dtype, n, teacher_entropy)
+            bound += entropy_error_bound(dtype, n, teacher_entropy, sum_roundings=sum_roundings(dtype, n))
             value = kl + teacher_entropy
         tolerance = CERTIFIED_RTOL[dtype]
         margin = bound / (tolerance * value)

@@ -179,3 +179,20 @@ class TestAssumptions:
             exact = float(mpmath.fsum(mpmath.mpf(float(t)) for t in x))
             bound = _certificate.summation_roundings(n) * _certificate.ACCUMULATION_ROUNDOFF
             assert abs(ours - exact) <= bound * np.abs(x.astype(np.float64)).sum()
+
+    @pytest.mark.parametrize("n", [1, 2, 7, 27, 28, 100, 129, 1000, 8193, 128000])
+    def test_the_kernels_row_sums_stay_within_sum_roundings(self, n):
+        # The sums the fast kernel's value depends on (_fast.row_sum64: einsum for float32 rows, pairwise
+        # np.sum for float64, sequential down a transposed chunk) against the count the certificate uses.
+        rng = np.random.default_rng(n)
+        for dtype in (np.float64, np.float32):
+            x = (rng.random((3, n)) * 2 - 1).astype(dtype)
+            exact = np.array([float(mpmath.fsum(mpmath.mpf(float(t)) for t in row)) for row in x])
+            bound = _fast.sum_roundings(np.dtype(dtype), n) * _certificate.ACCUMULATION_ROUNDOFF
+            size = np.abs(x.astype(np.float64)).sum(axis=1)
+            sums = [_fast.row_sum64(x, 1)[:, 0]]
+            if n <= _fast.TRANSPOSED_MAX_CLASSES:  # the kernel sums down a transposed chunk only up to here
+                sums.append(_fast.row_sum64(np.ascontiguousarray(x.T), 0)[0])
+            for ours in sums:
+                assert ours.dtype == np.float64
+                assert np.all(np.abs(ours - exact) <= bound * size)
