@@ -94,6 +94,7 @@ terms are below :math:`u^2` times the same sizes, far inside the factor 2 kept f
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -106,6 +107,7 @@ FUNCTION_ULPS = 4
 ACCUMULATION_ROUNDOFF = 2.0**-53
 
 
+@functools.cache
 def unit_roundoff(dtype: np.dtype) -> float:
     return float(np.finfo(dtype).eps) / 2
 
@@ -161,48 +163,64 @@ def error_bounds(
         # relative error is at most (n + 2)u, which is added before they are used as bounds
         inflate = 1 + (n + 2) * u
         spread = np.maximum(f_max, -f_min)
-        q1 = np.sqrt(np.maximum(weighted_square, 0) * inflate)
+        q1 = np.maximum(weighted_square, 0)
+        q1 *= inflate
+        np.sqrt(q1, out=q1)
         np.minimum(q1, spread, out=q1)
-        growth = np.exp(np.maximum(f_max, 0))
-        p1 = q1 + np.maximum(weighted_rise, 0) * inflate  # Σ p|f| ≤ (Σ q|f| + Σ q f expm1 f) / (1 + σ)
-        p1 /= 1 + sigma
+        inverse = 1 + sigma
+        np.divide(1, inverse, out=inverse)  # 1 / (1 + σ)
+        p1 = np.maximum(weighted_rise, 0)  # Σ p|f| ≤ (Σ q|f| + Σ q f expm1 f) / (1 + σ)
+        p1 *= inflate
+        p1 += q1
+        p1 *= inverse
         np.minimum(p1, spread, out=p1)
         abs_sigma = np.abs(sigma)
-        c = np.abs(centre)
-        underflow = growth
+        underflow = np.maximum(f_max, 0)  # N t e^{max f} / S: teacher probabilities lost to underflow
+        np.exp(underflow, out=underflow)
         underflow *= n * tiny
-        underflow /= normaliser  # N t e^{max f} / S: teacher probabilities lost to underflow
-        e1 = 2 * q1
-        e1 += abs_sigma
-        d_sigma = e1 * (eps + u + m * w)
+        underflow /= normaliser
+        # δσ ≤ (ε + u + m w) E1 + underflow + w|σ| with E1 = |σ| + 2 Q1 (expm1, product, sum; the division
+        # by S in float64)
+        sigma_rate = eps + u + m * w
+        d_sigma = (sigma_rate + w) * abs_sigma
+        d_sigma += (2 * sigma_rate) * q1
         d_sigma += underflow
-        d_sigma += w * abs_sigma
-        bound = abs_sigma / (1 + sigma)
-        bound += np.abs(r)
-        bound *= m * w
+        # KL: the normalisation ρ·(σ/(1 + σ) − r) with |ρ| ≤ m w, then δσ/(1 + σ), the rounding of d
+        # (2u(P1 + Q1 + 2C)), of f (u(P1 + Q1)), r ((u + m w) Q1 and w|r| for its division), and log1p,
+        # the subtraction and the rounding to the input's dtype
+        bound = (m * w) * abs_sigma
+        bound += d_sigma
+        bound *= inverse
+        bound += (m * w + w) * np.abs(r)
         bound += (3 * u) * p1
         bound += (3 * u + u + m * w) * q1
-        bound += (4 * u) * c
-        bound += d_sigma / (1 + sigma)
-        bound += w * np.abs(r)
+        bound += (4 * u) * np.abs(centre)
         bound += ((2 * FUNCTION_ULPS + 1) * w + u) * np.abs(kl)
         if grad_max is None:
             return bound, None
-        # the gradient also rounds expm1(f) − σ and casts σ to the input's dtype
-        d_sigma += u * e1
-        d_sigma += u * abs_sigma
+        # the gradient also rounds expm1(f) − σ and casts σ to the input's dtype: u E1 + u|σ| more in δσ
+        d_sigma += (2 * u) * abs_sigma
+        d_sigma += (2 * u) * q1
         top_q = 1 / normaliser
         top_p = grad_max / scale
         top_p += top_q
         # rounding of f: p_i |δf_i| + p_i Σ_j p_j |δf_j| with |δf_j| ≤ 3u|f_j| + 2u|c|, and
         # p_i|f_i| ≤ min(Σ p|f|, max p · max|f|) (the first is tighter for a few classes, the second for many)
-        grad = (eps * top_p + eps * top_q) + d_sigma * (2 * top_q + top_p) / (1 + sigma)
-        grad += (3 * u) * np.minimum(p1, top_p * spread)
-        grad += (3 * u) * p1 * top_p
-        grad += (4 * u) * c * top_p
-        grad += underflow + tiny / normaliser
+        grad = 2 * top_q
+        grad += top_p
+        grad *= d_sigma
+        grad *= inverse  # δσ (2 max q + max p) / (1 + σ)
+        grad += eps * top_p
+        grad += eps * top_q
+        spread *= top_p
+        grad += (3 * u) * np.minimum(p1, spread, out=spread)
+        p1 *= top_p
+        grad += (3 * u) * p1
+        grad += (4 * u) * np.abs(centre) * top_p
+        grad += underflow
+        grad += tiny * top_q
         grad *= scale
-        grad += (4 * u + m * w) * grad_max
+        grad += (4 * u + m * w) * grad_max  # three roundings and the normalisation
         return bound, grad
 
 

@@ -167,10 +167,10 @@ def run_chunks(
     """
     if n_rows == 0:
         return
-    if workers is None:
-        workers = get_num_threads()
     if n_rows * n_classes < PARALLEL_MIN_ELEMENTS:
         workers = 1
+    elif workers is None:
+        workers = get_num_threads()
     rows = _chunk_rows(n_rows, n_classes, workers, scratch, max_chunk)
     starts = range(0, n_rows, rows)
     workers = min(workers, len(starts))
