@@ -186,11 +186,12 @@ def _fast_stats(
         put(2, maximum(a, axis=axis, keepdims=True))
         put(3, minimum(a, axis=axis, keepdims=True))
         np.multiply(b, a, out=scratch)
-        accurate_sum(scratch, 4)[...] /= normaliser
-        weighted_sum(scratch, a, 5)[...] /= normaliser
+        accurate_sum(scratch, 4)
+        weighted_sum(scratch, a, 5)
         np.expm1(a, out=a)
         # Σ q f expm1(f): every term ≥ 0 (f and expm1 f share their sign), it bounds Σ p|f| for the certificate
-        weighted_sum(scratch, a, 6)[...] /= normaliser
+        weighted_sum(scratch, a, 6)
+        out[4:7] /= normaliser  # r, Σ q f², Σ q f expm1 f: Σ ê… / S
         np.multiply(b, a, out=scratch)
         sigma = accurate_sum(scratch, 7)
         sigma /= normaliser
@@ -198,9 +199,7 @@ def _fast_stats(
             a -= per_row(sigma)
             np.multiply(b, a, out=scratch)
             scratch *= per_row(scale / (normaliser * (1 + sigma)))
-            top = maximum(scratch, axis=axis, keepdims=True)
-            np.maximum(top, -minimum(scratch, axis=axis, keepdims=True), out=top)
-            put(GRAD_MAX, top)
+            put(GRAD_MAX, maximum(np.abs(scratch, out=a), axis=axis, keepdims=True))
             if transposed:
                 np.copyto(grad_out, scratch[:, :rows].T)
 
