@@ -128,6 +128,24 @@ class TestRefusals:
         _, _, _, certified = fast_results(np.array([z]), np.array([v]), T)
         assert not certified.any()
 
+    def test_a_fast_gradient_of_exact_zeros_is_never_certified(self):
+        # Regression: max |g| was formed as max(max g, −min g), which is −0.0 for an all-zero gradient; the
+        # gradient's margin bound/(tol·max|g|) was then −inf and the row was certified on its value alone.
+        # Here (float32, an offset of 300, student − teacher ~1e-6) rounding makes f constant, so the fast
+        # gradient is exactly 0 while the true one is not, and the soft cross-entropy's value certifies.
+        rng = np.random.default_rng(0)
+        v = rng.normal(size=(50, 5)) * 3
+        z = (v + 1e-6 * rng.normal(size=v.shape) + 300).astype(np.float32)
+        v = v.astype(np.float32)
+        grad = np.empty_like(z)
+        rows = _fast._fast_chunk(z, v, 4.0, True, grad, 1.0)
+        zero = ~np.any(grad, axis=1)
+        assert (zero & (rows.kl[:, 0] > 0)).any()  # the case this test is about occurs
+        assert not rows.certified[zero].any()
+        expected = oracle_results(z, v, 4.0)[2]
+        _, public = kdcore.soft_cross_entropy_and_grad(z, v, 4.0, "none")
+        assert relative_error(public * 4.0, expected) <= FLOAT32_VS_FLOAT64_RTOL
+
 
 class TestFuzzAtTheBoundary:
     @settings(max_examples=25)
