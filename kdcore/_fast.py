@@ -14,8 +14,9 @@ Every soft loss and its student gradient go through :func:`soft_rows`. Per chunk
 and the per-row error bound of ``kdcore/_certificate.py`` (why it is sound is explained there). Rows whose
 bound exceeds the tolerance — and rows that are near-equal on a sample of their classes, which cannot pass
 — are recomputed by the careful algorithm (:func:`kdcore._match.match`), so every row meets the accuracy
-contract. Sums are accumulated in float64 (``np.sum(..., dtype=float64)``), everything elementwise stays
-in the input's dtype.
+contract. The sums the value depends on are accumulated in float64 (``row_sum64``: NumPy's pairwise sum
+for float64 rows, a float64-accumulating ``np.einsum`` for float32 rows), everything elementwise stays in
+the input's dtype.
 
 The passes run chunk by chunk (over threads, ``kdcore/_chunks.py``) and leave ten numbers per row; the
 certificate then judges all rows of the call in one vectorised step (per chunk, its ~50 operations on a
