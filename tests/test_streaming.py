@@ -300,7 +300,7 @@ class TestExactSum:
     def test_a_total_beyond_float64_on_the_way(self):
         # 1e308 + 1e308 overflows before -1e308 brings the sum back: math.fsum gives up, exact rationals
         # take over, and the total is still exact.
-        from kdcore.streaming import _Total
+        from kdcore.streaming.totals import _Total
 
         with pytest.raises(OverflowError):
             exact_sum([1e308, 1e308, -1e308])
@@ -312,7 +312,7 @@ class TestExactSum:
         assert total.value() == math.inf  # 2e308 is beyond float64
 
     def test_infinities_and_nans_follow_ieee(self):
-        from kdcore.streaming import _Total
+        from kdcore.streaming.totals import _Total
 
         total = _Total()
         total.add(np.array([1.0, np.inf]))
