@@ -59,6 +59,24 @@ class StreamedLoss:
         Rows per chunk, and how many chunks ran.
     grad_path : pathlib.Path or None
         The ``.npy`` file holding the gradient w.r.t. the student logits, if one was asked for.
+
+    Examples
+    --------
+    A padded batch of 2 sequences × 3 tokens; the last token of the second sequence is padding:
+
+    >>> import numpy as np
+    >>> from kdcore import kl_divergence
+    >>> from kdcore.streaming import stream_loss
+    >>> rng = np.random.default_rng(1)
+    >>> z, v = rng.normal(size=(2, 3, 5)), rng.normal(size=(2, 3, 5))
+    >>> labels = np.array([[0, 1, 2], [3, 4, -100]])
+    >>> result = stream_loss("kl_divergence", z, v, labels, T=2.0, reduction="none", chunk_rows=4)
+    >>> result.loss, result.positions, result.kept, result.chunks, result.value
+    ('kl_divergence', 6, 5, 2, None)
+    >>> result.values.shape, float(result.values[1, 2])  # one value per position; 0.0 where dropped
+    ((2, 3), 0.0)
+    >>> bool(np.array_equal(result.values[0], kl_divergence(z[0], v[0], T=2.0, reduction="none")))
+    True
     """
 
     loss: str
@@ -77,9 +95,48 @@ class StreamedLoss:
 
 @dataclass
 class Plan:
-    """A checked :func:`stream_loss` call, ready to run: :func:`prepare` makes it (the command line checks
-    everything before it starts any work), :meth:`run` computes. A context manager: leaving it closes the
-    files it opened."""
+    """A checked :func:`stream_loss` call, ready to run: :func:`prepare` makes it, :meth:`run` computes.
+
+    Splitting the call in two lets a caller check everything before it starts any work (``kdcore loss``
+    reports a bad file or parameter on one line before its progress bar appears). A context manager:
+    leaving it closes the files :func:`prepare` opened.
+
+    Attributes
+    ----------
+    spec
+        The loss (an entry of :data:`LOSSES`).
+    logits : list
+        The row sources: the student's, then the teacher's (logits, or a top-k teacher's values and
+        indices).
+    keep : numpy.ndarray of bool or None
+        The flat keep-mask, one entry per position; ``None`` when every position is kept.
+    labels : numpy.ndarray of int or None
+        The flat labels, if given.
+    reduction : str
+    parameters : dict
+        The loss's other arguments (``T``, ``beta``, ...), passed by keyword to each chunk's call.
+    compute : numpy.dtype
+        The dtype each chunk is computed in.
+    chunk_rows : int
+        Rows per chunk.
+    grad_out : pathlib.Path or None
+        Where :meth:`run` writes the gradient w.r.t. the student logits.
+    shape, positions, kept
+        The logits' shape, the number of positions (rows), and how many are kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kdcore.streaming import prepare
+    >>> z, v = np.zeros((6, 4)), np.log([[1.0, 2.0, 3.0, 4.0]] * 6)
+    >>> with prepare("reverse_kl_divergence", z, v, mask=[True] * 5 + [False], chunk_rows=2) as plan:
+    ...     print(plan.shape, plan.positions, plan.kept, plan.chunk_rows, plan.compute)
+    ...     result = plan.run()
+    (6, 4) 6 5 2 float64
+    >>> teacher_probs = np.array([1.0, 2.0, 3.0, 4.0]) / 10  # every row's KL(uniform ‖ teacher_probs)
+    >>> result.chunks, bool(np.isclose(result.value, np.sum(0.25 * np.log(0.25 / teacher_probs))))
+    (3, True)
+    """
 
     spec: _Loss
     logits: list  # the student's rows source, then the teacher's
@@ -171,7 +228,27 @@ class Plan:
             _write_rows(writer, grad, keep)
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> StreamedLoss:
-        """Compute, chunk by chunk (see :func:`stream_loss`)."""
+        """Compute, chunk by chunk (see :func:`stream_loss`); the files stay open until :meth:`close`.
+
+        Parameters
+        ----------
+        progress : callable, optional
+            Called as ``progress(rows_done, rows_total)`` after each chunk.
+
+        Returns
+        -------
+        StreamedLoss
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kdcore.streaming import prepare
+        >>> done = []
+        >>> with prepare("soft_cross_entropy", np.zeros((5, 3)), np.zeros((5, 3)), chunk_rows=2) as plan:
+        ...     value = plan.run(progress=lambda rows, total: done.append((rows, total))).value
+        >>> done, round(value, 12)  # the entropy of the uniform teacher, log 3
+        ([(2, 5), (4, 5), (5, 5)], 1.098612288668)
+        """
         n_rows, kept = self.positions, self.kept
         total = _Total()
         values = np.zeros(n_rows, dtype=self.compute) if self.reduction == "none" else None
