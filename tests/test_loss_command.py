@@ -4,8 +4,10 @@ argument or file refused on one line with exit status 2 before any work, outputs
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -295,6 +297,80 @@ class TestInterrupted:
         )
         assert status == 130 and out == "" and "interrupted: nothing was written" in err
         assert sorted(os.listdir(files["dir"])) == before
+
+
+# `kdcore loss` in a child process whose chunks each take 0.2 s longer (the real command otherwise): slow
+# enough to be stopped half-way through on any machine.
+SLOW_COMMAND = """
+import sys, time
+from kdcore.streaming import plan
+rows = plan.Plan._rows
+def slow(self, *args, **kwargs):
+    rows(self, *args, **kwargs)
+    time.sleep(0.2)
+plan.Plan._rows = slow
+from kdcore.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class TestStoppedBySignal:
+    """SIGTERM (``kill``, a scheduler's time limit), SIGINT (Ctrl-C) and SIGHUP stop the command cleanly:
+    one line on stderr, status 128 + the signal's number, no gradient and no temporary file left behind."""
+
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+    def test_killed_mid_run(self, files, signum):
+        folder = files["dir"]
+        before = sorted(os.listdir(folder))
+        argv = ["loss", "kl", *map(str, inputs(files, "kl")), "--grad", str(folder / "g.npy")]
+        process = subprocess.Popen(
+            [sys.executable, "-c", SLOW_COMMAND, *argv, "--chunk-rows", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not any(name.endswith(".tmp") for name in os.listdir(folder)):  # writing has begun
+                assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+                time.sleep(0.02)
+            time.sleep(0.5)  # a few chunks into the run (10 rows, 0.2 s each)
+            assert process.poll() is None, "the command finished before it could be stopped"
+            process.send_signal(signum)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        name = signal.Signals(signum).name
+        assert process.returncode == 128 + signum
+        assert out == "" and err == f"kdcore loss: stopped by {name}: nothing was written\n"
+        assert sorted(os.listdir(folder)) == before  # neither g.npy nor its temporary file
+
+    def test_in_process_and_handlers_restored(self, capsys, files, monkeypatch, request):
+        from kdcore.arrays_on_disk import ArrayOnDisk
+
+        calls = []
+
+        def release(self, start, stop):
+            calls.append(start)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # delivered to this (main) thread at once
+
+        def unhandled(signum, frame):  # what runs if the command does not handle SIGTERM (not pytest's death)
+            raise AssertionError("SIGTERM reached the handler the command found")
+
+        monkeypatch.setattr(ArrayOnDisk, "release", release)
+        previous = signal.signal(signal.SIGTERM, unhandled)
+        request.addfinalizer(lambda: signal.signal(signal.SIGTERM, previous))
+        handlers = {n: signal.getsignal(n) for n in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        before = sorted(os.listdir(files["dir"]))
+        status, out, err = run(
+            capsys, "kl", *inputs(files, "kl"), "--grad", files["dir"] / "g.npy", "--chunk-rows", "1"
+        )
+        assert status == 143 and out == "" and err == "kdcore loss: stopped by SIGTERM: nothing was written\n"
+        assert len(calls) == 3 and sorted(os.listdir(files["dir"])) == before
+        assert {n: signal.getsignal(n) for n in handlers} == handlers
+        status, out, _ = run(capsys, "kl", *inputs(files, "kl"), "--grad", files["dir"] / "g.npy")
+        assert status == 0 and (files["dir"] / "g.npy").exists()  # the next run is not affected
 
 
 class TestProgress:
