@@ -417,20 +417,21 @@ class TestInterrupted:
 
 class TestMemory:
     @staticmethod
-    def peaks(tmp_path, labels, chunk_rows):
+    def peaks(tmp_path, labels, chunk_rows, loss="kl_divergence"):
         """tracemalloc's peak of the value, then of value and gradient, of the files in tmp_path."""
         peaks = []
+        teacher, parameters = (None, {}) if loss == "cross_entropy" else (tmp_path / "v.npy", {"T": 2.0})
         for grad_out in (None, tmp_path / "g.npy"):
             tracemalloc.start()
             try:
                 stream_loss(
-                    "kl_divergence",
+                    loss,
                     tmp_path / "z.npy",
-                    tmp_path / "v.npy",
+                    teacher,
                     labels,
-                    T=2.0,
                     chunk_rows=chunk_rows,
                     grad_out=grad_out,
+                    **parameters,
                 )
                 peaks.append(tracemalloc.get_traced_memory()[1])
             finally:
@@ -453,3 +454,13 @@ class TestMemory:
             value, with_grad = self.peaks(tmp_path, labels, chunk_rows)
             assert value < chunk_bytes and with_grad < 2 * chunk_bytes, (value, with_grad)
         assert self.peaks(tmp_path, scattered, chunk_rows)[0] > chunk_bytes
+
+    def test_cross_entropy_cuts_its_chunks_itself(self, tmp_path, rng):
+        # cross_entropy used to hold three arrays the size of its input (streaming called it on a third of
+        # a chunk to compensate); it now cuts its input into row chunks like the soft losses.
+        shape, chunk_rows = (256, 16384), 16
+        np.save(tmp_path / "z.npy", rng.normal(size=shape))
+        labels = rng.integers(0, shape[1], size=256)
+        chunk_bytes = chunk_rows * shape[1] * 8
+        value, with_grad = self.peaks(tmp_path, labels, chunk_rows, loss="cross_entropy")
+        assert value < chunk_bytes and with_grad < 2 * chunk_bytes, (value, with_grad)

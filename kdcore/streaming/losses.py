@@ -19,11 +19,6 @@ class _Loss:
     function: Callable
     grad: Callable
     inputs: tuple[str, ...]  # which of "student", "teacher", "labels", in the function's order
-    # The function is called on 1/scratch of a chunk at a time. cross_entropy holds about three arrays the
-    # size of its input (the log-softmax of all of it at once, and its exponential): a third of a chunk
-    # keeps them within one chunk. The others cut their input into cache-sized pieces themselves
-    # (kdcore/_chunks.py), so their temporaries do not grow with the chunk.
-    scratch: int = 1
 
     @property
     def name(self) -> str:
@@ -54,9 +49,8 @@ def _losses() -> dict[str, _Loss]:
         (topk.topk_kl_divergence, topk.topk_kl_divergence_grad, top_k),
         (topk.topk_soft_cross_entropy, topk.topk_soft_cross_entropy_grad, top_k),
     ]
-    losses = {function.__name__: _Loss(function, grad, inputs) for function, grad, inputs in entries}
-    losses["cross_entropy"] = _Loss(cross_entropy, cross_entropy_grad, ("student", "labels"), scratch=3)
-    return losses
+    # Each function cuts a chunk into pieces of a few rows for its own temporaries (kdcore/_chunks.py).
+    return {function.__name__: _Loss(function, grad, inputs) for function, grad, inputs in entries}
 
 
 #: The losses :func:`stream_loss` computes, by the name of their kdcore function.

@@ -257,12 +257,7 @@ class Plan:
         with writer if writer is not None else contextlib.nullcontext():
             for start in range(0, n_rows, self.chunk_rows):
                 stop = min(start + self.chunk_rows, n_rows)
-                # The loss is called on blocks of the chunk small enough that its own chunk-sized
-                # temporaries (``scratch`` of them) add up to one chunk at most.
-                block_rows = max(1, self.chunk_rows // self.spec.scratch)
-                for block_start in range(start, stop, block_rows):
-                    block_stop = min(block_start + block_rows, stop)
-                    self._block(block_start, block_stop, total, values, writer)
+                self._block(start, stop, total, values, writer)
                 for array in self.logits:
                     array.release(start, stop)  # the pages of rows done with go back to the system
                 chunks += 1
