@@ -155,6 +155,13 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--grad", metavar="OUT.npy", help="write the gradient w.r.t. the student logits here")
     parser.add_argument("--chunk-rows", type=int, default=None, help="rows per chunk (default: 2^23 / V)")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads working on each chunk (default: kdcore's, min(4, CPUs)); 1 is sequential and holds "
+        "one thread's temporaries (half the mixture kernels' memory on two cores); results do not change",
+    )
+    parser.add_argument(
         "--float64", action="store_true", help="compute in float64 (default: the files' dtype)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -245,6 +252,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise _usage_error(f"{args.kind} needs --labels")
     if args.chunk_rows is not None:
         _require(args.chunk_rows >= 1, "--chunk-rows", args.chunk_rows, "an integer ≥ 1")
+    if args.threads is not None:
+        _require(args.threads >= 1, "--threads", args.threads, "an integer ≥ 1")
     _require(
         (args.values is not None) == (args.reduction == "none"),
         "--values",
@@ -367,6 +376,8 @@ def _progress(args: argparse.Namespace, total: int):
 
 
 def _describe(args: argparse.Namespace, result) -> dict:
+    from ._chunks import get_num_threads
+
     inputs = {
         "student": args.student,
         "teacher": args.teacher,
@@ -389,6 +400,7 @@ def _describe(args: argparse.Namespace, result) -> dict:
         "ignore_index": args.ignore_index if args.labels is not None else None,
         "chunk_rows": result.chunk_rows,
         "chunks": result.chunks,
+        "threads": args.threads if args.threads is not None else get_num_threads(),
         # JSON has no NaN or infinity: those are given as strings, as repr() writes them.
         "value": result.value if result.value is None or math.isfinite(result.value) else repr(result.value),
         "values": args.values,
@@ -478,6 +490,7 @@ def _stop_on_signals() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ._chunks import num_threads
     from .arrays_on_disk import NpyRowWriter
 
     plan = args.plan
@@ -489,7 +502,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"kdcore loss: {message}", file=sys.stderr)
 
     try:
-        with _stop_on_signals(), plan:
+        threads = contextlib.nullcontext() if args.threads is None else num_threads(args.threads)
+        with _stop_on_signals(), plan, threads:
             result = plan.run(progress)
             if args.values is not None:
                 with NpyRowWriter(args.values, result.values.shape, result.values.dtype) as out:

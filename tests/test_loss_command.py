@@ -206,6 +206,7 @@ KL --values v.npy  =>  --values must be given with --reduction none
 KL --grad no/g.npy  =>  --grad must be in an existing directory
 KL --grad t.npy  =>  --grad t.npy would overwrite --teacher
 KL --chunk-rows 0  =>  --chunk-rows must be an integer ≥ 1
+KL --threads 0  =>  --threads must be an integer ≥ 1
 topk-kl --student s.npy --teacher-values top.npz:values --teacher-indices top.npz:indices  =>  topk-kl needs --convention
 topk-kl --student s.npy --teacher t.npy --convention tail  =>  topk-kl needs --teacher-values and --teacher-indices
 KL --teacher-values top.npz:values --teacher-indices top.npz:indices  =>  are for topk-kl, topk-soft-ce, not kl
@@ -297,6 +298,22 @@ class TestInterrupted:
         )
         assert status == 130 and out == "" and "interrupted: nothing was written" in err
         assert sorted(os.listdir(files["dir"])) == before
+
+
+class TestThreads:
+    @pytest.mark.parametrize("kind", ["jsd", "ce"])
+    def test_the_same_numbers_on_one_thread(self, capsys, files, kind):
+        folder = files["dir"]
+        records = []
+        for threads in ("1", "2"):
+            grad = folder / f"g{threads}.npy"
+            argv = [*inputs(files, kind), *OPTIONS[kind], "--grad", grad, "--threads", threads, "--json"]
+            status, out, _ = run(capsys, kind, *argv)
+            assert status == 0
+            records.append(json.loads(out))
+        assert [record["threads"] for record in records] == [1, 2]
+        assert records[0]["value"] == records[1]["value"] == reference(files, kind)[0]
+        assert np.array_equal(np.load(folder / "g1.npy"), np.load(folder / "g2.npy"))
 
 
 # `kdcore loss` in a child process whose chunks each take 0.2 s longer (the real command otherwise): slow
