@@ -475,6 +475,9 @@ def _stop_on_signals() -> Iterator[None]:
         yield
         return
     stopping = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    # A signal the process was started ignoring stays ignored: ``nohup kdcore loss …`` must survive the
+    # terminal's SIGHUP, and a shell's background job its SIGINT.
+    stopping = [number for number in stopping if signal.getsignal(number) is not signal.SIG_IGN]
 
     def stop(signum: int, frame: object) -> None:
         for number in stopping:

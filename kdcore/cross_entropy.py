@@ -7,6 +7,10 @@ r"""The hard-label loss: cross-entropy of the student's (untempered) softmax aga
 
 In distillation this is the "hard" term, always at :math:`T = 1`: the temperature softens the teacher's
 targets, not the ground truth (applying ``T`` here is a known bug, ``temperature-on-hard-loss``).
+
+A large batch is computed a chunk of rows at a time (``kdcore/_chunks.py``), the gradient written into
+its output as each chunk finishes: the peak memory is the gradient plus a few chunks, not three arrays the
+size of the input, and a row's numbers do not depend on the chunking.
 """
 
 from __future__ import annotations

@@ -362,6 +362,29 @@ class TestStoppedBySignal:
         assert out == "" and err == f"kdcore loss: stopped by {name}: nothing was written\n"
         assert sorted(os.listdir(folder)) == before  # neither g.npy nor its temporary file
 
+    def test_an_ignored_signal_stays_ignored(self, files):
+        # nohup starts the command with SIGHUP ignored: it must run to the end, not stop.
+        folder = files["dir"]
+        argv = ["loss", "kl", *map(str, inputs(files, "kl")), "--grad", str(folder / "g.npy")]
+        process = subprocess.Popen(
+            [sys.executable, "-c", SLOW_COMMAND, *argv, "--chunk-rows", "5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not any(name.endswith(".tmp") for name in os.listdir(folder)):
+                assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+                time.sleep(0.02)
+            process.send_signal(signal.SIGHUP)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == 0 and err == "" and "value" in out
+        assert np.load(folder / "g.npy").shape == SHAPE
+
     def test_in_process_and_handlers_restored(self, capsys, files, monkeypatch, request):
         from kdcore.arrays_on_disk import ArrayOnDisk
 
