@@ -464,3 +464,33 @@ class TestMemory:
         chunk_bytes = chunk_rows * shape[1] * 8
         value, with_grad = self.peaks(tmp_path, labels, chunk_rows, loss="cross_entropy")
         assert value < chunk_bytes and with_grad < 2 * chunk_bytes, (value, with_grad)
+
+    def test_top_k_losses_are_cut_into_pieces(self, tmp_path, rng):
+        # The top-k kernels hold arrays the size of their whole input ("tail": several), so streaming calls
+        # them on an eighth of a chunk at a time: below one chunk (the student's) with the gradient too.
+        shape, chunk_rows, k = (256, 16384), 16, 32
+        student = rng.normal(size=shape)
+        np.save(tmp_path / "z.npy", student)
+        values, indices = kdcore.topk_teacher(rng.normal(size=shape) * 3, k, values="log_probs")
+        np.save(tmp_path / "values.npy", values)
+        np.save(tmp_path / "indices.npy", indices)
+        chunk_bytes = chunk_rows * shape[1] * 8
+        teacher = (tmp_path / "values.npy", tmp_path / "indices.npy")
+        for grad_out in (None, tmp_path / "g.npy"):
+            tracemalloc.start()
+            try:
+                result = stream_loss(
+                    "topk_kl_divergence",
+                    tmp_path / "z.npy",
+                    teacher,
+                    convention="tail",
+                    values="log_probs",
+                    chunk_rows=chunk_rows,
+                    grad_out=grad_out,
+                )
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert peak < chunk_bytes, peak / chunk_bytes
+        expected = kdcore.topk_kl_divergence(student, values, indices, convention="tail", values="log_probs")
+        assert result.value == pytest.approx(float(expected), rel=1e-14)

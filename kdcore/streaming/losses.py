@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,12 @@ class _Loss:
     function: Callable
     grad: Callable
     inputs: tuple[str, ...]  # which of "student", "teacher", "labels", in the function's order
+    # The function is called on 1/pieces of a chunk at a time. Most losses cut their input into pieces of a
+    # few rows themselves (kdcore/_chunks.py), so their temporaries do not grow with the chunk. The top-k
+    # losses and logit_mse do not: they hold arrays the size of their whole input (the top-k "tail"
+    # convention several of them, logit_mse two; benchmarks/bench_vocab.py measures it), so streaming cuts
+    # the chunk for them.
+    pieces: int = 1
 
     @property
     def name(self) -> str:
@@ -49,8 +56,10 @@ def _losses() -> dict[str, _Loss]:
         (topk.topk_kl_divergence, topk.topk_kl_divergence_grad, top_k),
         (topk.topk_soft_cross_entropy, topk.topk_soft_cross_entropy_grad, top_k),
     ]
-    # Each function cuts a chunk into pieces of a few rows for its own temporaries (kdcore/_chunks.py).
-    return {function.__name__: _Loss(function, grad, inputs) for function, grad, inputs in entries}
+    losses = {function.__name__: _Loss(function, grad, inputs) for function, grad, inputs in entries}
+    for name, pieces in (("topk_kl_divergence", 8), ("topk_soft_cross_entropy", 8), ("logit_mse", 4)):
+        losses[name] = dataclasses.replace(losses[name], pieces=pieces)
+    return losses
 
 
 #: The losses :func:`stream_loss` computes, by the name of their kdcore function.

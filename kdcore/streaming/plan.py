@@ -257,7 +257,11 @@ class Plan:
         with writer if writer is not None else contextlib.nullcontext():
             for start in range(0, n_rows, self.chunk_rows):
                 stop = min(start + self.chunk_rows, n_rows)
-                self._block(start, stop, total, values, writer)
+                # The loss is called on pieces of the chunk small enough that its own temporaries stay
+                # within about a chunk (``pieces``: see kdcore/streaming/losses.py).
+                piece_rows = max(1, -(-self.chunk_rows // self.spec.pieces))
+                for piece_start in range(start, stop, piece_rows):
+                    self._block(piece_start, min(piece_start + piece_rows, stop), total, values, writer)
                 for array in self.logits:
                     array.release(start, stop)  # the pages of rows done with go back to the system
                 chunks += 1
