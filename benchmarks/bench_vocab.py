@@ -36,8 +36,8 @@ rewrites those blocks from a run's JSON (``--json``, default the committed resul
 
 Examples::
 
-    .venv/bin/python benchmarks/bench_vocab.py --dir /work/runs/vocab --keep --full all --careful-rows 256
-    .venv/bin/python benchmarks/bench_vocab.py --dir /work/runs/vocab --rows 256 --careful-rows 16
+    .venv/bin/python benchmarks/bench_vocab.py --dir /work/runs/vocab --keep --full all
+    .venv/bin/python benchmarks/bench_vocab.py --dir /work/runs/vocab --keep --rows 256
     .venv/bin/python benchmarks/bench_vocab.py --smoke --kinds kl,jsd         # tiny: proves it runs
     .venv/bin/python benchmarks/bench_vocab.py --page                         # docs/performance.md from the JSON
 """
