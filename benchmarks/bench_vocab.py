@@ -267,13 +267,11 @@ def results_block(record: dict) -> str:
             f"| `{case['kind']}` | {case['mode']} | {case['rows']} | {case['chunk_rows']} | {case['seconds']:.1f} "
             f"| {1000 * case['seconds_per_row']:.1f} | {_mib(case['rss_peak_growth'])} "
             f"| {_mib(case['tracemalloc_peak'])} | {case['rss_peak_growth'] / case['chunk_bytes']:.2f} "
-            f"| {ratio:.2f} {'✓' if ratio <= 2 else '✗'} |"
+            f"| {ratio:.3f} {'✓' if ratio <= 2 else '✗'} |"
         )
     ratios = [bound_ratio(case) for case in cases]
     largest = max(cases, key=lambda case: case["rss_peak_growth"])
-    read = sum(
-        2 * record["input_bytes"] if _spec(case["kind"]).teacher else record["input_bytes"] for case in cases
-    )
+    read = sum(case["rows"] * row_bytes(case["kind"], vocab) for case in cases)
     lines += [
         "",
         f"Peak RSS growth: {_mib(largest['rss_peak_growth'])} at most (`{largest['kind']}`, {largest['mode']}), "
@@ -283,13 +281,12 @@ def results_block(record: dict) -> str:
     ]
     over = [case for case in cases if bound_ratio(case) > 2]
     if over:
-        names = sorted({f"`{case['kind']}` ({case['mode']})" for case in over})
+        names = [f"`{case['kind']}` ({case['mode']})" for case in over]
+        peaks = [case["tracemalloc_peak"] for case in over]
         lines += [
             "",
-            f"Beyond the bound: {', '.join(names)}, by at most {max(map(bound_ratio, over)):.2f} chunks: the traced "
-            f"peak of these kernels' own temporaries (value alone: "
-            f"{_mib(min(c['tracemalloc_peak'] for c in over if c['mode'] == 'value') if any(c['mode'] == 'value' for c in over) else 0)}"
-            f"–{_mib(max(c['tracemalloc_peak'] for c in over))}) does not shrink with the chunk.",
+            f"Beyond the bound: {', '.join(names)}, by at most {max(map(bound_ratio, over)):.2f} chunks; what "
+            f"their loss functions allocate (traced peak) is {_mib(min(peaks))} to {_mib(max(peaks))}.",
         ]
     partial = [case for case in cases if case["rows"] < positions]
     if partial:

@@ -24,7 +24,7 @@ class _Loss:
     # few rows themselves (kdcore/_chunks.py), so their temporaries do not grow with the chunk. The top-k
     # losses and logit_mse do not: they hold arrays the size of their whole input (the top-k "tail"
     # convention several of them, logit_mse two; benchmarks/bench_vocab.py measures it), so streaming cuts
-    # the chunk for them.
+    # the chunk for them; and for the mixture family, see _losses().
     pieces: int = 1
 
     @property
@@ -57,8 +57,15 @@ def _losses() -> dict[str, _Loss]:
         (topk.topk_soft_cross_entropy, topk.topk_soft_cross_entropy_grad, top_k),
     ]
     losses = {function.__name__: _Loss(function, grad, inputs) for function, grad, inputs in entries}
-    for name, pieces in (("topk_kl_divergence", 8), ("topk_soft_cross_entropy", 8), ("logit_mse", 4)):
-        losses[name] = dataclasses.replace(losses[name], pieces=pieces)
+    pieces = {"topk_kl_divergence": 8, "topk_soft_cross_entropy": 8, "logit_mse": 4}
+    # The mixture family's careful kernel holds a few dozen float64 arrays the length of a row per row in
+    # work, per thread, and cuts its input (kdcore/_chunks.py map_rows) into pieces of up to 2^18 elements:
+    # two rows at 128 000 classes when called on a whole chunk. On a quarter of a chunk it works one row at
+    # a time, which halves its memory (57 → 28 MiB per thread at 128 000 classes) at no cost in time.
+    for name in ("jensen_shannon_divergence", "skew_kl_divergence", "skew_reverse_kl_divergence"):
+        pieces[name] = 4
+    for name, count in pieces.items():
+        losses[name] = dataclasses.replace(losses[name], pieces=count)
     return losses
 
 
