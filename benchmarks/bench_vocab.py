@@ -104,6 +104,18 @@ def row_bytes(kind: str, vocab: int) -> int:
     return vocab * 4 + (vocab * 4 if spec.teacher else 0) + (TOPK * (4 + 8) if spec.top_k else 0)
 
 
+def pieces(kind: str) -> int:
+    """How many calls of the loss function streaming makes per chunk (kdcore/streaming/losses.py)."""
+    from kdcore.streaming import LOSSES
+
+    return LOSSES[_spec(kind).loss].pieces
+
+
+def output_bytes(kind: str, chunk_rows: int, vocab: int) -> int:
+    """The gradient rows (float32) held at once: those of one call, ``chunk_rows / pieces`` rows."""
+    return -(-chunk_rows // pieces(kind)) * vocab * 4
+
+
 def write_inputs(folder: Path, sequences: int, tokens: int, vocab: int, seed: int) -> dict:
     """student.npy, teacher.npy (float32, sequences × tokens × vocab), the teacher's top-k
     (teacher_values.npy, teacher_indices.npy) and labels.npy, a block at a time."""
@@ -209,9 +221,11 @@ def run_case(kind: str, folder: Path, grad: bool, threads: int | None = None) ->
         "loss": result.loss,
         "mode": "value+grad" if grad else "value",
         "threads": used_threads,
-        # What one chunk reads, and the output held at once: the chunk's gradient rows (float32).
+        # What one chunk reads, and the output held at once: the gradient rows of one call of the loss
+        # function (a chunk, or a piece of one: kdcore/streaming/losses.py), on their way to the file.
         "chunk_bytes": result.chunk_rows * row_bytes(kind, vocab),
-        "output_bytes": result.chunk_rows * vocab * result.dtype.itemsize if grad else 0,
+        "pieces": pieces(kind),
+        "output_bytes": output_bytes(kind, result.chunk_rows, vocab) if grad else 0,
         "rows": result.positions,
         "kept": result.kept,
         "chunk_rows": result.chunk_rows,
