@@ -504,18 +504,25 @@ def _run(args: argparse.Namespace) -> int:
             progress.close()
         print(f"kdcore loss: {message}", file=sys.stderr)
 
+    written: list[str] = []  # the outputs complete under their names, for the message if stopped
+
+    def unwritten() -> str:
+        return "nothing was written" if not written else f"only {written[0]} was written"
+
     try:
         threads = contextlib.nullcontext() if args.threads is None else num_threads(args.threads)
         with _stop_on_signals(), plan, threads:
             result = plan.run(progress)
+            if args.grad is not None:
+                written.append(args.grad)
             if args.values is not None:
                 with NpyRowWriter(args.values, result.values.shape, result.values.dtype) as out:
                     out.write(result.values.reshape(-1))
     except _Stopped as stopped:
-        report(f"stopped by {stopped.name}: nothing was written")
+        report(f"stopped by {stopped.name}: {unwritten()}")
         return 128 + stopped.signum  # the status a shell gives a process the signal ended
     except KeyboardInterrupt:  # Ctrl-C outside the block above (or with handlers not settable)
-        report("interrupted: nothing was written")
+        report(f"interrupted: {unwritten()}")
         return 130
     except (OSError, ValueError) as error:  # found in the data itself, e.g. a compressed member cut short
         report(str(error))

@@ -413,6 +413,36 @@ class TestStoppedBySignal:
         assert status == 0 and (files["dir"] / "g.npy").exists()  # the next run is not affected
 
 
+class TestStoppedBetweenOutputs:
+    def test_the_message_names_the_output_already_written(self, capsys, files, monkeypatch):
+        from kdcore.arrays_on_disk import NpyRowWriter
+
+        write = NpyRowWriter.write
+
+        def interrupted_on_values(self, rows):
+            if self.path.name == "v.npy":
+                raise KeyboardInterrupt
+            write(self, rows)
+
+        monkeypatch.setattr(NpyRowWriter, "write", interrupted_on_values)
+        folder = files["dir"]
+        argv = [
+            *inputs(files, "kl"),
+            "--reduction",
+            "none",
+            "--values",
+            folder / "v.npy",
+            "--grad",
+            folder / "g.npy",
+        ]
+        status, out, err = run(capsys, "kl", *argv)
+        assert status == 130 and out == ""
+        assert err == f"kdcore loss: interrupted: only {folder / 'g.npy'} was written\n"
+        assert (folder / "g.npy").exists() and not any(
+            name.startswith(".v.npy") or name == "v.npy" for name in os.listdir(folder)
+        )
+
+
 class TestProgress:
     def test_bar_on_a_terminal_quiet_otherwise(self, capsys, files, monkeypatch):
         monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
