@@ -19,6 +19,7 @@ from .families import reference_for as family_reference
 from .hypotheses import VALUE_ULPS, Hypothesis, all_hypotheses, eps
 from .reports import CaseResult, Finding
 from .running import Outcome
+from .topk_family import topk_convention_text
 
 __all__ = ["diagnose"]
 
@@ -147,7 +148,7 @@ def diagnose(
     """
     findings: list[Finding] = []
     candidates = all_hypotheses(kind)
-    family = kind in FAMILY_KINDS
+    family = kind in FAMILY_KINDS or kind == "topk"
     references = [h for h in candidates if not h.codes(t2_scaling, alpha_on, weight_on)]
 
     def codes(h: Any) -> tuple[str, ...]:
@@ -232,7 +233,11 @@ def diagnose(
         chosen = matching[0][0]
         convention = chosen.convention if chosen.soft_form == "reference" else None
         if family:
-            convention = convention_text(kind, [h for h, _ in matching if not codes(h)])
+            accepted = [h for h, _ in matching if not codes(h)]
+            if kind == "topk":
+                convention = topk_convention_text(accepted)
+            else:
+                convention = convention_text(kind, accepted)
         reference = reference_for(chosen)
         found = codes(chosen)
         if found:
@@ -405,6 +410,8 @@ def _case_result(o: Outcome, reference: Hypothesis, non_finite: bool) -> CaseRes
     }
     if o.prediction.kind in FAMILY_KINDS:
         base.update(shape=list(o.case.student_logits.shape), weights=_weights(o))
+    elif o.prediction.kind == "topk":
+        base.update(shape=list(o.case.student_logits.shape), weights={"k": spec.k})
     if o.error is not None:
         return CaseResult(**base, status="exception", detail=o.error)
     if o.not_scalar is not None:
