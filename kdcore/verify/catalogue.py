@@ -112,8 +112,9 @@ CATALOGUE: dict[str, Cause] = {
     ),
     "topk-not-renormalized": Cause(
         "the top-k teacher is not renormalised: the probabilities of its full softmax, e^a, are used over the k "
-        "stored classes, whose mass is below 1 — the rest of the teacher (the tail) is dropped, and the loss "
-        "is not a divergence (it is not 0 when the student matches the teacher)",
+        "stored classes, whose mass m is below 1 — the rest of the teacher (the tail) is dropped: the loss is "
+        "m times the renormalised one plus m·log m, so each token weighs by how much of its teacher was "
+        "stored, and the value can be negative",
         "renormalise the stored log-probabilities over the k classes (a - logsumexp(a, -1)), or keep the "
         "missing mass as a tail bucket log(-expm1(logsumexp(a, -1))); then choose the convention on purpose "
         "(kdcore.topk_kl_divergence documents renormalized, dense_student and tail)",
