@@ -20,7 +20,7 @@ role                 parameter names recognised (exact spelling)
 ``mask``             mask, loss_mask, attention_mask, padding_mask, valid_mask, token_mask, keep  (token
                      kinds; bool, True where a position counts; ``labels`` there hold -100 at padding)
 ``teacher_values``   (topk) teacher_values, teacher_topk_logprobs, teacher_topk_logps, topk_logprobs,
-                     topk_values, target_values, sparse_values, values, logprobs, … and the teacher logits' names
+                     topk_values, target_values, sparse_values, logprobs, … and the teacher logits' names
 ``teacher_indices``  (topk) teacher_indices, teacher_topk_indices, topk_ids, topk_indices, target_ids,
                      sparse_ids, indices, ids, idx, token_ids
 ===================  ======================================================================================
@@ -107,7 +107,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
         "teacher_values", "teacher_topk_logprobs", "teacher_topk_log_probs", "teacher_topk_logps",
         "teacher_topk_values", "teacher_topk_logits", "teacher_logprobs", "teacher_log_probs", "topk_logprobs",
         "topk_log_probs", "topk_logps", "topk_values", "target_values", "target_logprobs", "sparse_values",
-        "values", "logprobs", "log_probs",
+        "logprobs", "log_probs",
     ),
     "teacher_indices": (
         "teacher_indices", "teacher_topk_indices", "teacher_topk_ids", "teacher_ids", "teacher_token_ids",
