@@ -148,6 +148,16 @@ class TestEachCodeNamesItsMistake:
         k1 = [case for case in report.cases if case.regime == "k-1"]
         assert k1 and all(case.status == "ok" for case in k1)  # one class: nothing to misalign
 
+    def test_gather_on_the_wrong_axis_is_hinted(self):
+        def loss(student_logits, teacher_values, teacher_indices, mask):
+            # np.take along axis -2, the positions, not the classes
+            log_p = np.take(kdcore.log_softmax(student_logits), teacher_indices, axis=-2)
+            return float(np.sum(log_p))
+
+        report = check_topk_loss(loss, "numpy")
+        assert report.codes == ("exception",), report
+        assert "gather of the teacher's indices along the wrong axis" in report.findings[0].message
+
     def test_teacher_untempered(self):
         def untempered(z, a, ids, T):
             return z, a * T, ids  # softmax_K(a·T/T): the stored values used at T = 1

@@ -7,6 +7,7 @@ By fitting, not by pattern-matching source code: the report names the hypothesis
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,7 @@ def _case_brief(outcome: Outcome, **extra: Any) -> dict[str, Any]:
     return {**brief, **extra}
 
 
+_OUT_OF_RANGE = re.compile(r"out of (bounds|range)|IndexError", re.IGNORECASE)
 _SCALING_CODES = frozenset(
     {"missing-T2-scaling", "unexpected-T2-scaling", "mean-over-classes", "sum-over-batch", "batch-mean-twice"}
 )
@@ -166,6 +168,12 @@ def diagnose(
         for o in raised:
             by_error.setdefault(o.error or "", []).append(o.case.id)
         hints = pattern_hints(raised, outcomes)
+        if kind == "topk" and any(_OUT_OF_RANGE.search(error) for error in by_error):
+            hints.append(
+                "an index out of range of an axis shorter than the vocabulary is what a gather of the teacher's "
+                "indices along the wrong axis raises (gather(1, ids) on (B, S, V) logits): gather along the "
+                "class axis, -1 (see topk-indices-misaligned)"
+            )
         findings.append(
             Finding(
                 "exception",
