@@ -18,8 +18,9 @@ Each case runs in a fresh Python process (``--case``), so that one case's memory
 Freed blocks of 64 KiB and more go back to the system at once (``mallopt``, as in bench_losses.py), so
 the rise of the resident set is the memory in use, not what glibc keeps for later.
 
-The mixture family's careful kernels (JSD, skew KL both ways) take ~0.2–1.4 s per row of 128 000 classes
-under load, 100 times and more the fast KL kernel: on every row they would take hours on a 2-core machine.
+The mixture family's careful kernels (JSD, skew KL both ways) took 0.2–1.4 s per row of 128 000 classes
+under load when this was written, 100 times and more the fast KL kernel: hours for every row on a 2-core
+machine.
 So the kinds named by ``--full`` (default ``kl``; ``all`` for every kind) run on all 4096 positions, the
 mixtures on the first ``--careful-rows`` positions (default 130: two chunks, so that their
 memory is that of full chunks) and the others on the first ``--rows``
