@@ -46,7 +46,7 @@ class TopKSpec:
     padding: float  # about this share of the positions is right padding (each sequence keeps one)
     why: str
     float64_only: bool = False  # tails of 1e-10 are below float32's resolution of 1 − Σ q
-    alpha: float = 0.0  # unused: the reports' α column (the top-k case shows k there)
+    alpha: float = 0.0  # no α in a top-k loss; the shared diagnosis reads spec.alpha of every kind's rows
 
     @property
     def shape(self) -> tuple[int, ...]:
