@@ -215,6 +215,7 @@ class TestOracle:
     """Every convention, value, derivative, fused call, masked call and Hessian against tests/topk_oracle.py in
     the regimes of tests/topk_cases.py (docs/accuracy.md prints the worst error per regime)."""
 
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         "case", topk_cases.CASES, ids=[f"{c.regime}: {c.label}" for c in topk_cases.CASES]
     )

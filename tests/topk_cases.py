@@ -77,7 +77,7 @@ def cases() -> Iterator[TopkCase]:
         yield TopkCase("temperature", f"T={T:g}", z, rng.normal(size=z.shape) * 3, 3, T)
         yield TopkCase("temperature", f"T={T:g} near-equal", z, z + 1e-9 * rng.normal(size=z.shape), 3, T)
     # (Two positions each: the oracle's derivatives at |z| ~ 1e300 take thousands of bits.)
-    for scale, T in ((1e300, 1.0), (1e300, 1e-3), (1e150, 1e150)):
+    for scale, T in ((1e300, 1.0), (1e150, 1e150)):
         z = rng.normal(size=(2, 6)) * scale
         yield TopkCase("huge logits", f"|z|~{scale:g} T={T:g}", z, rng.normal(size=z.shape) * scale, 2, T)
         yield TopkCase("huge logits", f"|z|~{scale:g} T={T:g} shared offset", z, z * (1 + 1e-15), 2, T)
