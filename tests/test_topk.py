@@ -339,6 +339,41 @@ class TestDerivatives:
             )
             np.testing.assert_allclose(ours, teacher_grad, rtol=1e-7, atol=1e-13)
 
+    @given(inputs=topk_inputs(), T=TEMPERATURE)
+    def test_soft_cross_entropy_teacher_and_temperature_closed_forms(self, inputs, T):
+        # W.r.t. the stored values the entropy adds −q̂ ⊙ (log q̂ + H(q̂))/T; w.r.t. T every renormalised loss
+        # (a function of z/T and v/T only) obeys Euler's identity ∂L/∂T = −(⟨∂L/∂z, z⟩ + ⟨∂L/∂v, v⟩)/T.
+        student, teacher, k = inputs
+        values, indices = topk_teacher(teacher, k)
+        q_hat = probs(values, T)
+        entropy = scipy.special.entr(q_hat).sum(-1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            log_q = np.where(q_hat > 0, np.log(q_hat), 0)
+        for convention in ("renormalized", "dense_student"):
+            options = {"convention": convention}
+            kl = topk_kl_divergence_grad(student, values, indices, T, "none", "teacher", **options)
+            ce = topk_soft_cross_entropy_grad(student, values, indices, T, "none", "teacher", **options)
+            np.testing.assert_allclose(ce, kl - q_hat * (log_q + entropy) / T, rtol=1e-7, atol=1e-12)
+            for grad in (topk_kl_divergence_grad, topk_soft_cross_entropy_grad):
+                g_z = grad(student, values, indices, T, "none", "student", **options)
+                g_v = grad(student, values, indices, T, "none", "teacher", **options)
+                euler = -((g_z * student).sum(-1) + (g_v * values).sum(-1)) / T
+                g_t = grad(student, values, indices, T, "none", "temperature", **options)
+                scale = ((np.abs(g_z * student)).sum(-1) + (np.abs(g_v * values)).sum(-1)) / T
+                np.testing.assert_allclose(g_t, euler, rtol=0, atol=1e-12 * max(1.0, scale.max()))
+
+    @given(inputs=topk_inputs(tail=True))
+    def test_tail_soft_cross_entropy_teacher_closed_form(self, inputs):
+        student, teacher, k = inputs
+        values, indices = topk_teacher(teacher, k, values="log_probs")
+        q_k = np.exp(values)
+        q_t = 1 - q_k.sum(-1, keepdims=True)
+        assume((q_t > 1e-6).all())
+        options = {"convention": "tail", "values": "log_probs"}
+        kl = topk_kl_divergence_grad(student, values, indices, 1.0, "none", "teacher", **options)
+        ce = topk_soft_cross_entropy_grad(student, values, indices, 1.0, "none", "teacher", **options)
+        np.testing.assert_allclose(ce, kl - q_k * (values - np.log(q_t)), rtol=1e-7, atol=1e-12)
+
     @given(inputs=topk_inputs(tail=True))
     def test_tail_closed_forms(self, inputs):
         student, teacher, k = inputs

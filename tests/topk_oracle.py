@@ -127,7 +127,7 @@ def _row_result(z, values, indices, T, convention, ce, wrt):
         return [
             mpmath.mpf(0)
             if x == NEG_INF
-            else mpmath.diff(lambda y, j=j: replace(y, j), x, **step(x), **options)
+            else mpmath.diff(lambda y, j=j: replace(y, j), x, **step(x, T), **options)
             for j, x in enumerate(point)
         ]
 
@@ -135,11 +135,13 @@ def _row_result(z, values, indices, T, convention, ce, wrt):
     return gradient(**extra) if unresolved(result, point) else result
 
 
-def step(x):
-    """mpmath.diff's step at x: beyond |x| = 1, |x|·2^-prec (its default, 2^-(prec + addprec), would vanish
-    next to a logit of 1e300). A masked (−inf) entry is never differentiated: its probability is 0 on both sides of
-    any change, so every derivative in it is 0."""
-    return {"h": mpmath.ldexp(abs(x), -mpmath.mp.prec)} if abs(x) > 1 else {}
+def step(x, T):
+    """mpmath.diff's step at x: |x|·2^-prec, or T·2^-prec if larger, or 2^-prec (its default, 2^-(prec +
+    addprec)). The loss sees x/T: next to a logit of 1e300, or at x = 0 with T = 1e150, the default step
+    would change x/T by less than the working precision resolves. A masked (−inf) entry is never
+    differentiated: its probability is 0 on both sides of any change, so every derivative in it is 0."""
+    scale = max(abs(x), T)
+    return {"h": mpmath.ldexp(scale, -mpmath.mp.prec)} if scale > 1 else {}
 
 
 def _hessian(z, values, indices, T, convention, ce):
@@ -153,13 +155,13 @@ def _hessian(z, values, indices, T, convention, ce):
 
     finite = [i for i in range(V) if z[i] != NEG_INF]
     for i in finite:
-        hessian[i][i] = mpmath.diff(lambda x, i=i: loss({i: x}), z[i], 2, **step(z[i]))
+        hessian[i][i] = mpmath.diff(lambda x, i=i: loss({i: x}), z[i], 2, **step(z[i], T))
         for j in (j for j in finite if j > i):
 
             def inner(y, i=i, j=j):
-                return mpmath.diff(lambda x: loss({i: x, j: y}), z[i], **step(z[i]))
+                return mpmath.diff(lambda x: loss({i: x, j: y}), z[i], **step(z[i], T))
 
-            hessian[i][j] = hessian[j][i] = mpmath.diff(inner, z[j], **step(z[j]))
+            hessian[i][j] = hessian[j][i] = mpmath.diff(inner, z[j], **step(z[j], T))
     return hessian
 
 
