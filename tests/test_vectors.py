@@ -134,7 +134,9 @@ class TestSchema:
 
     def test_every_function_regime_and_reduction(self, vectors):
         assert {case["function"] for case in vectors["cases"]} == HINTON | BEYOND | TOPK
-        for function in (HINTON | BEYOND | TOPK) - {"standardize_logits"}:  # (standardisation has no reduction)
+        for function in (HINTON | BEYOND | TOPK) - {
+            "standardize_logits"
+        }:  # (standardisation has no reduction)
             reductions = {c["params"]["reduction"] for c in vectors["cases"] if c["function"] == function}
             assert reductions == {"none", "mean", "sum"}, function
         regimes = {case["regime"] for case in vectors["cases"]}
