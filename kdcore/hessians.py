@@ -348,9 +348,13 @@ def _tail_hessian_rows(topk) -> np.ndarray:
     stored_mass = np.sum(np.where(complement, 0, p), axis=-1)  # P_K, a sum of positive terms
     tail_mass = np.sum(np.where(complement, p, 0), axis=-1)  # p_t, likewise (never 1 − P_K)
     difference = tail.match.probs_diff()[:, -1]  # p_t − q_t, exact when they are close
-    lam = tail.student_tail[:, None]
-    with np.errstate(invalid="ignore"):  # a NaN row stays NaN; a masked tail (λ = −inf) has no shares
-        log_share = np.where(complement & np.isfinite(lam), student - lam, -np.inf)
+    # log p̄ = log_softmax over the unstored classes. Not z − λ: for a class holding nearly all of the tail,
+    # 1 − p̄_j (in the diagonal) would keep only the digits z_j − λ has left after λ's rounding (eps·|λ|).
+    # A NaN row stays NaN through p; a masked tail (λ = −inf) has no shares.
+    has_tail = np.isfinite(tail.student_tail)
+    log_share = np.full_like(student, -np.inf)
+    if has_tail.any():
+        log_share[has_tail] = log_softmax(np.where(complement, student, -np.inf)[has_tail])
     share = np.exp(log_share)  # p̄_j = p_j / p_t outside K
     outer = share[:, :, None] * share[:, None, :]
     both = complement[:, :, None] & complement[:, None, :]

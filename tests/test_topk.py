@@ -526,6 +526,17 @@ class TestHessian:
         assert np.abs(expected).max() < 1e-7
         assert relative_error(ours, expected) <= ORACLE_RTOL[F64]
 
+    def test_tail_hessian_where_one_unstored_class_holds_nearly_all_the_tail(self):
+        # Regression: p̄ formed as exp(z − λ), λ = log Σ_{j∉K} e^{z_j} ≈ 25.6, left 1 − p̄_j ≈ 5.6e-9 of the
+        # dominant unstored class with an error of eps·|λ|: 3e-7 relative in the Hessian (found by
+        # test_finite_differences_of_the_gradient's row sums). p̄ is now a log-softmax over the unstored classes.
+        z = np.array([[0.0, 25.61499967, 6.6619008, 0.0, 0.0, 0.0]])
+        values, indices = topk_teacher(np.array([[0.0, 0.0, 0.0, 0.0, 3.8, 0.0]]), 1, values="log_probs")
+        ours = kdcore.topk_kl_divergence_hessian(z, values, indices, convention="tail", values="log_probs")
+        expected = topk_oracle.topk_loss(z, values, indices, 1.0, "tail", wrt="hessian")
+        assert relative_error(ours, expected) <= ORACLE_RTOL[F64]
+        np.testing.assert_allclose(ours.sum(-1), 0, atol=1e-22)  # entries ~5e-9
+
     def test_mask_dtype_and_shape(self, rng):
         z, v = rng.normal(size=(2, 3, 5)), rng.normal(size=(2, 3, 5))
         mask = np.array([[True, False, True], [False, True, True]])
