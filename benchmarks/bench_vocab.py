@@ -18,18 +18,29 @@ Each case runs in a fresh Python process (``--case``), so that one case's memory
 Freed blocks of 64 KiB and more go back to the system at once (``mallopt``, as in bench_losses.py), so
 the rise of the resident set is the memory in use, not what glibc keeps for later.
 
-kdcore's careful kernels — the mixtures (JSD, skew KL both ways) and DKD — take ~0.05–0.2 s per row of
-128 000 classes, 30–100 times the fast KL kernel: on every row they would take tens of minutes on a 2-core
-machine. So the kinds named by ``--full`` (default ``kl``) run on all 4096 positions, the careful ones on the
-first ``--careful-rows`` positions (default 128) and the others on the first ``--rows`` (default: all),
-each subset written as files of its own; the JSON says how many rows each case ran on, and the seconds per
-row. Memory does not depend on the number of rows: a chunk is a chunk.
+The mixture family's careful kernels (JSD, skew KL both ways) took 0.2–1.4 s per row of 128 000 classes
+under load when this was written, 100 times and more the fast KL kernel: hours for every row on a 2-core
+machine.
+So the kinds named by ``--full`` (default ``kl``; ``all`` for every kind) run on all 4096 positions, the
+mixtures on the first ``--careful-rows`` positions (default 130: two chunks, so that their
+memory is that of full chunks) and the others on the first ``--rows``
+(default: all), each subset written as files of its own; the JSON says how many rows each case ran on, and
+the seconds per row. Memory does not depend on the number of rows: a chunk is a chunk.
+
+Memory is reported against one chunk of what is read (chunk rows × (V floats per logits array read, or
+k values and k indices for a top-k teacher)), and checked against issue 9's bound: the peak growth at most
+twice that plus the output held at once (the chunk's gradient rows, for ``value+grad``).
+
+docs/performance.md's final section quotes a run between ``<!-- bench_vocab:NAME -->`` markers; ``--page``
+rewrites those blocks from a run's JSON (``--json``, default the committed results/bench_vocab.json) and
+``--page --check`` exits 1 when the page is out of date (tests/test_bench_vocab.py checks it too).
 
 Examples::
 
-    .venv/bin/python benchmarks/bench_vocab.py --dir /work/runs/vocab                 # ~15 min, quiet
-    .venv/bin/python benchmarks/bench_vocab.py --dir /work/runs/vocab --rows 512 --careful-rows 64
+    .venv/bin/python benchmarks/bench_vocab.py --dir /work/runs/vocab --keep --full all
+    .venv/bin/python benchmarks/bench_vocab.py --dir /work/runs/vocab --keep --rows 256
     .venv/bin/python benchmarks/bench_vocab.py --smoke --kinds kl,jsd         # tiny: proves it runs
+    .venv/bin/python benchmarks/bench_vocab.py --page                         # docs/performance.md from the JSON
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,24 +63,75 @@ import machine
 import numpy as np
 from bench_losses import _status_kib, rss_peak_setup
 
-RESULTS = Path(__file__).resolve().parent / "results"
-KINDS = ("kl", "soft-ce", "reverse-kl", "jsd", "skew-kl", "skew-reverse-kl", "distillation", "dkd", "ce")
-CAREFUL = ("jsd", "skew-kl", "skew-reverse-kl", "dkd")  # the slow kernels, timed on --careful-rows rows
-# The loss's parameters: T = 2 and the functions' defaults (DKD's are mdistiller's: T = 4, α = 1, β = 8).
-PARAMETERS = {kind: {} if kind in ("ce", "dkd") else {"T": 2.0} for kind in KINDS}
+REPO = Path(__file__).resolve().parents[1]
+PAGE = REPO / "docs" / "performance.md"
+RESULTS = REPO / "benchmarks" / "results"
+KINDS = (
+    "kl",
+    "soft-ce",
+    "reverse-kl",
+    "jsd",
+    "skew-kl",
+    "skew-reverse-kl",
+    "distillation",
+    "dkd",
+    "tckd",
+    "nckd",
+    "ce",
+    "logit-mse",
+    "topk-kl",
+    "topk-soft-ce",
+)
+CAREFUL = ("jsd", "skew-kl", "skew-reverse-kl")  # the slow kernels, timed on --careful-rows rows
+TOPK = 64  # classes a top-k teacher keeps (its values as log-probabilities, Megatron-LM's layout)
+# The loss's parameters: T = 2 and the functions' defaults (DKD's are mdistiller's: T = 4, α = 1, β = 8);
+# top-k: the tail convention (at T = 1, as it is defined) and renormalised over the top k at T = 2.
+PARAMETERS = {kind: {} if kind in ("ce", "dkd", "logit-mse") else {"T": 2.0} for kind in KINDS}
 PARAMETERS["distillation"]["alpha"] = 0.5
+PARAMETERS["topk-kl"] = {"convention": "tail", "values": "log_probs"}
+PARAMETERS["topk-soft-ce"] = {"T": 2.0, "convention": "renormalized", "values": "log_probs"}
+
+
+def _spec(kind: str):
+    from kdcore._loss_command import KINDS as COMMAND_KINDS
+
+    return COMMAND_KINDS[kind]
+
+
+def row_bytes(kind: str, vocab: int) -> int:
+    """Bytes of one position that a kind reads: student (and teacher) logits, or a top-k teacher's k
+    float32 values and k int64 indices."""
+    spec = _spec(kind)
+    return vocab * 4 + (vocab * 4 if spec.teacher else 0) + (TOPK * (4 + 8) if spec.top_k else 0)
+
+
+def pieces(kind: str) -> int:
+    """How many calls of the loss function streaming makes per chunk (kdcore/streaming/losses.py)."""
+    from kdcore.streaming import LOSSES
+
+    return LOSSES[_spec(kind).loss].pieces
+
+
+def output_bytes(kind: str, chunk_rows: int, vocab: int) -> int:
+    """The gradient rows (float32) held at once: those of one call, ``chunk_rows / pieces`` rows."""
+    return -(-chunk_rows // pieces(kind)) * vocab * 4
 
 
 def write_inputs(folder: Path, sequences: int, tokens: int, vocab: int, seed: int) -> dict:
-    """student.npy, teacher.npy (float32, sequences × tokens × vocab) and labels.npy, a block at a time."""
+    """student.npy, teacher.npy (float32, sequences × tokens × vocab), the teacher's top-k
+    (teacher_values.npy, teacher_indices.npy) and labels.npy, a block at a time."""
+    from kdcore import topk_teacher
     from kdcore.arrays_on_disk import NpyRowWriter
 
     rng = np.random.default_rng(seed)
     shape = (sequences, tokens, vocab)
+    k = min(TOPK, vocab)
     block = max(1, 2**22 // vocab)
     with (
         NpyRowWriter(folder / "student.npy", shape, np.float32) as student,
         NpyRowWriter(folder / "teacher.npy", shape, np.float32) as teacher,
+        NpyRowWriter(folder / "teacher_values.npy", (*shape[:-1], k), np.float32) as top_values,
+        NpyRowWriter(folder / "teacher_indices.npy", (*shape[:-1], k), np.int64) as top_indices,
     ):
         for start in range(0, sequences * tokens, block):
             rows = min(block, sequences * tokens - start)
@@ -76,6 +139,9 @@ def write_inputs(folder: Path, sequences: int, tokens: int, vocab: int, seed: in
             noise = rng.standard_normal((rows, vocab), dtype=np.float32)
             teacher.write(teacher_rows)
             student.write(np.float32(0.7) * teacher_rows + noise)  # a student that has learnt something
+            values, indices = topk_teacher(teacher_rows, k, values="log_probs")
+            top_values.write(values)
+            top_indices.write(indices)
     labels = rng.integers(0, vocab, size=(sequences, tokens))
     for row, padding in enumerate(rng.integers(0, tokens // 5, size=sequences)):
         labels[row, tokens - padding :] = -100  # each sequence padded at its end
@@ -83,25 +149,32 @@ def write_inputs(folder: Path, sequences: int, tokens: int, vocab: int, seed: in
     return {"shape": list(shape), "kept": int(np.count_nonzero(labels != -100))}
 
 
+ARRAYS = ("student", "teacher", "teacher_values", "teacher_indices")
+
+
 def _call(kind: str, folder: Path, grad: bool, rows: int | None = None):
     """The ``kdcore loss`` computation on the files in ``folder`` (on their first ``rows`` rows if given)."""
-    from kdcore._loss_command import KINDS as COMMAND_KINDS
     from kdcore.arrays_on_disk import open_array
     from kdcore.streaming import stream_loss
 
-    spec = COMMAND_KINDS[kind]
+    spec = _spec(kind)
 
-    def logits(name: str):
+    def array(name: str):
         if rows is None:  # the file itself: kdcore maps it, and gives back the pages of finished chunks
             return open_array(folder / f"{name}.npy")
-        array = np.load(folder / f"{name}.npy", mmap_mode="r")
-        return array.reshape(-1, array.shape[-1])[:rows]
+        mapped = np.load(folder / f"{name}.npy", mmap_mode="r")
+        return mapped.reshape(-1, mapped.shape[-1])[:rows]
 
+    teacher = None
+    if spec.top_k:
+        teacher = (array("teacher_values"), array("teacher_indices"))
+    elif spec.teacher:
+        teacher = array("teacher")
     labels = np.load(folder / "labels.npy")
     return stream_loss(
         spec.loss,
-        logits("student"),
-        logits("teacher") if spec.teacher else None,
+        array("student"),
+        teacher,
         labels if rows is None else labels.reshape(-1)[:rows],
         grad_out=folder / "grad.npy" if grad else None,
         **PARAMETERS[kind],
@@ -113,7 +186,7 @@ def first_rows(source: Path, target: Path, rows: int) -> None:
     from kdcore.arrays_on_disk import NpyRowWriter, open_array
 
     target.mkdir(exist_ok=True)
-    for name in ("student", "teacher"):
+    for name in ARRAYS:
         with (
             open_array(source / f"{name}.npy") as array,
             NpyRowWriter(target / f"{name}.npy", (rows, array.row_length), array.dtype) as out,
@@ -122,8 +195,10 @@ def first_rows(source: Path, target: Path, rows: int) -> None:
     np.save(target / "labels.npy", np.load(source / "labels.npy").reshape(-1)[:rows])
 
 
-def run_case(kind: str, folder: Path, grad: bool) -> dict:
+def run_case(kind: str, folder: Path, grad: bool, threads: int | None = None) -> dict:
     """One case, in this (fresh) process: time, RSS growth and tracemalloc's peak of one call."""
+    from kdcore import get_num_threads, num_threads
+
     rss_peak_setup()
     _call(kind, folder, grad, rows=2)  # imports and first-call set-up are not the loss's memory
     gc.collect()
@@ -133,16 +208,25 @@ def run_case(kind: str, folder: Path, grad: bool) -> dict:
     try:
         base, _ = tracemalloc.get_traced_memory()
         started = time.perf_counter()
-        result = _call(kind, folder, grad)
+        with contextlib.nullcontext() if threads is None else num_threads(threads):
+            used_threads = get_num_threads()
+            result = _call(kind, folder, grad)
         seconds = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     rss_growth = (_status_kib("VmHWM") - before) * 1024
+    vocab = result.shape[-1]
     return {
         "kind": kind,
         "loss": result.loss,
         "mode": "value+grad" if grad else "value",
+        "threads": used_threads,
+        # What one chunk reads, and the output held at once: the gradient rows of one call of the loss
+        # function (a chunk, or a piece of one: kdcore/streaming/losses.py), on their way to the file.
+        "chunk_bytes": result.chunk_rows * row_bytes(kind, vocab),
+        "pieces": pieces(kind),
+        "output_bytes": output_bytes(kind, result.chunk_rows, vocab) if grad else 0,
         "rows": result.positions,
         "kept": result.kept,
         "chunk_rows": result.chunk_rows,
@@ -158,49 +242,123 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:.0f} MiB" if n >= 10 * 2**20 else f"{n / 2**20:.1f} MiB"
 
 
-def summary_markdown(record: dict) -> str:
-    """The table and figures docs/performance.md quotes, computed from a run's JSON (tests check the page)."""
-    from kdcore._loss_command import KINDS as COMMAND_KINDS
+def bound_ratio(case: dict) -> float:
+    """Issue 9's measure: the peak growth beyond the output held at once, in chunks of what is read (≤ 2)."""
+    return (case["rss_peak_growth"] - case["output_bytes"]) / case["chunk_bytes"]
 
+
+def _load(record: dict) -> str:
+    def averages(uptime: str) -> str:
+        return uptime.split("load average: ")[-1]
+
+    return f"`{averages(record['uptime_before'])}` before, `{averages(record['uptime_after'])}` after"
+
+
+def command_block(record: dict) -> str:
+    """The command that produced the run, as a shell block."""
+    return f"```sh\n.venv/bin/python {record['command']}\n```\n"
+
+
+def results_block(record: dict) -> str:
+    """The table and the figures docs/performance.md quotes, computed from a run's JSON."""
     sequences, tokens, vocab = record["shape"]
     positions = sequences * tokens
+    cases = record["cases"]
+    threads = sorted({case["threads"] for case in cases})
     lines = [
         f"Inputs: {sequences} × {tokens} tokens × {vocab} classes, float32, "
-        f"{record['input_bytes'] / 2**30:.2f} GiB per logits array; {record['kept']} of {positions} positions "
-        f"kept (the rest padding, `-100`). Load: `{record['uptime_before'].split('load average: ')[-1]}` before, "
-        f"`{record['uptime_after'].split('load average: ')[-1]}` after (1, 5, 15-minute averages, 2 cores).",
+        f"{record['input_bytes'] / 2**30:.2f} GiB per logits array (a top-k teacher: k = {record['topk']}); "
+        f"{record['kept']} of {positions} positions kept (the rest padding, `-100`). "
+        f"{' or '.join(map(str, threads))} kdcore thread{'s' if threads != [1] else ''} per chunk. "
+        f"Load: {_load(record)} (1, 5, 15-minute averages, {record['machine']['cores']} cores).",
         "",
-        "| loss | mode | rows | chunk | seconds | s / 1000 rows | peak RSS growth | traced peak | RSS / chunk of inputs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| loss | mode | rows | chunk | seconds | s / 1000 rows | peak RSS growth | traced peak "
+        "| RSS / chunk read | (RSS − output) / chunk |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for case in record["cases"]:
-        inputs = 2 if COMMAND_KINDS[case["kind"]].teacher else 1
-        chunk = case["chunk_bytes"] * inputs
+    for case in cases:
+        ratio = bound_ratio(case)
         lines.append(
             f"| `{case['kind']}` | {case['mode']} | {case['rows']} | {case['chunk_rows']} | {case['seconds']:.1f} "
             f"| {1000 * case['seconds_per_row']:.1f} | {_mib(case['rss_peak_growth'])} "
-            f"| {_mib(case['tracemalloc_peak'])} | {case['rss_peak_growth'] / chunk:.2f} |"
+            f"| {_mib(case['tracemalloc_peak'])} | {case['rss_peak_growth'] / case['chunk_bytes']:.2f} "
+            f"| {ratio:.3f} {'✓' if ratio <= 2 else '✗'} |"
         )
-    ratios = [
-        case["rss_peak_growth"] / (case["chunk_bytes"] * (2 if COMMAND_KINDS[case["kind"]].teacher else 1))
-        for case in record["cases"]
-    ]
-    largest = max(record["cases"], key=lambda case: case["rss_peak_growth"])
+    ratios = [bound_ratio(case) for case in cases]
+    largest = max(cases, key=lambda case: case["rss_peak_growth"])
+    read = sum(case["rows"] * row_bytes(case["kind"], vocab) for case in cases)
     lines += [
         "",
-        f"Peak RSS growth: at most {max(ratios):.2f}× one chunk of the inputs, {_mib(largest['rss_peak_growth'])} "
-        f"at most (`{largest['kind']}`, {largest['mode']}), against {2 * record['input_bytes'] / 2**30:.1f} GiB "
-        f"of logits read; {sum(r <= 2 for r in ratios)} of {len(ratios)} cases within the 2× of issue 9.",
+        f"Peak RSS growth: {_mib(largest['rss_peak_growth'])} at most (`{largest['kind']}`, {largest['mode']}), "
+        f"against {read / 2**30:.1f} GiB of files read by the {len(cases)} cases together; "
+        f"{sum(r <= 2 for r in ratios)} of {len(ratios)} cases within issue 9's bound (≤ 2 chunks read, "
+        f"beyond the output held at once).",
     ]
-    partial = [case for case in record["cases"] if case["rows"] < positions]
+    over = [case for case in cases if bound_ratio(case) > 2]
+    if over:
+        names = [f"`{case['kind']}` ({case['mode']})" for case in over]
+        peaks = [case["tracemalloc_peak"] for case in over]
+        lines += [
+            "",
+            f"Beyond the bound: {', '.join(names)}, by at most {max(map(bound_ratio, over)):.2f} chunks; what "
+            f"their loss functions allocate (traced peak) is {_mib(min(peaks))} to {_mib(max(peaks))}.",
+        ]
+    partial = [case for case in cases if case["rows"] < positions]
     if partial:
         totals = [case["seconds_per_row"] * positions for case in partial]
         lines += [
             "",
             f"The cases with fewer than {positions} rows ran on the first positions of the same batch; at "
-            f"the rates measured there, all {positions} would take {min(totals):.0f}–{max(totals):.0f} s.",
+            f"the rates measured there, all {positions} would take {min(totals):.0f}–{max(totals):.0f} s each "
+            f"({sum(totals) / 3600:.1f} h together).",
         ]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"vocab-command": command_block, "vocab-results": results_block}
+BLOCK = re.compile(r"(<!-- bench_vocab:([a-z-]+) -->\n)(.*?)(<!-- /bench_vocab -->)", re.DOTALL)
+
+
+def render(page: str, record: dict) -> str:
+    """``page`` with every ``bench_vocab`` block regenerated from ``record``; unknown or missing blocks are
+    errors. (The markers are not ``kdcore:`` ones: benchmarks/performance_summary.py owns those.)"""
+    seen = set()
+
+    def replace(match: re.Match) -> str:
+        name = match.group(2)
+        if name not in BLOCKS:
+            raise ValueError(f"docs/performance.md: unknown bench_vocab block {name!r}")
+        seen.add(name)
+        return match.group(1) + BLOCKS[name](record) + match.group(4)
+
+    text = BLOCK.sub(replace, page)
+    missing = set(BLOCKS) - seen
+    if missing:
+        raise ValueError(f"docs/performance.md has no bench_vocab block for {sorted(missing)}")
+    return text
+
+
+def write_page(json_path: Path, page_path: Path, check: bool) -> int:
+    record = json.loads(json_path.read_text())
+    page = page_path.read_text()
+    try:
+        text = render(page, record)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if check:
+        if text != page:
+            print(f"{page_path} is out of date: run benchmarks/bench_vocab.py --page", file=sys.stderr)
+            return 1
+        return 0
+    if text != page:
+        temporary = page_path.with_suffix(".md.tmp")
+        temporary.write_text(text)
+        temporary.replace(page_path)  # atomic: a reader never sees half a page
+        print(f"rewrote the bench_vocab blocks of {page_path}")
+    else:
+        print(f"{page_path} is up to date")
+    return 0
 
 
 def _uptime() -> str:
@@ -225,22 +383,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=512, help="tokens per sequence (default 512)")
     parser.add_argument("--vocab", type=int, default=128_000)
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kdcore loss KINDs")
-    parser.add_argument("--full", default="kl", help="kinds run on every position (default: kl)")
+    parser.add_argument("--full", default="kl", help="kinds run on every position, or 'all' (default: kl)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="kdcore threads per chunk (default: kdcore's)"
+    )
     parser.add_argument(
         "--rows", type=int, default=None, help="positions for the other fast kinds (default all)"
     )
-    parser.add_argument("--careful-rows", type=int, default=128, help="positions for the careful kernels")
+    parser.add_argument(
+        "--careful-rows",
+        type=int,
+        default=130,
+        help="positions for the careful kernels (≥ a chunk: 65 at V = 128000)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="2 × 16 tokens × 1000 classes: proves it runs")
     parser.add_argument(
         "--output", type=Path, default=None, help="JSON file (default results/bench_vocab.json)"
     )
+    parser.add_argument(
+        "--page",
+        action="store_true",
+        help="only rewrite docs/performance.md's bench_vocab blocks from --json (no run)",
+    )
+    parser.add_argument("--check", action="store_true", help="with --page: exit 1 if the page is out of date")
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS / "bench_vocab.json", help="with --page: the run to quote"
+    )
     parser.add_argument("--case", nargs=3, metavar=("KIND", "MODE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.page:
+        return write_page(args.json, PAGE, args.check)
     if args.case:  # a child process: one case, its record on stdout
         kind, mode, folder = args.case
-        print(json.dumps(run_case(kind, Path(folder), mode == "value+grad")))
+        print(json.dumps(run_case(kind, Path(folder), mode == "value+grad", args.threads)))
         return 0
 
     if args.smoke:
@@ -264,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         "shape": shape,
         "dtype": "float32",
         "input_bytes": positions * args.vocab * 4,
+        "topk": min(TOPK, args.vocab),
         "cases": [],
     }
     try:
@@ -271,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             student = np.load(folder / "student.npy", mmap_mode="r")
             reuse = list(student.shape) == shape and student.dtype == np.float32 and args.keep
+            reuse = reuse and all((folder / f"{name}.npy").exists() for name in ARRAYS)
         except (OSError, ValueError):
             reuse = False
         if reuse:
@@ -278,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             record["kept"] = int(np.count_nonzero(labels != -100))
         else:
             record["kept"] = write_inputs(folder, args.sequences, args.tokens, args.vocab, args.seed)["kept"]
-        full = args.full.split(",")
+        full = list(KINDS) if args.full == "all" else args.full.split(",")
 
         def rows_of(kind: str) -> int:
             if kind in full:
@@ -291,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         print(machine.summary(record["machine"]))
         print(f"inputs: {shape} float32, {record['input_bytes'] / 2**30:.2f} GiB per array, in {folder}")
         print(
-            f"{'kind':>16} {'mode':>10} {'rows':>5} {'chunk':>5} {'seconds':>8} {'s/row':>7} {'RSS +MiB':>9} {'traced MiB':>10}"
+            f"{'kind':>16} {'mode':>10} {'rows':>5} {'chunk':>5} {'seconds':>8} {'s/row':>7} {'RSS +MiB':>9} "
+            f"{'traced MiB':>10} {'RSS/chunk':>9} {'(RSS-out)/chunk':>9}"
         )
         for kind in kinds:
             rows = rows_of(kind)
@@ -299,15 +479,9 @@ def main(argv: list[str] | None = None) -> int:
             for mode in ("value", "value+grad"):
                 load = machine.OtherLoad()
                 load.start()
+                threads = [] if args.threads is None else ["--threads", str(args.threads)]
                 child = subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--case",
-                        kind,
-                        mode,
-                        str(case_folder),
-                    ],
+                    [sys.executable, __file__, "--case", kind, mode, str(case_folder), *threads],
                     capture_output=True,
                     text=True,
                     check=False,
@@ -316,19 +490,20 @@ def main(argv: list[str] | None = None) -> int:
                     sys.exit(f"case {kind} {mode} failed:\n{child.stderr}")
                 case = json.loads(child.stdout)
                 case["other_load_cores"] = load.stop()
-                case["chunk_bytes"] = case["chunk_rows"] * args.vocab * 4
                 record["cases"].append(case)
                 (case_folder / "grad.npy").unlink(missing_ok=True)
                 print(
                     f"{kind:>16} {mode:>10} {case['rows']:>5} {case['chunk_rows']:>5} {case['seconds']:>8.2f} "
                     f"{case['seconds_per_row']:>7.4f} {case['rss_peak_growth'] / 2**20:>9.1f} "
-                    f"{case['tracemalloc_peak'] / 2**20:>10.1f}"
+                    f"{case['tracemalloc_peak'] / 2**20:>10.1f} "
+                    f"{case['rss_peak_growth'] / case['chunk_bytes']:>9.2f} {bound_ratio(case):>9.2f}",
+                    flush=True,
                 )
         record["uptime_after"] = _uptime()
     finally:
         if created or not args.keep:
-            for name in ("student.npy", "teacher.npy", "labels.npy", "grad.npy"):
-                (folder / name).unlink(missing_ok=True)
+            for name in (*ARRAYS, "labels", "grad"):
+                (folder / f"{name}.npy").unlink(missing_ok=True)
             for subset in folder.glob("first-*"):
                 shutil.rmtree(subset, ignore_errors=True)
             if created:

@@ -38,10 +38,12 @@ measure the accuracy contract uses. Failing rows are recomputed by the careful a
 The bound, term by term
 -----------------------
 With :math:`F = \max_i |f_i|`, :math:`L = \max(0, -\min_i f_i)`, :math:`C = |c|`, :math:`m` the number of
-roundings a term can suffer in NumPy's pairwise float64 sum (``summation_roundings``; for at most 27
-classes the kernel sums sequentially down a transposed chunk, at most :math:`n - 1 \le 26` roundings per
-term, which the same :math:`m \ge 27` covers), :math:`w = 2^{-53}` (sums are accumulated in float64 for
-every input dtype), :math:`\epsilon = 8u` for NumPy's ``exp``/``expm1``
+roundings a term can suffer in the kernel's row sums (``_fast.sum_roundings``: for float64 rows NumPy's
+pairwise sum, ``summation_roundings``; for at most 27 classes the kernel sums sequentially down a
+transposed chunk, at most :math:`n - 1 \le 26` roundings per term, which the same count covers; float32
+rows are summed by a float64-accumulating ``np.einsum`` in an unspecified order, so :math:`m = n - 1` —
+7e-12 relative at 128 000 classes, negligible against float32's :math:`u`), :math:`w = 2^{-53}` (sums are
+accumulated in float64 for every input dtype), :math:`\epsilon = 8u` for NumPy's ``exp``/``expm1``
 (4 ulp; ``tests/test_certificate.py`` checks this on the machine), and the weighted sizes
 
 .. math::
@@ -92,6 +94,7 @@ terms are below :math:`u^2` times the same sizes, far inside the factor 2 kept f
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -104,19 +107,25 @@ FUNCTION_ULPS = 4
 ACCUMULATION_ROUNDOFF = 2.0**-53
 
 
+@functools.cache
 def unit_roundoff(dtype: np.dtype) -> float:
     return float(np.finfo(dtype).eps) / 2
 
 
-def summation_roundings(n: int) -> int:
-    """How many roundings one term can suffer in ``np.sum(x, axis=-1, dtype=float64)`` over ``n`` terms.
+def summation_roundings(n: int, dtype: np.dtype | None = None) -> int:
+    """How many roundings one term can suffer in NumPy's pairwise row sum over ``n`` terms.
 
     NumPy sums blocks of up to 128 terms with 8 interleaved accumulators (≤ 16 additions each, 3 to join
-    them, ≤ 7 for the remainder: 26), and halves larger ranges recursively (one more per halving). A float32
-    input is cast in buffers of 8192 elements whose sums are added one after the other: one more per buffer.
+    them, ≤ 7 for the remainder: 26), and halves larger ranges recursively (one more per halving). With
+    ``dtype=None`` the sum is ``np.sum(x, dtype=float64)`` of an input of any dtype: a float32 input is then
+    cast in buffers of 8192 elements whose sums are added one after the other, one more rounding per
+    buffer. With a ``dtype`` the data are summed in their own dtype (no buffers). Any order of the n − 1
+    additions (a sequential sum, ``np.einsum``) rounds a term at most n − 1 times: that bound is the
+    caller's to use where it applies.
     """
     halvings = max(0, math.ceil(math.log2(max(n, 1) / 128)))
-    return 26 + halvings + math.ceil(n / 8192)
+    buffers = math.ceil(n / 8192) if dtype is None else 0
+    return 26 + halvings + buffers
 
 
 def error_bounds(
@@ -133,68 +142,93 @@ def error_bounds(
     normaliser: np.ndarray,
     grad_max: np.ndarray | None = None,
     scale: float = 1.0,
+    *,
+    sum_roundings: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """First-order bounds per row on |fast KL − KL(q̃‖p)| and, if ``grad_max`` is given, on
     max_i |fast g_i − g_i| for g = scale·(p − q) (float64 arrays of one shape; see the module docstring).
+
+    ``sum_roundings``: how many float64 roundings a term of the row sums (Σ ê, Σ ê f, Σ ê expm1 f) can
+    suffer; by default those of ``np.sum(..., dtype=float64)`` (:func:`summation_roundings`).
 
     Written with in-place operations: for small class counts the per-row arrays are a noticeable share of
     both the time and the memory of a call.
     """
     u, w = unit_roundoff(dtype), ACCUMULATION_ROUNDOFF
     eps = 2 * FUNCTION_ULPS * u
-    m = summation_roundings(n)
+    m = summation_roundings(n) if sum_roundings is None else sum_roundings
     tiny = float(np.finfo(dtype).smallest_subnormal)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # Σ q f² and Σ q f expm1 f are sums of non-negative terms in the input's dtype, in any order: their
         # relative error is at most (n + 2)u, which is added before they are used as bounds
         inflate = 1 + (n + 2) * u
         spread = np.maximum(f_max, -f_min)
-        q1 = np.sqrt(np.maximum(weighted_square, 0) * inflate)
+        q1 = np.maximum(weighted_square, 0)
+        q1 *= inflate
+        np.sqrt(q1, out=q1)
         np.minimum(q1, spread, out=q1)
-        growth = np.exp(np.maximum(f_max, 0))
-        p1 = q1 + np.maximum(weighted_rise, 0) * inflate  # Σ p|f| ≤ (Σ q|f| + Σ q f expm1 f) / (1 + σ)
-        p1 /= 1 + sigma
+        inverse = 1 + sigma
+        np.divide(1, inverse, out=inverse)  # 1 / (1 + σ)
+        p1 = np.maximum(weighted_rise, 0)  # Σ p|f| ≤ (Σ q|f| + Σ q f expm1 f) / (1 + σ)
+        p1 *= inflate
+        p1 += q1
+        p1 *= inverse
         np.minimum(p1, spread, out=p1)
         abs_sigma = np.abs(sigma)
-        c = np.abs(centre)
-        underflow = growth
+        underflow = np.maximum(f_max, 0)  # N t e^{max f} / S: teacher probabilities lost to underflow
+        np.exp(underflow, out=underflow)
         underflow *= n * tiny
-        underflow /= normaliser  # N t e^{max f} / S: teacher probabilities lost to underflow
-        e1 = 2 * q1
-        e1 += abs_sigma
-        d_sigma = e1 * (eps + u + m * w)
+        underflow /= normaliser
+        # δσ ≤ (ε + u + m w) E1 + underflow + w|σ| with E1 = |σ| + 2 Q1 (expm1, product, sum; the division
+        # by S in float64)
+        sigma_rate = eps + u + m * w
+        d_sigma = (sigma_rate + w) * abs_sigma
+        d_sigma += (2 * sigma_rate) * q1
         d_sigma += underflow
-        d_sigma += w * abs_sigma
-        bound = abs_sigma / (1 + sigma)
-        bound += np.abs(r)
-        bound *= m * w
+        # KL: the normalisation ρ·(σ/(1 + σ) − r) with |ρ| ≤ m w, then δσ/(1 + σ), the rounding of d
+        # (2u(P1 + Q1 + 2C)), of f (u(P1 + Q1)), r ((u + m w) Q1 and w|r| for its division), and log1p,
+        # the subtraction and the rounding to the input's dtype
+        bound = (m * w) * abs_sigma
+        bound += d_sigma
+        bound *= inverse
+        bound += (m * w + w) * np.abs(r)
         bound += (3 * u) * p1
         bound += (3 * u + u + m * w) * q1
-        bound += (4 * u) * c
-        bound += d_sigma / (1 + sigma)
-        bound += w * np.abs(r)
+        bound += (4 * u) * np.abs(centre)
         bound += ((2 * FUNCTION_ULPS + 1) * w + u) * np.abs(kl)
         if grad_max is None:
             return bound, None
-        # the gradient also rounds expm1(f) − σ and casts σ to the input's dtype
-        d_sigma += u * e1
-        d_sigma += u * abs_sigma
+        # the gradient also rounds expm1(f) − σ and casts σ to the input's dtype: u E1 + u|σ| more in δσ
+        d_sigma += (2 * u) * abs_sigma
+        d_sigma += (2 * u) * q1
         top_q = 1 / normaliser
         top_p = grad_max / scale
         top_p += top_q
         # rounding of f: p_i |δf_i| + p_i Σ_j p_j |δf_j| with |δf_j| ≤ 3u|f_j| + 2u|c|, and
         # p_i|f_i| ≤ min(Σ p|f|, max p · max|f|) (the first is tighter for a few classes, the second for many)
-        grad = (eps * top_p + eps * top_q) + d_sigma * (2 * top_q + top_p) / (1 + sigma)
-        grad += (3 * u) * np.minimum(p1, top_p * spread)
-        grad += (3 * u) * p1 * top_p
-        grad += (4 * u) * c * top_p
-        grad += underflow + tiny / normaliser
+        grad = 2 * top_q
+        grad += top_p
+        grad *= d_sigma
+        grad *= inverse  # δσ (2 max q + max p) / (1 + σ)
+        grad += eps * top_p
+        grad += eps * top_q
+        spread *= top_p
+        grad += (3 * u) * np.minimum(p1, spread, out=spread)
+        p1 *= top_p
+        grad += (3 * u) * p1
+        grad += (4 * u) * np.abs(centre) * top_p
+        grad += underflow
+        grad += tiny * top_q
         grad *= scale
-        grad += (4 * u + m * w) * grad_max
+        grad += (4 * u + m * w) * grad_max  # three roundings and the normalisation
         return bound, grad
 
 
-def entropy_error_bound(dtype: np.dtype, n: int, entropy: np.ndarray) -> np.ndarray:
-    """Bound on the error of H = log S − Σ q t: both terms are non-negative (t ≤ 0), so it is relative."""
+def entropy_error_bound(
+    dtype: np.dtype, n: int, entropy: np.ndarray, *, sum_roundings: int | None = None
+) -> np.ndarray:
+    """Bound on the error of H = log S − Σ q t: both terms are non-negative (t ≤ 0), so it is relative.
+    ``sum_roundings`` as for :func:`error_bounds`."""
     u, w = unit_roundoff(dtype), ACCUMULATION_ROUNDOFF
-    return (u + (summation_roundings(n) + 2 * FUNCTION_ULPS + 2) * w) * np.abs(entropy)
+    m = summation_roundings(n) if sum_roundings is None else sum_roundings
+    return (u + (m + 2 * FUNCTION_ULPS + 2) * w) * np.abs(entropy)

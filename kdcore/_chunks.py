@@ -140,11 +140,12 @@ def num_threads(n: int) -> Iterator[None]:
         _context_threads.reset(token)
 
 
-def _chunk_rows(
-    n_rows: int, n_classes: int, workers: int, scratch: int, max_chunk: int = MAX_CHUNK_ELEMENTS
-) -> int:
+def _chunk_rows(n_rows: int, n_classes: int, workers: int, scratch: int, max_chunk: int | None = None) -> int:
     """Rows per chunk: all workers' ``scratch`` temporaries together at most half an input's worth (the
-    outputs, a gradient as large as an input, come on top: the peak stays within 2 inputs)."""
+    outputs, a gradient as large as an input, come on top: the peak stays within 2 inputs). ``max_chunk``
+    defaults to ``MAX_CHUNK_ELEMENTS``, read at each call (so that a tuning script can set it)."""
+    if max_chunk is None:
+        max_chunk = MAX_CHUNK_ELEMENTS
     total = n_rows * max(n_classes, 1)
     elements = total // max(1, 2 * workers * scratch)
     elements = min(max_chunk, max(MIN_CHUNK_ELEMENTS, elements))
@@ -157,7 +158,7 @@ def run_chunks(
     n_classes: int,
     scratch: int = 2,
     workers: int | None = None,
-    max_chunk: int = MAX_CHUNK_ELEMENTS,
+    max_chunk: int | None = None,
 ) -> None:
     """Call ``kernel(rows)`` for consecutive row slices covering ``range(n_rows)``, on up to ``workers`` threads.
 
@@ -167,10 +168,10 @@ def run_chunks(
     """
     if n_rows == 0:
         return
-    if workers is None:
-        workers = get_num_threads()
     if n_rows * n_classes < PARALLEL_MIN_ELEMENTS:
         workers = 1
+    elif workers is None:
+        workers = get_num_threads()
     rows = _chunk_rows(n_rows, n_classes, workers, scratch, max_chunk)
     starts = range(0, n_rows, rows)
     workers = min(workers, len(starts))

@@ -14,8 +14,9 @@ Every soft loss and its student gradient go through :func:`soft_rows`. Per chunk
 and the per-row error bound of ``kdcore/_certificate.py`` (why it is sound is explained there). Rows whose
 bound exceeds the tolerance — and rows that are near-equal on a sample of their classes, which cannot pass
 — are recomputed by the careful algorithm (:func:`kdcore._match.match`), so every row meets the accuracy
-contract. Sums are accumulated in float64 (``np.sum(..., dtype=float64)``), everything elementwise stays
-in the input's dtype.
+contract. The sums the value depends on are accumulated in float64 (``row_sum64``: NumPy's pairwise sum
+for float64 rows, a float64-accumulating ``np.einsum`` for float32 rows), everything elementwise stays in
+the input's dtype.
 
 The passes run chunk by chunk (over threads, ``kdcore/_chunks.py``) and leave ten numbers per row; the
 certificate then judges all rows of the call in one vectorised step (per chunk, its ~50 operations on a
@@ -37,7 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._certificate import CERTIFIED_RTOL, entropy_error_bound, error_bounds
+from ._certificate import CERTIFIED_RTOL, entropy_error_bound, error_bounds, summation_roundings
 from ._chunks import run_chunks
 from ._match import match
 
@@ -60,6 +61,29 @@ TRANSPOSED_MAX_CLASSES = 27
 STATS = ("normaliser", "centre", "f_max", "f_min", "residual", "weighted_square", "weighted_rise", "sigma")
 GRAD_MAX, ENTROPY_SUM = len(STATS), len(STATS) + 1  # max |g|; Σ ê·(v − max v)/T (soft cross-entropy)
 N_STATS = len(STATS) + 2
+
+
+def sum_roundings(dtype: np.dtype, n: int) -> int:
+    """How many float64 roundings a term of the kernel's row sums can suffer (see ``_fast_stats``).
+
+    float64 rows are summed pairwise by ``np.sum`` (``summation_roundings``; a transposed chunk's sequential
+    sums over at most 27 classes round a term at most 26 times, which that count covers). float32 rows are
+    summed by ``np.einsum(..., dtype=float64)``, in whatever order, so at most n − 1 roundings of 2^-53 per
+    term: 7e-12 relative at 128 000 classes, far below float32's own roundoff (6e-8) that the certificate
+    weighs them against, and a float64-accumulated einsum costs 0.7 of the buffered ``np.sum(...,
+    dtype=float64)`` of float32 data (one pass in ~12 of the kernel).
+    """
+    if dtype == np.float64:
+        return summation_roundings(n, dtype)
+    return max(n - 1, 0)
+
+
+def row_sum64(x: np.ndarray, axis: int) -> np.ndarray:
+    """Sums of a 2-D array along ``axis`` (kept), accumulated in float64: the kernel's sums that the value
+    depends on; ``sum_roundings`` bounds their roundings."""
+    if axis == 0 or x.dtype == np.float64:
+        return np.add.reduce(x, axis=axis, keepdims=True, dtype=np.float64)
+    return np.einsum("ij->i", x, dtype=np.float64)[:, None]
 
 
 def _sum(x: np.ndarray) -> np.ndarray:
@@ -116,61 +140,67 @@ def _fast_stats(
         axis = 1
         scratch = grad_out if grad_out is not None else np.empty_like(z)
         work = None
+    # ufunc methods called directly: np.max / np.sum add ~1 µs of Python each, a tenth of a 256 × 10 call
+    maximum, minimum = np.maximum.reduce, np.minimum.reduce
+    temperature = dtype.type(T)
+    # row k of ``stats`` as a (rows, 1) column, or a (1, rows) row for a transposed chunk: the results of the
+    # row reductions are written straight into it
+    out = stats[:, None, :] if transposed else stats[:, :, None]
 
-    def reduce_max(x):
-        return np.max(x, axis=axis, keepdims=True)
+    def put(index, x):  # a reduction's result into stats[index] (a transposed chunk may be 2 columns wide)
+        out[index] = x[:, :rows] if transposed else x
+        return out[index]
 
-    def reduce_min(x):
-        return np.min(x, axis=axis, keepdims=True)
+    def accurate_sum(x, index):  # float64 accumulation, for the sums the value depends on
+        return put(index, row_sum64(x, axis))
 
-    def accurate_sum(x):  # float64 accumulation, for the sums the value depends on
-        return np.sum(x, axis=axis, keepdims=True, dtype=np.float64)
-
-    def weighted_sum(x, y, out):  # Σ x·y of non-negative or centring terms, in the input's dtype
+    def weighted_sum(x, y, index):  # Σ x·y of non-negative or centring terms, in the input's dtype
         if not transposed:
-            return np.einsum("ij,ij->i", x, y)[:, None].astype(np.float64)
-        np.multiply(x, y, out=out)
-        return np.sum(out, axis=0, keepdims=True).astype(np.float64)
+            return put(index, np.einsum("ij,ij->i", x, y)[:, None])
+        np.multiply(x, y, out=work)
+        return put(index, np.add.reduce(work, axis=0, keepdims=True))
 
-    def store(index, x):
-        stats[index] = x.reshape(-1)[:rows]
+    def per_row(x):  # per-row numbers (float64) as the input's dtype, broadcastable against the chunk
+        return (x if not transposed or width == rows else np.repeat(x, width, axis=1)).astype(dtype)
 
     with np.errstate(all="ignore"):  # non-finite rows fail the certificate and are recomputed
         # The teacher: the same operations as softmax._tempered, so both paths share these roundings.
         if transposed:
             np.copyto(a, v_in)
-            np.subtract(a, reduce_max(a), out=a)
+            np.subtract(a, maximum(a, axis=0, keepdims=True), out=a)
         else:
-            np.subtract(v, reduce_max(v), out=a)
-        a /= dtype.type(T)
+            np.subtract(v, maximum(v, axis=1, keepdims=True), out=a)
+        a /= temperature
         np.exp(a, out=b)
-        normaliser = accurate_sum(b)
-        store(0, normaliser)
+        normaliser = accurate_sum(b, 0)
         if entropy:
             np.multiply(b, a, out=scratch)
-            store(ENTROPY_SUM, accurate_sum(scratch))
+            accurate_sum(scratch, ENTROPY_SUM)
         # f = d − c with c from a fast dot product: any c gives the same KL (r corrects it).
         np.subtract(z_in, v_in, out=a)
-        a /= dtype.type(T)
-        centre = (weighted_sum(b, a, scratch) / normaliser).astype(dtype)
-        store(1, centre)
-        a -= centre
-        store(2, reduce_max(a))
-        store(3, reduce_min(a))
+        a /= temperature
+        centre = weighted_sum(b, a, 1)
+        centre /= normaliser
+        centre_in_dtype = per_row(centre)
+        centre[...] = centre_in_dtype[:, :rows] if transposed else centre_in_dtype  # the c subtracted
+        a -= centre_in_dtype
+        put(2, maximum(a, axis=axis, keepdims=True))
+        put(3, minimum(a, axis=axis, keepdims=True))
         np.multiply(b, a, out=scratch)
-        store(4, accurate_sum(scratch) / normaliser)
-        store(5, weighted_sum(scratch, a, work) / normaliser)
+        accurate_sum(scratch, 4)
+        weighted_sum(scratch, a, 5)
         np.expm1(a, out=a)
         # Σ q f expm1(f): every term ≥ 0 (f and expm1 f share their sign), it bounds Σ p|f| for the certificate
-        store(6, weighted_sum(scratch, a, work) / normaliser)
+        weighted_sum(scratch, a, 6)
+        out[4:7] /= normaliser  # r, Σ q f², Σ q f expm1 f: Σ ê… / S
         np.multiply(b, a, out=scratch)
-        sigma = accurate_sum(scratch) / normaliser
-        store(7, sigma)
+        sigma = accurate_sum(scratch, 7)
+        sigma /= normaliser
         if grad_out is not None:
-            a -= sigma.astype(dtype)
+            a -= per_row(sigma)
             np.multiply(b, a, out=scratch)
-            scratch *= (scale / (normaliser * (1 + sigma))).astype(dtype)
-            store(GRAD_MAX, np.maximum(reduce_max(scratch), -reduce_min(scratch)))
+            scratch *= per_row(scale / (normaliser * (1 + sigma)))
+            put(GRAD_MAX, maximum(np.abs(scratch, out=a), axis=axis, keepdims=True))
             if transposed:
                 np.copyto(grad_out, scratch[:, :rows].T)
 
@@ -199,12 +229,13 @@ def _certify(
             normaliser,
             grad_max,
             scale,
+            sum_roundings=sum_roundings(dtype, n),
         )
         value = kl
         teacher_entropy = None
         if entropy:
             teacher_entropy = np.log(normaliser) - stats[ENTROPY_SUM] / normaliser
-            bound += entropy_error_bound(dtype, n, teacher_entropy)
+            bound += entropy_error_bound(dtype, n, teacher_entropy, sum_roundings=sum_roundings(dtype, n))
             value = kl + teacher_entropy
         tolerance = CERTIFIED_RTOL[dtype]
         margin = bound / (tolerance * value)
@@ -243,7 +274,10 @@ def _careful_rows(z, v, T, entropy: bool, want_grad: bool, scale: float):
 
 
 def near_equal_rows(z: np.ndarray, v: np.ndarray, T: float) -> np.ndarray:
-    """Rows (of 2-D arrays) that are near-equal on their first ``SAMPLE`` classes: see ``NEAR_EQUAL_SPAN``."""
+    """Rows (of 2-D arrays) that are near-equal on their first ``SAMPLE`` classes: see ``NEAR_EQUAL_SPAN``.
+
+    The span of z − v is compared with ``NEAR_EQUAL_SPAN × T`` (one division less than forming (z − v)/T).
+    """
     with np.errstate(all="ignore"):
         if z.shape[-1] <= TRANSPOSED_MAX_CLASSES:  # reductions along the first axis (see above)
             sample = np.subtract(z[:, :SAMPLE].T, v[:, :SAMPLE].T, order="C")
@@ -251,9 +285,11 @@ def near_equal_rows(z: np.ndarray, v: np.ndarray, T: float) -> np.ndarray:
         else:
             sample = z[:, :SAMPLE] - v[:, :SAMPLE]
             axis = -1
-        sample /= z.dtype.type(T)
-        span = np.max(sample, axis=axis) - np.min(sample, axis=axis)
-    return span < NEAR_EQUAL_SPAN[z.dtype]  # NaN span (non-finite sample): not near-equal, tried and failed
+        span = np.maximum.reduce(sample, axis=axis)
+        span -= np.minimum.reduce(sample, axis=axis)
+        # NaN span (non-finite sample): not near-equal, tried and failed
+        limit = min(NEAR_EQUAL_SPAN[z.dtype] * T, float(np.finfo(z.dtype).max))  # T ≤ 1e300 in float32
+        return span < z.dtype.type(limit)
 
 
 def soft_rows(
@@ -296,19 +332,20 @@ def soft_rows(
     if try_fast.any():
         stats = np.empty((N_STATS, n_rows))
 
+        # two chunk arrays (three without a gradient; four when transposed) per worker
+        scratch = 4 if n <= TRANSPOSED_MAX_CLASSES else (2 if grad is not None else 3)
+
         def fast(rows: slice) -> None:
             grad_out = grad[rows] if grad is not None else None
             _fast_stats(z[rows], v[rows], T, stats[:, rows], entropy, grad_out, scale)
 
-        # two chunk arrays (three without a gradient; four when transposed) per worker
-        scratch = 4 if n <= TRANSPOSED_MAX_CLASSES else (2 if grad is not None else 3)
         run_chunks(fast, n_rows, n, scratch=scratch)
         kl, teacher_entropy, _, certified = _certify(dtype, n, stats, entropy, grad is not None, scale)
         certified &= try_fast
         if values is not None:
             values[...] = kl if teacher_entropy is None else kl + teacher_entropy
-        refused = np.flatnonzero(~certified)
-        if refused.size:
+        refused = None if certified.all() else np.flatnonzero(~certified)
+        if refused is not None:
             run_chunks(
                 lambda rows: careful(refused[rows]),
                 refused.size,

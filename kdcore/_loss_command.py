@@ -8,10 +8,14 @@ bar on stderr, and prints what it computed. kdcore/cli.py registers it (:func:`a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import math
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +97,8 @@ examples:
       --convention tail --teacher-space log_probs
 
 exit status: 0 computed; 2 usage error (a missing or corrupt file, shapes that disagree, a bad value),
-reported on one line before any work; 130 on Ctrl-C (no output file is left behind)
+reported on one line before any work; stopped by a signal: 128 + its number (130 on Ctrl-C, 143 on
+SIGTERM), one line on stderr, and no output file left behind
 """
 
 
@@ -149,6 +154,13 @@ def add_parser(commands) -> argparse.ArgumentParser:
     )
     parser.add_argument("--grad", metavar="OUT.npy", help="write the gradient w.r.t. the student logits here")
     parser.add_argument("--chunk-rows", type=int, default=None, help="rows per chunk (default: 2^23 / V)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads working on each chunk (default: kdcore's, min(4, CPUs)); 1 is sequential and holds "
+        "one thread's temporaries (half the mixture kernels' memory on two cores); results do not change",
+    )
     parser.add_argument(
         "--float64", action="store_true", help="compute in float64 (default: the files' dtype)"
     )
@@ -240,6 +252,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise _usage_error(f"{args.kind} needs --labels")
     if args.chunk_rows is not None:
         _require(args.chunk_rows >= 1, "--chunk-rows", args.chunk_rows, "an integer ≥ 1")
+    if args.threads is not None:
+        _require(args.threads >= 1, "--threads", args.threads, "an integer ≥ 1")
     _require(
         (args.values is not None) == (args.reduction == "none"),
         "--values",
@@ -333,7 +347,8 @@ class _PlainProgress:
 
     def close(self) -> None:
         if self.shown >= 0:
-            print(file=sys.stderr)
+            print(file=sys.stderr)  # ends the line the \r updates wrote
+            self.shown = -1
 
 
 class _TqdmProgress:
@@ -361,6 +376,8 @@ def _progress(args: argparse.Namespace, total: int):
 
 
 def _describe(args: argparse.Namespace, result) -> dict:
+    from ._chunks import get_num_threads
+
     inputs = {
         "student": args.student,
         "teacher": args.teacher,
@@ -383,6 +400,7 @@ def _describe(args: argparse.Namespace, result) -> dict:
         "ignore_index": args.ignore_index if args.labels is not None else None,
         "chunk_rows": result.chunk_rows,
         "chunks": result.chunks,
+        "threads": args.threads if args.threads is not None else get_num_threads(),
         # JSON has no NaN or infinity: those are given as strings, as repr() writes them.
         "value": result.value if result.value is None or math.isfinite(result.value) else repr(result.value),
         "values": args.values,
@@ -431,26 +449,86 @@ def _format(record: dict) -> str:
     return "\n".join(lines)
 
 
+class _Stopped(BaseException):
+    """Raised in the main thread by a SIGTERM, SIGINT or SIGHUP during the computation.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way swallows it: it
+    unwinds through the ``with`` blocks of :class:`~kdcore.arrays_on_disk.NpyRowWriter`, which remove their
+    temporary files, up to :func:`_run`, which reports it on one line.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM, SIGINT and SIGHUP into :class:`_Stopped` inside the block, then restore the handlers.
+
+    Without it SIGTERM (``kill``, a job scheduler's time limit) ends the process at once and leaves the
+    gradient's half-written temporary file behind. After the first signal, further ones are ignored until
+    the block is left, so that a second Ctrl-C cannot interrupt the clean-up the first one started.
+    """
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield
+        return
+    stopping = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    # A signal the process was started ignoring stays ignored: ``nohup kdcore loss …`` must survive the
+    # terminal's SIGHUP, and a shell's background job its SIGINT.
+    stopping = [number for number in stopping if signal.getsignal(number) is not signal.SIG_IGN]
+
+    def stop(signum: int, frame: object) -> None:
+        for number in stopping:
+            signal.signal(number, signal.SIG_IGN)
+        raise _Stopped(signum)
+
+    previous = {number: signal.signal(number, stop) for number in stopping}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def _run(args: argparse.Namespace) -> int:
+    from ._chunks import num_threads
     from .arrays_on_disk import NpyRowWriter
 
     plan = args.plan
     progress = _progress(args, plan.positions)
+
+    def report(message: str) -> None:  # one line on stderr, after the progress line is closed
+        if progress is not None:
+            progress.close()
+        print(f"kdcore loss: {message}", file=sys.stderr)
+
+    written: list[str] = []  # the outputs complete under their names, for the message if stopped
+
+    def unwritten() -> str:
+        return "nothing was written" if not written else f"only {written[0]} was written"
+
     try:
-        with plan:
+        threads = contextlib.nullcontext() if args.threads is None else num_threads(args.threads)
+        with _stop_on_signals(), plan, threads:
             result = plan.run(progress)
+            if args.grad is not None:
+                written.append(args.grad)
             if args.values is not None:
                 with NpyRowWriter(args.values, result.values.shape, result.values.dtype) as out:
                     out.write(result.values.reshape(-1))
-    except KeyboardInterrupt:
-        print("\ninterrupted: nothing was written", file=sys.stderr)
+    except _Stopped as stopped:
+        report(f"stopped by {stopped.name}: {unwritten()}")
+        return 128 + stopped.signum  # the status a shell gives a process the signal ended
+    except KeyboardInterrupt:  # Ctrl-C outside the block above (or with handlers not settable)
+        report(f"interrupted: {unwritten()}")
         return 130
     except (OSError, ValueError) as error:  # found in the data itself, e.g. a compressed member cut short
-        print(f"\nkdcore loss: {error}", file=sys.stderr)
+        report(str(error))
         return 2
-    finally:
-        if progress is not None:
-            progress.close()
+    if progress is not None:
+        progress.close()
     record = _describe(args, result)
     print(json.dumps(record) if args.json else _format(record))
     return 0

@@ -51,8 +51,9 @@ certificate fails. The certificate is sound because (``kdcore/_certificate.py`` 
 * both paths compute the teacher's exponentials with the same operations, so they evaluate the same
   function of the same rounded teacher; the certificate bounds the *difference* the fast path adds;
 * that difference is a sum of first-order rounding terms — of :math:`d`, :math:`f`, ``expm1`` (its ulp
-  accuracy is checked in the tests), products, float64 pairwise sums (their rounding count is bounded by
-  NumPy's summation order), the normalisation of :math:`q`, underflowed teacher probabilities and
+  accuracy is checked in the tests), products, float64-accumulated sums (their rounding count is bounded
+  by the summation order: NumPy's pairwise sum for float64 rows, any order of the n − 1 additions for
+  float32 rows), the normalisation of :math:`q`, underflowed teacher probabilities and
   ``log1p`` — each a constant times a per-row size the kernel computes anyway (:math:`\max f`,
   :math:`\min f`, :math:`\sigma`, :math:`r`, :math:`c`, :math:`\sum q f^2`, :math:`\max|p - q|`);
 * the choice of :math:`c` cannot matter (the formulas are exact for any shift), so a fast, inaccurate

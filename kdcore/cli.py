@@ -333,6 +333,7 @@ def _check(args: argparse.Namespace) -> int:
         beta=args.beta,
         skew=args.skew,
         weight_on=args.beta_on,
+        topk_convention=args.topk_convention,
         **options,
     )
 
@@ -344,6 +345,7 @@ how the loss is called:
   Arguments are passed by NAME, whatever their order:
     student logits   student_logits, logits, y_s, outputs, input, student, s, z, ...
     teacher logits   teacher_logits, y_t, teacher, t, v, ...
+    top-k teacher    teacher_values, topk_logprobs, target_values, ...; teacher_indices, topk_ids, ...
     labels           labels, target, targets, y, y_true        (distillation, dkd; token kinds: -100 = pad)
     mask             mask, loss_mask, attention_mask, ...      (token kinds: True = position counts)
     β, skew          beta; skew, skew_alpha (or lam, alpha for the skew kinds)
@@ -362,6 +364,9 @@ reference:
   skew-kl       KL(q ‖ α·q + (1 − α)·p)                   | logits, labels (-100 = padding) or mask
   skew-reverse-kl  KL(p ‖ α·p + (1 − α)·q)                 | (True = kept); mean over kept tokens;
   dkd           α·TCKD + β·NCKD (labels: target classes)  / T² or not, β on teacher or student: reported
+  topk          kdcore.topk_kl_divergence: the teacher as (values, indices) of its top k (log-probabilities;
+                teacher_values / topk_logprobs, teacher_indices / topk_ids); renormalized, dense_student or
+                tail, forward or reverse: reported (--topk-convention: the one the loss claims)
 
 examples:
   kdcore check losses.py:kd_loss --framework torch
@@ -469,7 +474,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--framework", choices=["torch", "jax", "tensorflow", "numpy"], default="torch")
     check.add_argument(
         "--kind",
-        choices=["soft", "distillation", "reverse-kl", "jsd", "skew-kl", "skew-reverse-kl", "dkd"],
+        choices=["soft", "distillation", "reverse-kl", "jsd", "skew-kl", "skew-reverse-kl", "dkd", "topk"],
         default="soft",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -500,6 +505,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["teacher", "student"],
         default=None,
         help="jsd: the distribution β weighs (default: either, reported)",
+    )
+    check.add_argument(
+        "--topk-convention",
+        choices=["renormalized", "dense_student", "tail"],
+        default=None,
+        help="topk: the convention the loss claims (default: any, reported)",
     )
     check.set_defaults(run=_check)
 

@@ -33,7 +33,7 @@ from ._arrays import REDUCTIONS, as_logit_pair, check_alpha, check_choice, check
 from ._chunks import run_chunks
 from ._fast import soft_rows
 from ._numerics import tempered_difference
-from .cross_entropy import cross_entropy, cross_entropy_grad
+from .cross_entropy import label_rows
 from .divergences import grad_scale
 
 __all__ = [
@@ -105,11 +105,14 @@ def _distillation(
         hard_scale = dtype(grad_scale(student.shape, reduction, alpha))
 
         def hard(rows: slice) -> None:
-            z, y = flat_student[rows], flat_labels[rows]
+            # One log-softmax for the hard term's value and gradient (labels checked above).
+            values, grad_rows = label_rows(
+                flat_student[rows], flat_labels[rows], flat_value is not None, flat_grad is not None
+            )
             if flat_value is not None:
-                flat_value[rows] += dtype(alpha) * cross_entropy(z, y, reduction="none")
+                flat_value[rows] += dtype(alpha) * values
             if flat_grad is not None:
-                flat_grad[rows] += hard_scale * cross_entropy_grad(z, y, reduction="none")
+                flat_grad[rows] += hard_scale * grad_rows
 
         run_chunks(hard, flat_student.shape[0], n, scratch=3)
     return value, grad

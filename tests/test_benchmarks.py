@@ -132,6 +132,25 @@ class TestBenchChunks:
             assert [row["chunk_elements"] for row in rows] == [0, 4096]
 
 
+class TestProfileFast:
+    def test_pass_profile_lists_every_pass_and_the_whole_kernel(self):
+        stdout = run_script(BENCHMARKS / "profile_fast.py", "--shape", "4x300", "--reps", "2")
+        lines = [line for line in stdout.splitlines() if line.startswith("| ")]
+        names = [line.split(" | ")[0][2:] for line in lines[2:]]
+        assert "exp (teacher)" in names and "the whole kernel (passes and certificate)" in names
+        assert names[-1].startswith("(sum of the ")
+        assert all(len(line.split(" | ")) == 3 for line in lines)  # no stray "|" inside a step's name
+
+    def test_threads_table_has_a_row_per_shape_dtype_and_chunk(self):
+        args = ["--threads", "16x300,2x5000", "--chunks", "12,13", "--reps", "20"]
+        stdout = run_script(BENCHMARKS / "profile_fast.py", *args)
+        rows = [line for line in stdout.splitlines() if line.startswith("| ") and " ms |" in line]
+        assert len(rows) == 2 * 2 * 2
+        # 16 × 300 at 2^12 elements: 13 rows per chunk, 2 chunks; a 5000-class row is its own chunk
+        assert "| 16 × 300 | float32 | 2^12 (3900) | 2 |" in stdout
+        assert "| 2 × 5000 | float64 | 2^13 (5000) | 2 |" in stdout
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """An IDX file of unsigned bytes (type code 0x08), gzipped: the format of the MNIST distribution."""
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)

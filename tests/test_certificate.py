@@ -128,6 +128,24 @@ class TestRefusals:
         _, _, _, certified = fast_results(np.array([z]), np.array([v]), T)
         assert not certified.any()
 
+    def test_a_fast_gradient_of_exact_zeros_is_never_certified(self):
+        # Regression: max |g| was formed as max(max g, −min g), which is −0.0 for an all-zero gradient; the
+        # gradient's margin bound/(tol·max|g|) was then −inf and the row was certified on its value alone.
+        # Here (float32, an offset of 300, student − teacher ~1e-6) rounding makes f constant, so the fast
+        # gradient is exactly 0 while the true one is not, and the soft cross-entropy's value certifies.
+        rng = np.random.default_rng(0)
+        v = rng.normal(size=(50, 5)) * 3
+        z = (v + 1e-6 * rng.normal(size=v.shape) + 300).astype(np.float32)
+        v = v.astype(np.float32)
+        grad = np.empty_like(z)
+        rows = _fast._fast_chunk(z, v, 4.0, True, grad, 1.0)
+        zero = ~np.any(grad, axis=1)
+        assert (zero & (rows.kl[:, 0] > 0)).any()  # the case this test is about occurs
+        assert not rows.certified[zero].any()
+        expected = oracle_results(z, v, 4.0)[2]
+        _, public = kdcore.soft_cross_entropy_and_grad(z, v, 4.0, "none")
+        assert relative_error(public * 4.0, expected) <= FLOAT32_VS_FLOAT64_RTOL
+
 
 class TestFuzzAtTheBoundary:
     @settings(max_examples=25)
@@ -179,3 +197,20 @@ class TestAssumptions:
             exact = float(mpmath.fsum(mpmath.mpf(float(t)) for t in x))
             bound = _certificate.summation_roundings(n) * _certificate.ACCUMULATION_ROUNDOFF
             assert abs(ours - exact) <= bound * np.abs(x.astype(np.float64)).sum()
+
+    @pytest.mark.parametrize("n", [1, 2, 7, 27, 28, 100, 129, 1000, 8193, 128000])
+    def test_the_kernels_row_sums_stay_within_sum_roundings(self, n):
+        # The sums the fast kernel's value depends on (_fast.row_sum64: einsum for float32 rows, pairwise
+        # np.sum for float64, sequential down a transposed chunk) against the count the certificate uses.
+        rng = np.random.default_rng(n)
+        for dtype in (np.float64, np.float32):
+            x = (rng.random((3, n)) * 2 - 1).astype(dtype)
+            exact = np.array([float(mpmath.fsum(mpmath.mpf(float(t)) for t in row)) for row in x])
+            bound = _fast.sum_roundings(np.dtype(dtype), n) * _certificate.ACCUMULATION_ROUNDOFF
+            size = np.abs(x.astype(np.float64)).sum(axis=1)
+            sums = [_fast.row_sum64(x, 1)[:, 0]]
+            if n <= _fast.TRANSPOSED_MAX_CLASSES:  # the kernel sums down a transposed chunk only up to here
+                sums.append(_fast.row_sum64(np.ascontiguousarray(x.T), 0)[0])
+            for ours in sums:
+                assert ours.dtype == np.float64
+                assert np.all(np.abs(ours - exact) <= bound * size)

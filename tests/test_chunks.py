@@ -127,6 +127,15 @@ class TestRunChunks:
                     or rows * n_classes <= 2 * _chunks.MIN_CHUNK_ELEMENTS
                 )
 
+    def test_the_chunk_limit_is_read_at_each_call(self, monkeypatch):
+        # benchmarks/profile_fast.py and bench_chunks.py tune the chunk size by setting the module constants
+        assert _chunks._chunk_rows(4096, 1000, 1, 2) * 1000 <= _chunks.MAX_CHUNK_ELEMENTS
+        monkeypatch.setattr(_chunks, "MAX_CHUNK_ELEMENTS", 1 << 15)
+        assert _chunks._chunk_rows(4096, 1000, 1, 2) == 32
+        seen = []
+        _chunks.run_chunks(seen.append, 4096, 1000, scratch=2, workers=1)
+        assert {rows.stop - rows.start for rows in seen} == {32}
+
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 class TestFork:

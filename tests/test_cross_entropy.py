@@ -108,3 +108,86 @@ class TestLabelValidation:
     def test_bool_labels_rejected(self):
         with pytest.raises(TypeError, match="labels"):
             cross_entropy(np.zeros((2, 3)), np.array([True, False]))
+
+
+def values_count(grad):
+    return int(np.prod(grad.shape[:-1]))
+
+
+def whole_batch(logits, labels, keep=None, reduction="none"):
+    """The loss and gradient computed on the whole (kept) batch at once, from one log-softmax: what
+    cross_entropy computed before it was cut into row chunks."""
+    from kdcore import log_softmax
+
+    rows = logits if keep is None else logits[keep]
+    y = (labels if keep is None else labels[keep])[..., None]
+    log_probs = log_softmax(rows)
+    label_log_probs = np.take_along_axis(log_probs, y, axis=-1)
+    grad = np.exp(log_probs)
+    np.put_along_axis(grad, y, np.expm1(label_log_probs), axis=-1)
+    if reduction == "mean":
+        grad = grad / grad.dtype.type(max(values_count(grad), 1))
+    values = -label_log_probs[..., 0]
+    if keep is not None:
+        full_values, full_grad = np.zeros(logits.shape[:-1], values.dtype), np.zeros_like(logits)
+        full_values[keep], full_grad[keep] = values, grad
+        values, grad = full_values, full_grad
+    return values, grad
+
+
+class TestRowChunks:
+    """cross_entropy, its gradient and the fused pair run a chunk of rows at a time (kdcore/_chunks.py)."""
+
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    @pytest.mark.parametrize("masked", [False, True])
+    @pytest.mark.parametrize("threads", [1, 2])
+    def test_bit_identical_to_the_whole_batch(self, rng, dtype, masked, threads):
+        from kdcore import cross_entropy_and_grad, num_threads
+
+        # 64 × 5000 is cut into 16 chunks of 4 rows on one thread, and spread over 2 threads with 2.
+        logits = (rng.normal(size=(8, 8, 5000)) * 4).astype(dtype)
+        labels = rng.integers(0, 5000, size=(8, 8))
+        keep = rng.random((8, 8)) < 0.6 if masked else None
+        mask = None if keep is None else keep
+        for reduction in ("none", "mean"):
+            values, grad = whole_batch(logits, labels, keep, reduction)
+            with num_threads(threads):
+                fused = cross_entropy_and_grad(logits, labels, reduction, mask=mask)
+                alone = (
+                    cross_entropy(logits, labels, reduction, mask=mask),
+                    cross_entropy_grad(logits, labels, reduction, mask=mask),
+                )
+            for value, gradient in (fused, alone):
+                assert gradient.dtype == dtype and np.array_equal(gradient, grad)
+                if reduction == "none":
+                    assert np.array_equal(value, values)
+                else:  # a sum of per-row values: NumPy's pairwise order, as before
+                    kept = values if keep is None else values[keep]
+                    assert value == np.sum(kept, dtype=dtype) / dtype(kept.size)
+
+    def test_a_row_does_not_depend_on_its_neighbours(self, rng):
+        logits, labels = rng.normal(size=(40, 3000)) * 3, rng.integers(0, 3000, size=40)
+        together = cross_entropy_grad(logits, labels, "none")
+        for row in (0, 17, 39):
+            assert np.array_equal(together[row], cross_entropy_grad(logits[row], labels[row], "none"))
+
+    @pytest.mark.parametrize("masked", [False, True])
+    def test_peak_memory_within_two_inputs(self, rng, masked):
+        # issue 10's rule: the peak of everything allocated, the returned gradient included, ≤ 2 inputs.
+        import tracemalloc
+
+        from kdcore import cross_entropy_and_grad
+
+        logits = rng.normal(size=(256, 32000)).astype(np.float32)
+        labels = rng.integers(0, 32000, size=256)
+        mask = rng.random(256) < 0.5 if masked else None
+        cross_entropy_and_grad(logits[:2], labels[:2])  # first-call set-up is not the loss's memory
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            value, grad = cross_entropy_and_grad(logits, labels, mask=mask)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+        assert grad.shape == logits.shape and np.isfinite(value)
+        assert peak <= 2 * logits.nbytes, peak / logits.nbytes

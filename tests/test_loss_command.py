@@ -4,8 +4,10 @@ argument or file refused on one line with exit status 2 before any work, outputs
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -204,6 +206,7 @@ KL --values v.npy  =>  --values must be given with --reduction none
 KL --grad no/g.npy  =>  --grad must be in an existing directory
 KL --grad t.npy  =>  --grad t.npy would overwrite --teacher
 KL --chunk-rows 0  =>  --chunk-rows must be an integer ≥ 1
+KL --threads 0  =>  --threads must be an integer ≥ 1
 topk-kl --student s.npy --teacher-values top.npz:values --teacher-indices top.npz:indices  =>  topk-kl needs --convention
 topk-kl --student s.npy --teacher t.npy --convention tail  =>  topk-kl needs --teacher-values and --teacher-indices
 KL --teacher-values top.npz:values --teacher-indices top.npz:indices  =>  are for topk-kl, topk-soft-ce, not kl
@@ -295,6 +298,149 @@ class TestInterrupted:
         )
         assert status == 130 and out == "" and "interrupted: nothing was written" in err
         assert sorted(os.listdir(files["dir"])) == before
+
+
+class TestThreads:
+    @pytest.mark.parametrize("kind", ["jsd", "ce"])
+    def test_the_same_numbers_on_one_thread(self, capsys, files, kind):
+        folder = files["dir"]
+        records = []
+        for threads in ("1", "2"):
+            grad = folder / f"g{threads}.npy"
+            argv = [*inputs(files, kind), *OPTIONS[kind], "--grad", grad, "--threads", threads, "--json"]
+            status, out, _ = run(capsys, kind, *argv)
+            assert status == 0
+            records.append(json.loads(out))
+        assert [record["threads"] for record in records] == [1, 2]
+        assert records[0]["value"] == records[1]["value"] == reference(files, kind)[0]
+        assert np.array_equal(np.load(folder / "g1.npy"), np.load(folder / "g2.npy"))
+
+
+# `kdcore loss` in a child process whose chunks each take 0.2 s longer (the real command otherwise): slow
+# enough to be stopped half-way through on any machine.
+SLOW_COMMAND = """
+import sys, time
+from kdcore.streaming import plan
+rows = plan.Plan._rows
+def slow(self, *args, **kwargs):
+    rows(self, *args, **kwargs)
+    time.sleep(0.2)
+plan.Plan._rows = slow
+from kdcore.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class TestStoppedBySignal:
+    """SIGTERM (``kill``, a scheduler's time limit), SIGINT (Ctrl-C) and SIGHUP stop the command cleanly:
+    one line on stderr, status 128 + the signal's number, no gradient and no temporary file left behind."""
+
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+    def test_killed_mid_run(self, files, signum):
+        folder = files["dir"]
+        before = sorted(os.listdir(folder))
+        argv = ["loss", "kl", *map(str, inputs(files, "kl")), "--grad", str(folder / "g.npy")]
+        process = subprocess.Popen(
+            [sys.executable, "-c", SLOW_COMMAND, *argv, "--chunk-rows", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not any(name.endswith(".tmp") for name in os.listdir(folder)):  # writing has begun
+                assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+                time.sleep(0.02)
+            time.sleep(0.5)  # a few chunks into the run (10 rows, 0.2 s each)
+            assert process.poll() is None, "the command finished before it could be stopped"
+            process.send_signal(signum)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        name = signal.Signals(signum).name
+        assert process.returncode == 128 + signum
+        assert out == "" and err == f"kdcore loss: stopped by {name}: nothing was written\n"
+        assert sorted(os.listdir(folder)) == before  # neither g.npy nor its temporary file
+
+    def test_an_ignored_signal_stays_ignored(self, files):
+        # nohup starts the command with SIGHUP ignored: it must run to the end, not stop.
+        folder = files["dir"]
+        argv = ["loss", "kl", *map(str, inputs(files, "kl")), "--grad", str(folder / "g.npy")]
+        process = subprocess.Popen(
+            [sys.executable, "-c", SLOW_COMMAND, *argv, "--chunk-rows", "5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not any(name.endswith(".tmp") for name in os.listdir(folder)):
+                assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+                time.sleep(0.02)
+            process.send_signal(signal.SIGHUP)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == 0 and err == "" and "value" in out
+        assert np.load(folder / "g.npy").shape == SHAPE
+
+    def test_in_process_and_handlers_restored(self, capsys, files, monkeypatch, request):
+        from kdcore.arrays_on_disk import ArrayOnDisk
+
+        calls = []
+
+        def release(self, start, stop):
+            calls.append(start)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # delivered to this (main) thread at once
+
+        def unhandled(signum, frame):  # what runs if the command does not handle SIGTERM (not pytest's death)
+            raise AssertionError("SIGTERM reached the handler the command found")
+
+        monkeypatch.setattr(ArrayOnDisk, "release", release)
+        previous = signal.signal(signal.SIGTERM, unhandled)
+        request.addfinalizer(lambda: signal.signal(signal.SIGTERM, previous))
+        handlers = {n: signal.getsignal(n) for n in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        before = sorted(os.listdir(files["dir"]))
+        status, out, err = run(
+            capsys, "kl", *inputs(files, "kl"), "--grad", files["dir"] / "g.npy", "--chunk-rows", "1"
+        )
+        assert status == 143 and out == "" and err == "kdcore loss: stopped by SIGTERM: nothing was written\n"
+        assert len(calls) == 3 and sorted(os.listdir(files["dir"])) == before
+        assert {n: signal.getsignal(n) for n in handlers} == handlers
+        status, out, _ = run(capsys, "kl", *inputs(files, "kl"), "--grad", files["dir"] / "g.npy")
+        assert status == 0 and (files["dir"] / "g.npy").exists()  # the next run is not affected
+
+
+class TestStoppedBetweenOutputs:
+    def test_the_message_names_the_output_already_written(self, capsys, files, monkeypatch):
+        from kdcore.arrays_on_disk import NpyRowWriter
+
+        write = NpyRowWriter.write
+
+        def interrupted_on_values(self, rows):
+            if self.path.name == "v.npy":
+                raise KeyboardInterrupt
+            write(self, rows)
+
+        monkeypatch.setattr(NpyRowWriter, "write", interrupted_on_values)
+        folder = files["dir"]
+        argv = [
+            *inputs(files, "kl"),
+            "--reduction",
+            "none",
+            "--values",
+            folder / "v.npy",
+            "--grad",
+            folder / "g.npy",
+        ]
+        status, out, err = run(capsys, "kl", *argv)
+        assert status == 130 and out == ""
+        assert err == f"kdcore loss: interrupted: only {folder / 'g.npy'} was written\n"
+        assert (folder / "g.npy").exists() and not any(
+            name.startswith(".v.npy") or name == "v.npy" for name in os.listdir(folder)
+        )
 
 
 class TestProgress:

@@ -300,7 +300,7 @@ class TestExactSum:
     def test_a_total_beyond_float64_on_the_way(self):
         # 1e308 + 1e308 overflows before -1e308 brings the sum back: math.fsum gives up, exact rationals
         # take over, and the total is still exact.
-        from kdcore.streaming import _Total
+        from kdcore.streaming.totals import _Total
 
         with pytest.raises(OverflowError):
             exact_sum([1e308, 1e308, -1e308])
@@ -312,7 +312,7 @@ class TestExactSum:
         assert total.value() == math.inf  # 2e308 is beyond float64
 
     def test_infinities_and_nans_follow_ieee(self):
-        from kdcore.streaming import _Total
+        from kdcore.streaming.totals import _Total
 
         total = _Total()
         total.add(np.array([1.0, np.inf]))
@@ -417,20 +417,21 @@ class TestInterrupted:
 
 class TestMemory:
     @staticmethod
-    def peaks(tmp_path, labels, chunk_rows):
+    def peaks(tmp_path, labels, chunk_rows, loss="kl_divergence"):
         """tracemalloc's peak of the value, then of value and gradient, of the files in tmp_path."""
         peaks = []
+        teacher, parameters = (None, {}) if loss == "cross_entropy" else (tmp_path / "v.npy", {"T": 2.0})
         for grad_out in (None, tmp_path / "g.npy"):
             tracemalloc.start()
             try:
                 stream_loss(
-                    "kl_divergence",
+                    loss,
                     tmp_path / "z.npy",
-                    tmp_path / "v.npy",
+                    teacher,
                     labels,
-                    T=2.0,
                     chunk_rows=chunk_rows,
                     grad_out=grad_out,
+                    **parameters,
                 )
                 peaks.append(tracemalloc.get_traced_memory()[1])
             finally:
@@ -453,3 +454,43 @@ class TestMemory:
             value, with_grad = self.peaks(tmp_path, labels, chunk_rows)
             assert value < chunk_bytes and with_grad < 2 * chunk_bytes, (value, with_grad)
         assert self.peaks(tmp_path, scattered, chunk_rows)[0] > chunk_bytes
+
+    def test_cross_entropy_cuts_its_chunks_itself(self, tmp_path, rng):
+        # cross_entropy used to hold three arrays the size of its input (streaming called it on a third of
+        # a chunk to compensate); it now cuts its input into row chunks like the soft losses.
+        shape, chunk_rows = (256, 16384), 16
+        np.save(tmp_path / "z.npy", rng.normal(size=shape))
+        labels = rng.integers(0, shape[1], size=256)
+        chunk_bytes = chunk_rows * shape[1] * 8
+        value, with_grad = self.peaks(tmp_path, labels, chunk_rows, loss="cross_entropy")
+        assert value < chunk_bytes and with_grad < 2 * chunk_bytes, (value, with_grad)
+
+    def test_top_k_losses_are_cut_into_pieces(self, tmp_path, rng):
+        # The top-k kernels hold arrays the size of their whole input ("tail": several), so streaming calls
+        # them on an eighth of a chunk at a time: below one chunk (the student's) with the gradient too.
+        shape, chunk_rows, k = (256, 16384), 16, 32
+        student = rng.normal(size=shape)
+        np.save(tmp_path / "z.npy", student)
+        values, indices = kdcore.topk_teacher(rng.normal(size=shape) * 3, k, values="log_probs")
+        np.save(tmp_path / "values.npy", values)
+        np.save(tmp_path / "indices.npy", indices)
+        chunk_bytes = chunk_rows * shape[1] * 8
+        teacher = (tmp_path / "values.npy", tmp_path / "indices.npy")
+        for grad_out in (None, tmp_path / "g.npy"):
+            tracemalloc.start()
+            try:
+                result = stream_loss(
+                    "topk_kl_divergence",
+                    tmp_path / "z.npy",
+                    teacher,
+                    convention="tail",
+                    values="log_probs",
+                    chunk_rows=chunk_rows,
+                    grad_out=grad_out,
+                )
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert peak < chunk_bytes, peak / chunk_bytes
+        expected = kdcore.topk_kl_divergence(student, values, indices, convention="tail", values="log_probs")
+        assert result.value == pytest.approx(float(expected), rel=1e-14)

@@ -21,10 +21,14 @@ The package, one module per concern:
 :mod:`.diagnosis`              fitting the hypotheses and writing the findings
 :mod:`.reports`                :class:`Report` and its text and JSON
 :mod:`.checks`                 :func:`check_soft_loss`, :func:`check_distillation_loss`,
-                               :func:`check_divergence_loss`
+                               :func:`check_divergence_loss`, :func:`check_topk_loss`
 :mod:`.command`                :func:`run_check`, what ``kdcore check`` runs
 :mod:`.adapters`               PyTorch, JAX, TensorFlow, NumPy: arrays in, value and gradient out
 =============================  ===========================================================================
+
+The top-k kind has its own three modules: :mod:`.topk_battery` (its inputs), :mod:`.topk_forms` (the
+per-position formulas, right and wrong) and :mod:`.topk_family` (their hypotheses and conventions), and
+:mod:`.topk_check` holds :func:`check_topk_loss`.
 
 The reference
 -------------
@@ -53,6 +57,11 @@ are. ``t2_scaling=False`` drops the :math:`T^2` from the reference, for code tha
   (``(B, S, V)`` logits, ``-100`` padding labels or a mask, masked vocabulary). The conventions real trainers
   choose on purpose (T² or not, β on the teacher or the student, trl's switch to forward/reverse KL at
   β = 0 and 1, a mean per token or per sequence) are accepted and named in ``report.convention``.
+
+* ``check_topk_loss(fn)``: a loss against a teacher stored as its top k, ``(values, indices)``; kdcore's
+  :func:`~kdcore.topk_kl_divergence` under the convention found (renormalized, dense_student or tail, forward
+  or reverse, T² or not), which the report names. Dropping the tail without renormalising, clamping it,
+  tempering it, renormalising a student claimed dense and misaligned indices are findings.
 
 How a cause is named
 --------------------
@@ -95,6 +104,7 @@ from .checks import KINDS
 from .checks import check_distillation_loss
 from .checks import check_divergence_loss
 from .checks import check_soft_loss
+from .topk_check import check_topk_loss
 from .command import run_check
 from .reports import REPORT_SCHEMA_VERSION
 from .reports import CaseResult
@@ -114,5 +124,6 @@ __all__ = [
     "check_distillation_loss",
     "check_divergence_loss",
     "check_soft_loss",
+    "check_topk_loss",
     "run_check",
 ]

@@ -19,10 +19,14 @@ role                 parameter names recognised (exact spelling)
 ``skew``             skew, skew_alpha, skew_lambda; for the skew kinds also α's names (DistiLLM's ``lam``)
 ``mask``             mask, loss_mask, attention_mask, padding_mask, valid_mask, token_mask, keep  (token
                      kinds; bool, True where a position counts; ``labels`` there hold -100 at padding)
+``teacher_values``   (topk) teacher_values, teacher_topk_logprobs, teacher_topk_logps, topk_logprobs,
+                     topk_values, target_values, sparse_values, logprobs, … and the teacher logits' names
+``teacher_indices``  (topk) teacher_indices, teacher_topk_indices, topk_ids, topk_indices, target_ids,
+                     sparse_ids, indices, ids, idx, token_ids
 ===================  ======================================================================================
 
-The token-level kinds (``reverse-kl``, ``jsd``, ``skew-kl``, ``skew-reverse-kl``) take ``labels``, ``mask``
-and ``T`` only by name: a loss may lack them (it then runs on unpadded cases, at T = 1).
+The token-level kinds (``reverse-kl``, ``jsd``, ``skew-kl``, ``skew-reverse-kl``, ``topk``) take ``labels``,
+``mask`` and ``T`` only by name: a loss may lack them (it then runs on unpadded cases, at T = 1).
 
 A role that no parameter is named after takes the next *required* positional parameter, in the order
 ``student_logits, teacher_logits[, labels], T[, alpha]`` — so ``lambda z, v, T: ...`` and
@@ -71,11 +75,12 @@ ROLES = {
     "skew-kl": (*_TOKEN_ROLES, "skew"),
     "skew-reverse-kl": (*_TOKEN_ROLES, "skew"),
     "dkd": ("student_logits", "teacher_logits", "labels", "T", "alpha", "beta"),
+    "topk": ("student_logits", "teacher_values", "teacher_indices", "T", "labels", "mask"),
 }
 # Roles a loss may lack. A token-level loss without labels or mask is run on the unpadded cases only; one
 # without a temperature computes at T = 1 (DistiLLM's and MiniLLM's losses have none).
 OPTIONAL_ROLES = {
-    kind: ("labels", "mask", "T") for kind in ("reverse-kl", "jsd", "skew-kl", "skew-reverse-kl")
+    kind: ("labels", "mask", "T") for kind in ("reverse-kl", "jsd", "skew-kl", "skew-reverse-kl", "topk")
 }
 # The numbers of the battery a loss may take as parameters, constructor arguments or built-in values.
 SCALAR_ROLES = ("T", "alpha", "beta", "skew")
@@ -96,6 +101,19 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "beta": ("beta", "jsd_beta"),
     "skew": ("skew", "skew_alpha", "skew_lambda"),
     "mask": ("mask", "loss_mask", "attention_mask", "padding_mask", "valid_mask", "token_mask", "keep"),
+    # --kind topk: the teacher as (values, indices) of its k largest entries; the values' names also take the
+    # teacher logits' names (a loss may call its top-k values teacher_logits).
+    "teacher_values": (
+        "teacher_values", "teacher_topk_logprobs", "teacher_topk_log_probs", "teacher_topk_logps",
+        "teacher_topk_values", "teacher_topk_logits", "teacher_logprobs", "teacher_log_probs", "topk_logprobs",
+        "topk_log_probs", "topk_logps", "topk_values", "target_values", "target_logprobs", "sparse_values",
+        "logprobs", "log_probs",
+    ),
+    "teacher_indices": (
+        "teacher_indices", "teacher_topk_indices", "teacher_topk_ids", "teacher_ids", "teacher_token_ids",
+        "topk_indices", "topk_ids", "topk_idx", "target_ids", "target_indices", "sparse_ids", "indices", "ids",
+        "idx", "token_ids",
+    ),
 }  # fmt: skip
 # Attributes an *instance* may keep its fixed temperature and weights in.
 _ATTRIBUTES = {role: ALIASES[role] for role in SCALAR_ROLES}
@@ -232,6 +250,8 @@ def _matches(name: str, role: str, kind: str) -> bool:
         return False
     # DistiLLM calls its skew `lam`: where α is no role of its own, α's names mean the skew.
     borrowed = ALIASES["alpha"] if role == "skew" and "alpha" not in ROLES[kind] else ()
+    if role == "teacher_values":  # --kind topk: top-k values may be called teacher_logits, y_t, ...
+        borrowed = ALIASES["teacher_logits"]
     return name in ALIASES[role] or name in borrowed
 
 

@@ -110,6 +110,48 @@ CATALOGUE: dict[str, Cause] = {
         "of the other classes), in both the teacher's and the student's distribution; subtracting 1000 from a "
         "tempered logit is not enough when |z|/T is of that order",
     ),
+    "topk-not-renormalized": Cause(
+        "the top-k teacher is not renormalised: the probabilities of its full softmax, e^a, are used over the k "
+        "stored classes, whose mass m is below 1 — the rest of the teacher (the tail) is dropped: the loss is "
+        "m times the renormalised one plus m·log m, so each token weighs by how much of its teacher was "
+        "stored, and the value can be negative",
+        "renormalise the stored log-probabilities over the k classes (a - logsumexp(a, -1)), or keep the "
+        "missing mass as a tail bucket log(-expm1(logsumexp(a, -1))); then choose the convention on purpose "
+        "(kdcore.topk_kl_divergence documents renormalized, dense_student and tail)",
+    ),
+    "topk-tail-clamped": Cause(
+        "the tail bucket is clamped: its mass is computed as log(-expm1(min(logsumexp, -ε))) (or dropped "
+        "below ε), which changes the loss wherever the top k hold all but less than ε of the mass — a "
+        "confident teacher, the common case in language models",
+        "compute the tail as log(-expm1(logsumexp(a, -1))) without a clamp, and give an empty tail (mass 0) "
+        "no term: where(tail_mass > 0, tail_mass * (log_tail_teacher - log_tail_student), 0)",
+    ),
+    "topk-tail-temperature": Cause(
+        "the tail bucket is tempered with a mass the top k do not determine: at T ≠ 1 the teacher's tail "
+        "Σ_{j∉K} q_j^(1/T)/Z depends on how the rest is spread, which is not stored; the loss uses a guess "
+        "(the tail tempered as one class, or left at T = 1 next to a tempered student)",
+        "use the tail convention at T = 1 only (store the teacher's log-probabilities at the temperature you "
+        "distil at), or a renormalised convention, which is defined at every T",
+    ),
+    "topk-student-renormalized": Cause(
+        "the student's log-softmax is renormalised over the k stored classes although the code claims the "
+        "dense student (dense_student): the student is left free outside K",
+        "take log_softmax over the whole vocabulary first, then gather it at the teacher's indices: "
+        "log_softmax(student_logits / T, -1).gather(-1, indices), not log_softmax(student_logits.gather(-1, "
+        "indices) / T, -1)",
+    ),
+    "topk-convention-mismatch": Cause(
+        "the loss computes another top-k convention than the one it was checked for",
+        "check it with the convention it implements (--topk-convention, or none to have it reported), or "
+        "change how it treats the classes outside the top k (docs/verify.md, 'Top-k teachers')",
+    ),
+    "topk-indices-misaligned": Cause(
+        "the teacher's values meet the student at other classes than the ones they were stored for: values "
+        "and indices paired out of order (indices sorted, values not), or gathered along the wrong axis",
+        "gather the student with the very indices the values were stored with, along the class axis: "
+        "student_log_probs.gather(-1, teacher_indices) (NumPy: take_along_axis(..., axis=-1)); never sort "
+        "one of the pair without the other",
+    ),
     "temperature-on-hard-loss": Cause(
         "the hard-label cross-entropy is computed on the tempered logits z/T",
         "compute the hard term at T = 1: cross_entropy(student_logits, labels); T softens the teacher only",

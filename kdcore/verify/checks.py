@@ -16,6 +16,8 @@ from .hypotheses import FD_DIRECTIONS
 from .reports import Finding, Report
 from .running import Outcome, Recorder, run_case, scalars
 from .token_battery import family_cases, family_infinite_mask_probe
+from .topk_battery import topk_cases, topk_infinite_mask_probe
+from .topk_family import TOPK_CONVENTIONS, topk_reference_text
 
 __all__ = [
     "ALPHA_ON",
@@ -26,7 +28,7 @@ __all__ = [
     "check_soft_loss",
 ]
 
-KINDS = ("soft", "distillation", *FAMILY_KINDS)
+KINDS = ("soft", "distillation", *FAMILY_KINDS, "topk")
 ALPHA_ON = ("hard", "soft")  # which term α weighs; (1 − α) weighs the other
 WEIGHT_ON = ("teacher", "student")  # which distribution the JSD's β weighs
 
@@ -46,11 +48,13 @@ def _check(
     alpha_on: str = "hard",
     weight_on: str | None = None,
 ) -> Report:
-    family = kind in FAMILY_KINDS
+    family = kind in FAMILY_KINDS or kind == "topk"
     if not (isinstance(t2_scaling, bool) or (family and t2_scaling is None)):
         raise TypeError(f"t2_scaling must be True or False, got t2_scaling={t2_scaling!r}")
     check_choice(alpha_on, "alpha_on", ALPHA_ON)
-    if weight_on is not None:
+    if weight_on is not None and kind == "topk":  # for top-k, the convention the code claims
+        check_choice(weight_on, "convention", TOPK_CONVENTIONS)
+    elif weight_on is not None:
         check_choice(weight_on, "weight_on", WEIGHT_ON)
     fixed = {}
     for role, value in (built_in or {}).items():
@@ -65,7 +69,10 @@ def _check(
         grad_binding = bind(grad_fn, kind, args=args, roles=roles, fixed=fixed, role_name="grad_fn")
     fixed = binding.fixed
     recorder = Recorder()
-    if family:
+    if kind == "topk":
+        everything = topk_cases(tuple(sorted(fixed.items())))
+        probe = topk_infinite_mask_probe(tuple(sorted(fixed.items())))
+    elif family:
         everything = family_cases(kind, tuple(sorted(fixed.items())))
         probe = family_infinite_mask_probe(kind, tuple(sorted(fixed.items())))
     else:
@@ -91,7 +98,9 @@ def _check(
                 "True where a position counts, lets the check test it)",
             )
         )
-    if family:
+    if kind == "topk":
+        reference = topk_reference_text(t2_scaling, weight_on)
+    elif family:
         reference = reference_text(kind, t2_scaling, weight_on)
     else:
         weight = "T²·" if t2_scaling else ""

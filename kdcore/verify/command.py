@@ -16,6 +16,8 @@ from typing import IO, Any
 from .adapters import FRAMEWORKS, FrameworkNotInstalledError, get_adapter
 from .checks import KINDS, check_distillation_loss, check_divergence_loss, check_soft_loss
 from .running import describe_exception
+from .topk_check import check_topk_loss
+from .topk_family import TOPK_CONVENTIONS
 
 __all__ = ["UsageError", "import_target", "parse_assignments", "run_check"]
 
@@ -107,6 +109,7 @@ def _check_options(
     beta: float | None,
     skew: float | None,
     weight_on: str | None,
+    topk_convention: str | None = None,
 ) -> None:
     """Refuse an option the kind has no use for, before anything is imported or run."""
     if alpha_on != "hard" and kind != "distillation":
@@ -119,6 +122,12 @@ def _check_options(
         raise UsageError(f"--skew is for --kind skew-kl or skew-reverse-kl (a {kind} loss has no skew)")
     if weight_on is not None and kind != "jsd":
         raise UsageError("--beta-on is for --kind jsd")
+    if topk_convention is not None and kind != "topk":
+        raise UsageError("--topk-convention is for --kind topk")
+    if topk_convention is not None and topk_convention not in TOPK_CONVENTIONS:
+        raise UsageError(
+            f"--topk-convention must be one of {', '.join(TOPK_CONVENTIONS)}, got {topk_convention!r}"
+        )
 
 
 def run_check(
@@ -138,6 +147,7 @@ def run_check(
     beta: float | None = None,
     skew: float | None = None,
     weight_on: str | None = None,
+    topk_convention: str | None = None,
 ) -> int:
     """Run ``kdcore check``: import ``target``, check it, print the report, and return the exit code.
 
@@ -150,9 +160,10 @@ def run_check(
         constructed, then its ``forward`` called).
     framework : {"torch", "jax", "tensorflow", "numpy"}
         What the loss is written in.
-    kind : {"soft", "distillation", "reverse-kl", "jsd", "skew-kl", "skew-reverse-kl", "dkd"}
-        ``soft``: student logits, teacher logits, temperature; ``distillation``: also labels and α; the
-        others: :func:`kdcore.verify.check_divergence_loss`.
+    kind : {"soft", "distillation", "reverse-kl", "jsd", "skew-kl", "skew-reverse-kl", "dkd", "topk"}
+        ``soft``: student logits, teacher logits, temperature; ``distillation``: also labels and α;
+        ``topk``: :func:`kdcore.verify.check_topk_loss`; the others:
+        :func:`kdcore.verify.check_divergence_loss`.
     as_json : bool, default False
         Print :meth:`Report.to_json` instead of the readable report.
     stream : file-like, optional
@@ -163,6 +174,9 @@ def run_check(
         ``distillation``, and "either" for the other kinds (``--t2`` / ``--no-t2`` decide).
     beta, skew, weight_on
         As :func:`kdcore.verify.check_divergence_loss` (``--beta``, ``--skew``, ``--beta-on``).
+    topk_convention : {"renormalized", "dense_student", "tail"}, optional
+        ``--kind topk``: the convention the code claims (``--topk-convention``), as
+        :func:`kdcore.verify.check_topk_loss`'s ``convention``.
 
     Returns
     -------
@@ -191,17 +205,21 @@ def run_check(
         except FrameworkNotInstalledError as error:
             raise UsageError(str(error)) from None
         options: dict[str, Any] = {"args": args, "init": init, "roles": roles, "T": T}
-        _check_options(kind, alpha, alpha_on, beta, skew, weight_on)
+        _check_options(kind, alpha, alpha_on, beta, skew, weight_on, topk_convention)
         if kind == "distillation":
             options.update(alpha=alpha, alpha_on=alpha_on)
+        elif kind == "topk":
+            options.update(convention=topk_convention)
         elif kind not in ("soft", "distillation"):
             options.update(kind=kind, alpha=alpha, beta=beta, skew=skew, weight_on=weight_on)
         if kind in ("soft", "distillation"):
             t2_scaling = True if t2_scaling is None else t2_scaling
         fn, name = import_target(target)
-        check = {"soft": check_soft_loss, "distillation": check_distillation_loss}.get(
-            kind, check_divergence_loss
-        )
+        check = {
+            "soft": check_soft_loss,
+            "distillation": check_distillation_loss,
+            "topk": check_topk_loss,
+        }.get(kind, check_divergence_loss)
         try:
             report = check(fn, framework=framework, name=name, t2_scaling=t2_scaling, **options)
         except (TypeError, ValueError) as error:  # the loss's own errors are caught per case, inside

@@ -7,6 +7,7 @@ By fitting, not by pattern-matching source code: the report names the hypothesis
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from .families import reference_for as family_reference
 from .hypotheses import VALUE_ULPS, Hypothesis, all_hypotheses, eps
 from .reports import CaseResult, Finding
 from .running import Outcome
+from .topk_family import topk_convention_text
 
 __all__ = ["diagnose"]
 
@@ -41,6 +43,7 @@ def _case_brief(outcome: Outcome, **extra: Any) -> dict[str, Any]:
     return {**brief, **extra}
 
 
+_OUT_OF_RANGE = re.compile(r"out of (bounds|range)|IndexError", re.IGNORECASE)
 _SCALING_CODES = frozenset(
     {"missing-T2-scaling", "unexpected-T2-scaling", "mean-over-classes", "sum-over-batch", "batch-mean-twice"}
 )
@@ -147,7 +150,7 @@ def diagnose(
     """
     findings: list[Finding] = []
     candidates = all_hypotheses(kind)
-    family = kind in FAMILY_KINDS
+    family = kind in FAMILY_KINDS or kind == "topk"
     references = [h for h in candidates if not h.codes(t2_scaling, alpha_on, weight_on)]
 
     def codes(h: Any) -> tuple[str, ...]:
@@ -165,6 +168,12 @@ def diagnose(
         for o in raised:
             by_error.setdefault(o.error or "", []).append(o.case.id)
         hints = pattern_hints(raised, outcomes)
+        if kind == "topk" and any(_OUT_OF_RANGE.search(error) for error in by_error):
+            hints.append(
+                "an index out of range of an axis shorter than the vocabulary is what a gather of the teacher's "
+                "indices along the wrong axis raises (gather(1, ids) on (B, S, V) logits): gather along the "
+                "class axis, -1 (see topk-indices-misaligned)"
+            )
         findings.append(
             Finding(
                 "exception",
@@ -232,7 +241,11 @@ def diagnose(
         chosen = matching[0][0]
         convention = chosen.convention if chosen.soft_form == "reference" else None
         if family:
-            convention = convention_text(kind, [h for h, _ in matching if not codes(h)])
+            accepted = [h for h, _ in matching if not codes(h)]
+            if kind == "topk":
+                convention = topk_convention_text(accepted)
+            else:
+                convention = convention_text(kind, accepted)
         reference = reference_for(chosen)
         found = codes(chosen)
         if found:
@@ -405,6 +418,8 @@ def _case_result(o: Outcome, reference: Hypothesis, non_finite: bool) -> CaseRes
     }
     if o.prediction.kind in FAMILY_KINDS:
         base.update(shape=list(o.case.student_logits.shape), weights=_weights(o))
+    elif o.prediction.kind == "topk":
+        base.update(shape=list(o.case.student_logits.shape), weights={"k": spec.k})
     if o.error is not None:
         return CaseResult(**base, status="exception", detail=o.error)
     if o.not_scalar is not None:

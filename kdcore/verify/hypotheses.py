@@ -150,6 +150,10 @@ class Hypothesis:
 
 def all_hypotheses(kind: str) -> list[Any]:
     """Every combination: 48 for a soft loss, 576 for a distillation loss (the newer kinds: .families)."""
+    if kind == "topk":
+        from .topk_family import topk_hypotheses
+
+        return topk_hypotheses()  # type: ignore[return-value]
     if kind not in ("soft", "distillation"):
         from .families import family_hypotheses
 
@@ -309,6 +313,10 @@ def prediction(case: Any, kind: str) -> Allowances:
     """kdcore's side of a case, computed once per process: checking a zoo of losses reuses it."""
     if kind in ("soft", "distillation"):
         return Prediction(case, kind)
+    if kind == "topk":
+        from .topk_family import TopKPrediction
+
+        return TopKPrediction(case, kind)
     from .families import FamilyPrediction  # the newer losses: token-level battery, their own forms
 
     return FamilyPrediction(case, kind)

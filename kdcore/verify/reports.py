@@ -181,6 +181,7 @@ _WHAT = {
     "skew-kl": "skew KL loss",
     "skew-reverse-kl": "skew reverse KL loss",
     "dkd": "DKD loss",
+    "topk": "top-k teacher loss",
 }
 _STATUSES = ("ok", "value", "gradient", "non-finite", "exception", "not-scalar")
 
@@ -232,7 +233,9 @@ def _case_line(case: CaseResult) -> str:
         return f"{'—':>{width}}" if value is None else f"{value:>{width}{spec}}"
 
     alpha = number(case.alpha, 5, ".2f")
-    if case.weights:  # the newer kinds: the case's own weight (β, skew α; DKD's β) in the α column
+    if case.weights and "k" in case.weights:  # top-k: the number of stored classes in the α column
+        alpha = f"{'k=' + format(case.weights['k'], 'g'):>5}"
+    elif case.weights:  # the newer kinds: the case's own weight (β, skew α; DKD's β) in the α column
         alpha = number(list(case.weights.values())[-1], 5, ".2f")
     shape = "×".join(map(str, case.shape[:-1])) if case.shape else str(case.batch_size)
     return (

@@ -124,7 +124,17 @@ def run_case(
             # Fresh framework arrays at every call: a loss that writes into its inputs must not change what
             # the next call (its gradient, a finite-difference probe) sees.
             def arguments(student):
-                values = {"student_logits": student, "teacher_logits": adapter.constant(case.teacher_logits)}
+                if kind == "topk":  # the teacher as its top k: log-probabilities and their class ids
+                    values = {
+                        "student_logits": student,
+                        "teacher_values": adapter.constant(case.teacher_values),
+                        "teacher_indices": adapter.labels(case.teacher_indices),
+                    }
+                else:
+                    values = {
+                        "student_logits": student,
+                        "teacher_logits": adapter.constant(case.teacher_logits),
+                    }
                 values.update(scalars(kind, spec))
                 if kind != "soft":
                     values["labels"] = adapter.labels(case.labels)
