@@ -56,6 +56,7 @@ from .standardize import standardize_logits_vjp
 from .topk import topk_kl_divergence
 from .topk import topk_kl_divergence_and_grad
 from .topk import topk_kl_divergence_grad
+from .hessians import topk_kl_divergence_hessian
 from .topk import topk_soft_cross_entropy
 from .topk import topk_soft_cross_entropy_grad
 from .topk import topk_teacher
@@ -136,6 +137,7 @@ __all__ = [
     "topk_kl_divergence",
     "topk_kl_divergence_and_grad",
     "topk_kl_divergence_grad",
+    "topk_kl_divergence_hessian",
     "topk_soft_cross_entropy",
     "topk_soft_cross_entropy_grad",
     "topk_teacher",

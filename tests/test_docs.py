@@ -10,6 +10,7 @@ import functools
 import importlib
 import inspect
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -646,10 +647,13 @@ class TestNumbersQuoted:
     # docs/accuracy.md has two tables, each pasted from benchmarks/accuracy_report.py's output (the core
     # losses; the divergences of modern distillation, ``--family``), each output ending with this line.
     FAMILY = "## The divergences of modern distillation"
+    TOPK = "## Top-k teachers"  # the third table, written by accuracy_report.py --topk --write
 
     @staticmethod
     def measured_worst(section: int = 0):
-        text = (DOCS / "accuracy.md").read_text(encoding="utf-8").split(TestNumbersQuoted.FAMILY)[section]
+        page = (DOCS / "accuracy.md").read_text(encoding="utf-8")
+        head, topk = page.split(TestNumbersQuoted.TOPK)
+        text = [*head.split(TestNumbersQuoted.FAMILY), topk][section]
         worst, contract = re.search(r"worst over everything: (\S+) \(contract: (\S+)\)", text).groups()
         table = [float(x) for x in re.findall(r"\| (\d\.\de[-+]\d\d)", text)]
         assert table and max(table) == pytest.approx(float(worst), rel=0.01), (
@@ -660,6 +664,18 @@ class TestNumbersQuoted:
     def test_the_family_table_agrees_with_itself_and_keeps_the_contract(self):
         worst, contract = self.measured_worst(section=1)
         assert worst <= float(contract)
+
+    def test_the_topk_table_agrees_with_itself_keeps_the_contract_and_covers_every_quantity(self):
+        worst, contract = self.measured_worst(section=2)
+        assert worst <= float(contract)
+        sys.path.insert(0, str(REPO / "tests"))
+        import topk_cases
+
+        text = (DOCS / "accuracy.md").read_text(encoding="utf-8").split(self.TOPK)[1]
+        rows = re.findall(r"^\| `([^`]+)` \|", text, re.MULTILINE)
+        assert rows == list(topk_cases.QUANTITIES)  # every quantity the test asserts, in the report's order
+        header = re.search(r"^\| quantity \| (.+) \|$", text, re.MULTILINE).group(1)
+        assert [re.sub(r" \(\d+\)$", "", cell) for cell in header.split(" | ")] == topk_cases.REGIMES
 
     def test_readme_quotes_the_measured_worst_and_the_contract(self):
         worst, contract = self.measured_worst()

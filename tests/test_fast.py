@@ -63,6 +63,20 @@ class TestSoftRows:
             assert row_value == values[i]
             np.testing.assert_array_equal(row_grad, grad[i])
 
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    @pytest.mark.parametrize("threads", [1, 2])
+    def test_long_rows_equal_single_rows(self, rng, dtype, threads):
+        # 33 rows of 32 000 classes are cut into chunks of a few rows: a row alone (its own one-row chunk)
+        # must get the same bits as in a chunk of several — NumPy's einsum sums a lone row in another order
+        z = (rng.normal(size=(33, 32000)) * 2).astype(dtype)
+        v = (rng.normal(size=(33, 32000)) * 2).astype(dtype)
+        with kdcore.num_threads(threads):
+            values, grad = _fast.soft_rows(z, v, 2.0, value="kl", grad_scale=0.5)
+        for i in range(33):
+            row_value, row_grad = _fast.soft_rows(z[i : i + 1], v[i : i + 1], 2.0, value="kl", grad_scale=0.5)
+            assert row_value[0] == values[i], i
+            np.testing.assert_array_equal(row_grad[0], grad[i])
+
     def test_masked_nan_and_infinite_rows_stay_in_their_rows(self):
         z = np.array([[0.0, 1.0, 2.0], [0.0, -np.inf, 1.0], [np.nan, 0.0, 1.0], [1.0, 2.0, 0.0]])
         v = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0], [1.0, -np.inf, 0.0]])

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.special
+import topk_cases
 import topk_oracle
 from accuracy_cases import relative_error
 from hypothesis import assume, given, settings
@@ -30,7 +31,6 @@ from kdcore import (
     topk_soft_cross_entropy_grad,
     topk_teacher,
 )
-from kdcore._topk import mass_tolerance
 
 F64 = np.dtype(np.float64)
 CONVENTIONS = ("renormalized", "dense_student", "tail")
@@ -211,69 +211,41 @@ class TestValue:
 # ------------------------------------------------------------------------------------------------ accuracy
 
 
-def _regimes():
-    """(label, student, teacher dense logits, k, T): the regimes of docs/accuracy.md, for top-k teachers."""
-    rng = np.random.default_rng(9)
-    for eps in (1.0, 1e-3, 1e-6, 1e-9, 1e-12):  # random, then student ≈ teacher down to KL ~ 1e-25
-        z = rng.normal(size=(3, 10)) * 3
-        yield f"eps={eps:g}", z, z + eps * rng.normal(size=z.shape), 4, 1.0
-    for T in (1e-3, 0.1, 1e3, 1e9):
-        z = rng.normal(size=(3, 8)) * 3
-        yield f"T={T:g}", z, rng.normal(size=z.shape) * 3, 3, T
-        yield f"T={T:g} near-equal", z, z + 1e-9 * rng.normal(size=z.shape), 3, T
-    z = rng.normal(size=(3, 6)) * 1e300
-    yield "huge logits", z, rng.normal(size=z.shape) * 1e300, 2, 1.0
-    z = rng.normal(size=(2, 7)) * 3
-    z[:, [1, 5]] = -np.inf  # masked student vocabulary entries
-    v = z + 1e-3 * rng.normal(size=z.shape)  # class 1 masked in both; class 5 only by the student, ...
-    v[:, 5] = -30.0  # ... where the teacher has a little mass, outside its top 3
-    yield "masked", z, v, 3, 1.0
-    v = v.copy()
-    v[:, 5] = -np.inf
-    yield "masked k=6", z, v, 6, 1.0  # the top 6 include a class masked in both: a stored value of -inf
-    z = rng.normal(size=(3, 9)) * 2
-    yield "k=1", z, rng.normal(size=z.shape) * 2, 1, 1.0
-    yield "k=V", z, rng.normal(size=z.shape) * 2, 9, 1.0
-    yield "k=V-1", z, z + 1e-7 * rng.normal(size=z.shape), 8, 1.0
-
-
-REGIMES = list(_regimes())
-
-
 class TestOracle:
-    @pytest.mark.parametrize("loss", sorted(LOSSES))
-    @pytest.mark.parametrize("convention", CONVENTIONS)
-    @pytest.mark.parametrize("case", REGIMES, ids=[case[0] for case in REGIMES])
-    def test_value_and_derivatives_within_the_contract(self, case, convention, loss):
-        label, z, v, k, T = case
-        if convention == "tail":
-            T = 1.0  # the tail is defined at T = 1 only (tested below)
-        value, grad, ce = LOSSES[loss]
-        values, indices = teacher_of(v, k, convention)
-        kind = values_kind(convention)
+    """Every convention, value, derivative, fused call, masked call and Hessian against tests/topk_oracle.py in
+    the regimes of tests/topk_cases.py (docs/accuracy.md prints the worst error per regime)."""
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize(
+        "case", topk_cases.CASES, ids=[f"{c.regime}: {c.label}" for c in topk_cases.CASES]
+    )
+    def test_every_quantity_within_the_contract(self, case):
         with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            ours = {None: value(z, values, indices, T, "none", convention=convention, values=kind)}
-            wrts = ["student", "teacher"] + (
-                [] if convention == "tail" and k < z.shape[-1] else ["temperature"]
-            )
-            for wrt in wrts:
-                ours[wrt] = grad(z, values, indices, T, "none", wrt, convention=convention, values=kind)
-        if label == "huge logits":
-            wrts = [w for w in wrts if w != "temperature"]  # mpmath.diff in T at |z/T| ~ 1e300: out of reach
-        infinite = np.isinf(ours[None])
-        for wrt in [None, *wrts]:
-            expected = topk_oracle.topk_loss(z, values, indices, T, convention, ce, wrt)
-            actual = ours[wrt]
-            # Derivatives of +inf, and w.r.t. log-probabilities whose tail is empty (one-sided, infinite),
-            # are NaN by definition: TestDerivatives checks them.
-            undefined = infinite
-            if wrt == "teacher" and convention == "tail":  # values are log-probabilities here
-                undefined = undefined | (np.exp(values).sum(-1) >= 1 - mass_tolerance(values.dtype, k))
-            if wrt is not None and undefined.any():
-                expected, actual = expected[~undefined], actual[~undefined]
-            error = relative_error(actual, expected)
-            assert error <= ORACLE_RTOL[F64], f"{label} {convention} {loss} wrt={wrt}: {error:.2e}"
+            warnings.simplefilter("error")  # no RuntimeWarning on finite input
+            errors = {quantity: topk_cases.compare(case, quantity) for quantity in topk_cases.QUANTITIES}
+        # (NaN: a quantity that does not apply to the case, e.g. the tail convention at T ≠ 1)
+        worst = {q: f"{e:.2e}" for q, e in errors.items() if not (e <= ORACLE_RTOL[F64] or np.isnan(e))}
+        assert not worst, f"{case.regime} {case.label}: {worst}"
+
+    def test_every_quantity_applies_somewhere_and_every_regime_has_cases(self):
+        for quantity in topk_cases.QUANTITIES:
+            assert any(topk_cases.applies(case, quantity) for case in topk_cases.CASES), quantity
+        expected = {"random", "near-equal", "temperature", "huge logits", "masked", "k = 1", "k = V"}
+        assert expected | {"tail nearly empty", "tail nearly everything"} == set(topk_cases.REGIMES)
+
+    @pytest.mark.parametrize("convention", CONVENTIONS)
+    def test_the_closed_form_hessians_of_the_oracle_are_its_second_derivatives(self, convention, rng):
+        # The oracle's Hessians (docs/math.md §20 at working precision) against nested mpmath.diff of its
+        # definitions, on a few small rows: a masked class, a near-empty tail, an ordinary one.
+        z, v = rng.normal(size=(3, 6)) * 2, rng.normal(size=(3, 6))
+        z[0, 5] = v[0, 5] = -np.inf
+        v[1, 3:] = -25.0
+        values, indices = teacher_of(v, 3, convention)
+        T = 1.0 if convention == "tail" else 0.7
+        closed = topk_oracle.topk_loss(z, values, indices, T, convention, wrt="hessian")
+        by_diff = topk_oracle.topk_loss(z, values, indices, T, convention, wrt="hessian by diff")
+        # both are correctly rounded from 30-digit agreement: equal, or one rounding apart
+        assert relative_error(closed, by_diff) <= 1e-15
 
     def test_the_tail_needs_double_double_where_the_student_is_close(self, monkeypatch):
         # The regime the double-double recomputation is for: without it, the float64 tail log-masses
@@ -367,6 +339,41 @@ class TestDerivatives:
             )
             np.testing.assert_allclose(ours, teacher_grad, rtol=1e-7, atol=1e-13)
 
+    @given(inputs=topk_inputs(), T=TEMPERATURE)
+    def test_soft_cross_entropy_teacher_and_temperature_closed_forms(self, inputs, T):
+        # W.r.t. the stored values the entropy adds −q̂ ⊙ (log q̂ + H(q̂))/T; w.r.t. T every renormalised loss
+        # (a function of z/T and v/T only) obeys Euler's identity ∂L/∂T = −(⟨∂L/∂z, z⟩ + ⟨∂L/∂v, v⟩)/T.
+        student, teacher, k = inputs
+        values, indices = topk_teacher(teacher, k)
+        q_hat = probs(values, T)
+        entropy = scipy.special.entr(q_hat).sum(-1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            log_q = np.where(q_hat > 0, np.log(q_hat), 0)
+        for convention in ("renormalized", "dense_student"):
+            options = {"convention": convention}
+            kl = topk_kl_divergence_grad(student, values, indices, T, "none", "teacher", **options)
+            ce = topk_soft_cross_entropy_grad(student, values, indices, T, "none", "teacher", **options)
+            np.testing.assert_allclose(ce, kl - q_hat * (log_q + entropy) / T, rtol=1e-7, atol=1e-12)
+            for grad in (topk_kl_divergence_grad, topk_soft_cross_entropy_grad):
+                g_z = grad(student, values, indices, T, "none", "student", **options)
+                g_v = grad(student, values, indices, T, "none", "teacher", **options)
+                euler = -((g_z * student).sum(-1) + (g_v * values).sum(-1)) / T
+                g_t = grad(student, values, indices, T, "none", "temperature", **options)
+                scale = ((np.abs(g_z * student)).sum(-1) + (np.abs(g_v * values)).sum(-1)) / T
+                np.testing.assert_allclose(g_t, euler, rtol=0, atol=1e-12 * max(1.0, scale.max()))
+
+    @given(inputs=topk_inputs(tail=True))
+    def test_tail_soft_cross_entropy_teacher_closed_form(self, inputs):
+        student, teacher, k = inputs
+        values, indices = topk_teacher(teacher, k, values="log_probs")
+        q_k = np.exp(values)
+        q_t = 1 - q_k.sum(-1, keepdims=True)
+        assume((q_t > 1e-6).all())
+        options = {"convention": "tail", "values": "log_probs"}
+        kl = topk_kl_divergence_grad(student, values, indices, 1.0, "none", "teacher", **options)
+        ce = topk_soft_cross_entropy_grad(student, values, indices, 1.0, "none", "teacher", **options)
+        np.testing.assert_allclose(ce, kl - q_k * (values - np.log(q_t)), rtol=1e-7, atol=1e-12)
+
     @given(inputs=topk_inputs(tail=True))
     def test_tail_closed_forms(self, inputs):
         student, teacher, k = inputs
@@ -427,6 +434,131 @@ class TestDerivatives:
                 student = topk_kl_divergence_grad(z, values, indices, **options)
                 teacher = topk_kl_divergence_grad(z, values, indices, wrt="teacher", **options)
             assert np.isfinite(student).all() and np.isnan(teacher).all()
+
+
+class TestHessian:
+    """topk_kl_divergence_hessian: finite differences of the gradient, the closed forms of docs/math.md §20,
+    structure; the oracle in TestOracle, PyTorch autograd in TestTorch."""
+
+    @pytest.mark.parametrize("convention", CONVENTIONS)
+    @settings(max_examples=30)
+    @given(data=st.data())
+    def test_finite_differences_of_the_gradient(self, convention, data):
+        student, teacher, k = data.draw(inputs_for(convention, max_classes=8))
+        values, indices = teacher_of(teacher, k, convention)
+        options = {"convention": convention, "values": values_kind(convention)}
+        T = 1.0 if convention == "tail" else 1.5
+        hessian = kdcore.topk_kl_divergence_hessian(student, values, indices, T, **options)
+        report = gradcheck.check_hessian(
+            lambda z: topk_kl_divergence_grad(z, values, indices, T, "sum", **options),
+            lambda z: kdcore.topk_kl_divergence_hessian(z, values, indices, T, **options),
+            student,
+            rtol=FD_RTOL[F64],
+        )
+        assert report.passed, report
+        np.testing.assert_array_equal(hessian, np.swapaxes(hessian, -1, -2))
+        np.testing.assert_allclose(hessian.sum(-1), 0, atol=1e-15)  # entries ≤ 1/4: a few ulps
+
+    @given(inputs=topk_inputs(tail=True), T=TEMPERATURE)
+    def test_closed_forms(self, inputs, T):
+        student, teacher, k = inputs
+
+        def jacobian(s):
+            return s[..., :, None] * (np.eye(s.shape[-1]) - s[..., None, :])
+
+        # renormalized: J(p̂)/T² on K × K, 0 elsewhere; dense_student: J(p)/T²
+        values, indices = topk_teacher(teacher, k)
+        p_hat = np.zeros_like(student)
+        np.put_along_axis(p_hat, indices, probs(np.take_along_axis(student, indices, -1), T), -1)
+        ours = kdcore.topk_kl_divergence_hessian(student, values, indices, T, convention="renormalized")
+        np.testing.assert_allclose(ours, jacobian(p_hat) / T**2, rtol=1e-12, atol=1e-15 / T**2)
+        ours = kdcore.topk_kl_divergence_hessian(student, values, indices, T, convention="dense_student")
+        np.testing.assert_allclose(ours, jacobian(probs(student, T)) / T**2, rtol=1e-12, atol=1e-15 / T**2)
+        # tail (T = 1): J(p) − q_t J(p̄), p̄ the student's distribution within the unstored classes
+        log_probs, indices = topk_teacher(teacher, k, values="log_probs")
+        p = probs(student)
+        outside = np.ones_like(p, dtype=bool)
+        np.put_along_axis(outside, indices, False, -1)
+        p_bar = np.where(outside, p, 0)
+        p_bar /= p_bar.sum(-1, keepdims=True)
+        q_t = 1 - np.exp(log_probs).sum(-1)[..., None, None]
+        ours = kdcore.topk_kl_divergence_hessian(
+            student, log_probs, indices, convention="tail", values="log_probs"
+        )
+        np.testing.assert_allclose(ours, jacobian(p) - q_t * jacobian(p_bar), rtol=1e-9, atol=1e-13)
+
+    def test_same_for_the_soft_cross_entropy_and_k_equal_to_V_is_the_dense_hessian(self, rng):
+        z, v = rng.normal(size=(3, 6)), rng.normal(size=(3, 6)) * 2
+        for convention in CONVENTIONS:
+            values, indices = teacher_of(v, 6, convention)
+            options = {"convention": convention, "values": values_kind(convention)}
+            np.testing.assert_allclose(
+                kdcore.topk_kl_divergence_hessian(z, values, indices, **options),
+                kdcore.kl_divergence_hessian(z, v),
+                rtol=1e-13,
+                atol=1e-17,
+            )
+            values, indices = teacher_of(v, 2, convention)
+            report = gradcheck.check_hessian(
+                lambda x, values=values, indices=indices, options=options: topk_soft_cross_entropy_grad(
+                    x, values, indices, 1.0, "sum", **options
+                ),
+                lambda x, values=values, indices=indices, options=options: kdcore.topk_kl_divergence_hessian(
+                    x, values, indices, **options
+                ),
+                z,
+                rtol=FD_RTOL[F64],
+            )
+            assert report.passed, report
+
+    def test_tail_hessian_where_the_tail_holds_nearly_everything(self):
+        # Stored classes of mass ~1e-9 on both sides: the Hessian's entries are ~1e-9, and the direct form
+        # J(p) − q_t J(p̄) would leave them as differences of numbers near 1/V² (rounding ~1e-17: 1e-8
+        # relative); the evaluated form keeps them to the contract (TestOracle measures it).
+        rng = np.random.default_rng(5)
+        v = rng.normal(size=(2, 8))
+        v[:, :2] -= 21.0
+        z = v + 1e-9 * rng.normal(size=v.shape)
+        values, indices = np.log(probs(v))[:, :2], np.tile([0, 1], (2, 1))
+        options = {"convention": "tail", "values": "log_probs"}
+        ours = kdcore.topk_kl_divergence_hessian(z, values, indices, **options)
+        expected = topk_oracle.topk_loss(z, values, indices, 1.0, "tail", wrt="hessian")
+        assert np.abs(expected).max() < 1e-7
+        assert relative_error(ours, expected) <= ORACLE_RTOL[F64]
+
+    def test_tail_hessian_where_one_unstored_class_holds_nearly_all_the_tail(self):
+        # Regression: p̄ formed as exp(z − λ), λ = log Σ_{j∉K} e^{z_j} ≈ 25.6, left 1 − p̄_j ≈ 5.6e-9 of the
+        # dominant unstored class with an error of eps·|λ|: 3e-7 relative in the Hessian (found by
+        # test_finite_differences_of_the_gradient's row sums). p̄ is now a log-softmax over the unstored classes.
+        z = np.array([[0.0, 25.61499967, 6.6619008, 0.0, 0.0, 0.0]])
+        values, indices = topk_teacher(np.array([[0.0, 0.0, 0.0, 0.0, 3.8, 0.0]]), 1, values="log_probs")
+        ours = kdcore.topk_kl_divergence_hessian(z, values, indices, convention="tail", values="log_probs")
+        expected = topk_oracle.topk_loss(z, values, indices, 1.0, "tail", wrt="hessian")
+        assert relative_error(ours, expected) <= ORACLE_RTOL[F64]
+        np.testing.assert_allclose(ours.sum(-1), 0, atol=1e-22)  # entries ~5e-9
+
+    def test_mask_dtype_and_shape(self, rng):
+        z, v = rng.normal(size=(2, 3, 5)), rng.normal(size=(2, 3, 5))
+        mask = np.array([[True, False, True], [False, True, True]])
+        for convention in CONVENTIONS:
+            values, indices = teacher_of(v, 2, convention)
+            options = {"convention": convention, "values": values_kind(convention)}
+            padded_z = np.where(mask[..., None], z, np.nan)
+            hessian = kdcore.topk_kl_divergence_hessian(padded_z, values, indices, mask=mask, **options)
+            assert hessian.shape == (2, 3, 5, 5) and (hessian[~mask] == 0).all()
+            alone = kdcore.topk_kl_divergence_hessian(z[mask], values[mask], indices[mask], **options)
+            np.testing.assert_array_equal(hessian[mask], alone)
+            single = kdcore.topk_kl_divergence_hessian(
+                z.astype(np.float32), values.astype(np.float32), indices, **options
+            )
+            assert single.dtype == np.float32
+            assert relative_error(
+                single, kdcore.topk_kl_divergence_hessian(z, values, indices, **options)
+            ) < (FLOAT32_VS_FLOAT64_RTOL)
+        empty = kdcore.topk_kl_divergence_hessian(
+            np.zeros((0, 4)), np.zeros((0, 2)), np.zeros((0, 2), int), convention="renormalized"
+        )
+        assert empty.shape == (0, 4, 4)
 
 
 # ------------------------------------------------------------------------------------------------ token level
@@ -632,6 +764,49 @@ class TestTorch:
             return F.kl_div(student, teacher, reduction="sum", log_target=True) / z.shape[0]
 
         return loss
+
+    @pytest.mark.parametrize("convention", CONVENTIONS)
+    def test_hessian(self, convention, rng):
+        torch = pytest.importorskip("torch")
+        z, v = rng.normal(size=(1, 9)) * 2, rng.normal(size=(1, 9)) * 2
+        values, indices = teacher_of(v, 4, convention)
+        T = 1.0 if convention == "tail" else 0.8
+        loss = self.torch_loss(convention, torch)
+        vt, it, tt = torch.tensor(values), torch.tensor(indices), torch.tensor(T, dtype=torch.float64)
+        expected = torch.autograd.functional.hessian(lambda x: loss(x, vt, it, tt), torch.tensor(z))
+        ours = kdcore.topk_kl_divergence_hessian(
+            z, values, indices, T, convention=convention, values=values_kind(convention)
+        )
+        np.testing.assert_allclose(ours[0], expected.numpy()[0, :, 0, :], rtol=1e-10, atol=1e-15)
+
+    @pytest.mark.parametrize("convention", CONVENTIONS)
+    def test_soft_cross_entropy_autograd(self, convention, rng):
+        # −Σ_b q_b log p_b over the convention's buckets, written in PyTorch from the KL's distributions
+        torch = pytest.importorskip("torch")
+        z, v = rng.normal(size=(3, 10)) * 2, rng.normal(size=(3, 10)) * 2
+        values, indices = teacher_of(v, 4, convention)
+        T = 1.0 if convention == "tail" else 1.7
+        zt = torch.tensor(z, requires_grad=True)
+        vt = torch.tensor(values, requires_grad=True)
+        tt = torch.tensor(T, dtype=torch.float64, requires_grad=True)
+        kl = self.torch_loss(convention, torch)(zt, vt, torch.tensor(indices), tt)
+        if convention == "tail":
+            rest = torch.log(-torch.expm1(torch.logsumexp(vt, -1, keepdim=True)))
+            log_q = torch.cat([vt, rest], -1)
+        else:
+            log_q = torch.nn.functional.log_softmax(vt / tt, -1)
+        entropy = -(log_q.exp() * log_q).sum() / z.shape[0]
+        loss = kl + entropy
+        grads = torch.autograd.grad(loss, (zt, vt, tt))
+        options = {"convention": convention, "values": values_kind(convention)}
+        assert float(topk_soft_cross_entropy(z, values, indices, T, **options)) == pytest.approx(
+            loss.item(), rel=1e-12
+        )
+        for wrt, expected in zip(("student", "teacher", "temperature"), grads, strict=True):
+            if convention == "tail" and wrt == "temperature":
+                continue
+            ours = topk_soft_cross_entropy_grad(z, values, indices, T, "mean", wrt, **options)
+            np.testing.assert_allclose(ours, expected.numpy(), rtol=1e-10, atol=1e-15)
 
     @pytest.mark.parametrize("convention", CONVENTIONS)
     def test_autograd(self, convention, rng):

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 import oracle
 import pytest
+import topk_oracle
 from tolerances import ORACLE_RTOL
 
 import kdcore
@@ -54,6 +55,7 @@ BEYOND = {
     "decoupled_kd_loss",
     "standardize_logits",
 }
+TOPK = {"topk_kl_divergence", "topk_soft_cross_entropy"}
 WEIGHT = {
     "jensen_shannon_divergence": "beta",
     "skew_kl_divergence": "skew",
@@ -66,13 +68,17 @@ def inputs_of(case):
     dtype = np.dtype(case.get("dtype", "float64"))
     decoded = {}
     for name, value in case["inputs"].items():
-        if name == "labels":
+        if name in ("labels", "teacher_indices"):
             decoded[name] = np.array(value)
         elif name == "T":
             decoded[name] = decode(value)
         else:
             decoded[name] = decode(value).astype(dtype)
     return decoded
+
+
+GRAD_KEY = {"student": "grad_student", "teacher": "grad_teacher", "temperature": "grad_T"}
+NOT_ENCODED = ("labels", "teacher_indices")  # plain lists of integers
 
 
 def recompute(function, inputs, params):
@@ -83,6 +89,15 @@ def recompute(function, inputs, params):
         return {
             "value": kdcore.standardize_logits(z, **options),
             "vjp": kdcore.standardize_logits_vjp(z, inputs["cotangent"], **options),
+        }
+    if function in TOPK:
+        arguments = (z, inputs["teacher_values"], inputs["teacher_indices"], inputs["T"], params["reduction"])
+        options = {"convention": params["convention"], "values": params["values"]}
+        grad = getattr(kdcore, f"{function}_grad")
+        wrts = ("student", "teacher") + (() if params["convention"] == "tail" else ("temperature",))
+        return {
+            "value": getattr(kdcore, function)(*arguments, **options),
+            **{GRAD_KEY[wrt]: grad(*arguments, wrt, **options) for wrt in wrts},
         }
     v, T, reduction = inputs["teacher_logits"], inputs["T"], params["reduction"]
     if function == "decoupled_kd_loss":
@@ -118,22 +133,40 @@ class TestSchema:
         )
 
     def test_every_function_regime_and_reduction(self, vectors):
-        assert {case["function"] for case in vectors["cases"]} == HINTON | BEYOND
-        for function in HINTON | BEYOND - {"standardize_logits"}:  # (standardisation has no reduction)
+        assert {case["function"] for case in vectors["cases"]} == HINTON | BEYOND | TOPK
+        for function in (HINTON | BEYOND | TOPK) - {
+            "standardize_logits"
+        }:  # (standardisation has no reduction)
             reductions = {c["params"]["reduction"] for c in vectors["cases"] if c["function"] == function}
             assert reductions == {"none", "mean", "sum"}, function
         regimes = {case["regime"] for case in vectors["cases"]}
         assert {"ordinary", "near-equal", "high-T", "low-T", "extreme", "masked"} <= regimes
 
+    def test_topk_conventions_regimes_and_values(self, vectors):
+        for function in TOPK:
+            cases = [c for c in vectors["cases"] if c["function"] == function]
+            for convention in ("renormalized", "dense_student", "tail"):
+                ours = [c for c in cases if c["params"]["convention"] == convention]
+                assert {"ordinary", "near-equal", "masked"} <= {c["regime"] for c in ours}, (
+                    function,
+                    convention,
+                )
+                assert all(("grad_T" in c["expected"]) == (convention != "tail") for c in ours)
+            assert {c["params"]["values"] for c in cases} == {"logits", "log_probs"}
+            assert {c["params"]["k"] for c in cases} >= {1, 5}  # k = 1 and k = V (5 classes)
+
     def test_new_losses_in_both_dtypes(self, vectors):
-        for function in BEYOND:
+        for function in BEYOND | {"topk_kl_divergence"}:
             dtypes = {c["dtype"] for c in vectors["cases"] if c["function"] == function}
             assert dtypes == {"float64", "float32"}, function
         assert {c["dtype"] for c in vectors["cases"] if c["function"] in HINTON} == {"float64"}
 
     @pytest.mark.parametrize("case", [c for c in CASES if c["dtype"] == "float32"], ids=lambda c: c["id"])
     def test_float32_cases_hold_float32_numbers(self, case):
-        numbers = [*(v for k, v in case["inputs"].items() if k != "labels"), *case["expected"].values()]
+        numbers = [
+            *(v for k, v in case["inputs"].items() if k not in NOT_ENCODED),
+            *case["expected"].values(),
+        ]
         for number in numbers:
             values = np.atleast_1d(decode(number))
             finite = np.isfinite(values)
@@ -147,7 +180,10 @@ class TestSchema:
 
     @pytest.mark.parametrize("case", CASES, ids=lambda c: c["id"])
     def test_hex_and_decimal_agree_and_shapes_fit(self, case):
-        numbers = [*(v for k, v in case["inputs"].items() if k != "labels"), *case["expected"].values()]
+        numbers = [
+            *(v for k, v in case["inputs"].items() if k not in NOT_ENCODED),
+            *case["expected"].values(),
+        ]
         for number in numbers:
             assert len(number["hex"]) == len(number["dec"]) == math.prod(number["shape"])
             for hex_text, dec_text in zip(number["hex"], number["dec"], strict=True):
@@ -163,6 +199,14 @@ class TestSchema:
         loss_shape = [batch] if case["params"]["reduction"] == "none" else []
         assert case["expected"]["value"]["shape"] == loss_shape
         assert case["expected"]["grad_student"]["shape"] == [batch, n_classes]
+        if case["function"] in TOPK:
+            k = case["params"]["k"]
+            assert (
+                case["inputs"]["teacher_values"]["shape"]
+                == case["expected"]["grad_teacher"]["shape"]
+                == [batch, k]
+            )
+            assert np.array(case["inputs"]["teacher_indices"]).shape == (batch, k)
         if "grad_T" in case["expected"]:
             assert case["expected"]["grad_T"]["shape"] == loss_shape
 
@@ -203,7 +247,7 @@ class TestWriteVectors:
     def test_kdcore_reproduces_every_case_bit_for_bit(self, case):
         # The file is a snapshot of kdcore: recomputing from the decoded inputs gives the same bits.
         inputs, params = inputs_of(case), case["params"]
-        if case["function"] in BEYOND:
+        if case["function"] in BEYOND | TOPK:
             got = recompute(case["function"], inputs, params)
             assert set(got) == set(case["expected"])
             for key, value in got.items():
@@ -327,6 +371,34 @@ def test_new_losses_against_the_oracle(case):
         per_sample = in_dtype(oracle_temperature_derivative(case["function"], inputs, params), case["dtype"])
         scale = max(1.0, inputs["T"]) if case["function"] == "decoupled_kd_loss" else 1.0
         assert_close(got["grad_T"], per_sample, reduction, 0, f"{case['id']} grad_T", rtol * scale)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c["function"] in TOPK], ids=lambda c: c["id"])
+def test_topk_losses_against_the_oracle(case):
+    # tests/topk_oracle.py: each convention's definition at 50+ digits, derivatives by mpmath.diff; float64
+    # to the contract, float32 to float32's (against the exact result rounded to float32).
+    inputs, params, expected = inputs_of(case), case["params"], case["expected"]
+    rtol = ORACLE_RTOL[np.dtype(case["dtype"])]
+    z, values = inputs["student_logits"].astype(np.float64), inputs["teacher_values"].astype(np.float64)
+    indices, T = inputs["teacher_indices"], inputs["T"]
+    ce = case["function"] == "topk_soft_cross_entropy"
+    for key, wrt, ndim in (
+        ("value", None, 0),
+        ("grad_student", "student", 1),
+        ("grad_teacher", "teacher", 1),
+        ("grad_T", "temperature", 0),
+    ):
+        if key not in expected:
+            continue
+        exact = topk_oracle.topk_loss(z, values, indices, T, params["convention"], ce, wrt)
+        assert_close(
+            decode(expected[key]),
+            in_dtype(exact, case["dtype"]),
+            params["reduction"],
+            ndim,
+            f"{case['id']} {key}",
+            rtol,
+        )
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c["function"] in HINTON], ids=lambda c: c["id"])
