@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._chunks import get_num_threads, run_chunks
-from ._fast import near_equal_rows
+from ._fast import near_equal_rows, row_einsum
 from ._mixture import mixture_rows
 from ._mixture_certificate import CERTIFIED_RTOL, mixture_bounds, refined_grad_bound, reverse_kl_grad_bound
 
@@ -73,8 +73,9 @@ REFINE_SCRATCH = 14
 
 
 def _dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Row-wise Σ x·y as (rows, 1) float64, for sizes and the centre only (whose accuracy does not matter)."""
-    return np.einsum("ij,ij->i", x, y)[:, None].astype(np.float64)
+    """Row-wise Σ x·y as (rows, 1) float64, for sizes and the centre only (whose accuracy does not matter);
+    ``row_einsum`` so that a row alone in its chunk gets the same bits as in a batch."""
+    return row_einsum("ij,ij->i", x, y)[:, None].astype(np.float64)
 
 
 def _accurate_sum(x: np.ndarray) -> np.ndarray:
