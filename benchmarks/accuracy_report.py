@@ -1,14 +1,14 @@
 """Print kdcore's worst relative error against the mpmath oracle, per accuracy regime and quantity.
 
-    .venv/bin/python benchmarks/accuracy_report.py [--json FILE] [--family | --topk [--write]]
+    .venv/bin/python benchmarks/accuracy_report.py [--json FILE] [--family | --topk] [--write]
 
 The regimes and the error measure are those of tests/test_accuracy.py (tests/accuracy_cases.py): the test
 asserts the 1e-12 bound, this script shows how far below it each regime stays. ``--family`` reports the
 divergences of docs/divergences.md instead (reverse KL, skew KL, JSD, DKD, logit standardisation;
 tests/family_cases.py, asserted by tests/test_family_accuracy.py). ``--topk`` reports the top-k teacher
 losses, every convention, value, derivative and Hessian, in their own regimes (tests/topk_cases.py, asserted
-by tests/test_topk.py::TestOracle); with ``--write`` its table replaces the generated block of
-docs/accuracy.md ("Top-k teachers"), between the markers TOPK_BEGIN and TOPK_END.
+by tests/test_topk.py::TestOracle). With ``--write`` the table replaces its generated block of
+docs/accuracy.md, between the markers CORE_BEGIN/CORE_END, FAMILY_BEGIN/FAMILY_END or TOPK_BEGIN/TOPK_END.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ from kdcore._fast import soft_rows
 ACCURACY_PAGE = Path(__file__).resolve().parents[1] / "docs" / "accuracy.md"
 TOPK_BEGIN = "<!-- top-k table: written by benchmarks/accuracy_report.py --topk --write; do not edit -->"
 TOPK_END = "<!-- end of the top-k table -->"
+CORE_BEGIN = "<!-- core table: written by benchmarks/accuracy_report.py --write; do not edit -->"
+CORE_END = "<!-- end of the core table -->"
+FAMILY_BEGIN = "<!-- family table: written by benchmarks/accuracy_report.py --family --write; do not edit -->"
+FAMILY_END = "<!-- end of the family table -->"
 
 
 def main() -> int:
@@ -39,12 +43,8 @@ def main() -> int:
     choice = parser.add_mutually_exclusive_group()
     choice.add_argument("--family", action="store_true", help="the divergences of docs/divergences.md")
     choice.add_argument("--topk", action="store_true", help="the top-k teacher losses (kdcore.topk)")
-    parser.add_argument(
-        "--write", action="store_true", help="with --topk: write the table into docs/accuracy.md"
-    )
+    parser.add_argument("--write", action="store_true", help="write the table into docs/accuracy.md")
     args = parser.parse_args()
-    if args.write and not args.topk:
-        parser.error("--write goes with --topk (the other two tables are pasted by hand)")
     if args.topk:
         return topk_report(args)
     quantities, compare = QUANTITIES, compare_core
@@ -69,18 +69,25 @@ def main() -> int:
             if not np.isnan(error):
                 worst[case.regime][quantity] = max(worst[case.regime][quantity], error)
     regimes = list(worst)
-    print("| quantity | " + " | ".join(f"{r} ({counts[r]})" for r in regimes) + " |")
-    print("|---|" + "---|" * len(regimes))
+    lines = [table_header(regimes, counts)]
     for quantity in quantities:
-        print(f"| `{quantity}` | " + " | ".join(f"{worst[r][quantity]:.1e}" for r in regimes) + " |")
-    print(
+        lines.append(f"| `{quantity}` | " + " | ".join(f"{worst[r][quantity]:.1e}" for r in regimes) + " |")
+    lines.append(
         "\nrows the fast kernel certified (the rest took the careful algorithm): "
         + ", ".join(f"{r} {certified[r][0]}/{certified[r][1]}" for r in regimes)
     )
     overall = max(max(row.values()) for row in worst.values())
-    print(f"\nworst over everything: {overall:.2e} (contract: 1e-12); {time.perf_counter() - start:.0f} s")
+    lines.append(
+        f"\nworst over everything: {overall:.2e} (contract: 1e-12); {time.perf_counter() - start:.0f} s"
+    )
+    text = "\n".join(lines)
+    print(text)
     if args.json:
         Path(args.json).write_text(json.dumps({r: dict(v) for r, v in worst.items()}, indent=2) + "\n")
+    if args.write:
+        begin, end = (FAMILY_BEGIN, FAMILY_END) if args.family else (CORE_BEGIN, CORE_END)
+        write_block(ACCURACY_PAGE, text, begin, end)
+        print(f"\nwritten into {ACCURACY_PAGE}")
     return 0
 
 
@@ -112,7 +119,7 @@ def topk_report(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(worst, indent=2) + "\n")
     if args.write:
-        write_block(ACCURACY_PAGE, text)
+        write_block(ACCURACY_PAGE, text, TOPK_BEGIN, TOPK_END)
         print(f"\nwritten into {ACCURACY_PAGE}")
     return 0
 
@@ -126,15 +133,15 @@ def table_header(regimes: list[str], counts: dict[str, int]) -> str:
     )
 
 
-def write_block(page: Path, text: str) -> None:
-    """Replace what lies between TOPK_BEGIN and TOPK_END in ``page`` by ``text``, atomically."""
+def write_block(page: Path, text: str, begin: str, end: str) -> None:
+    """Replace what lies between the markers ``begin`` and ``end`` in ``page`` by ``text``, atomically."""
     content = page.read_text(encoding="utf-8")
-    if content.count(TOPK_BEGIN) != 1 or content.count(TOPK_END) != 1:
-        raise SystemExit(f"error: {page} must hold the markers {TOPK_BEGIN!r} and {TOPK_END!r} once each")
-    head, rest = content.split(TOPK_BEGIN)
-    _, tail = rest.split(TOPK_END)
+    if content.count(begin) != 1 or content.count(end) != 1:
+        raise SystemExit(f"error: {page} must hold the markers {begin!r} and {end!r} once each")
+    head, rest = content.split(begin)
+    _, tail = rest.split(end)
     temporary = page.with_name(page.name + ".tmp")
-    temporary.write_text(f"{head}{TOPK_BEGIN}\n{text}\n{TOPK_END}{tail}", encoding="utf-8")
+    temporary.write_text(f"{head}{begin}\n{text}\n{end}{tail}", encoding="utf-8")
     temporary.replace(page)
 
 

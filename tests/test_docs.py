@@ -644,8 +644,8 @@ class TestDocs:
 class TestNumbersQuoted:
     """A number one page quotes from another is read from that page, not typed twice."""
 
-    # docs/accuracy.md has two tables, each pasted from benchmarks/accuracy_report.py's output (the core
-    # losses; the divergences of modern distillation, ``--family``), each output ending with this line.
+    # docs/accuracy.md has three tables, each written by benchmarks/accuracy_report.py --write (the core
+    # losses; the divergences of modern distillation, ``--family``; top-k, ``--topk``), each ending with this line.
     FAMILY = "## The divergences of modern distillation"
     TOPK = "## Top-k teachers"  # the third table, written by accuracy_report.py --topk --write
 
