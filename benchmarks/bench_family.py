@@ -168,22 +168,6 @@ def check(name: str, out, reference: tuple[float, np.ndarray], dtype: str) -> No
         raise AssertionError(f"{name}: loss {value!r} or gradient disagrees with kdcore's float64 result")
 
 
-class TorchThreads:
-    """PyTorch's intra-op thread count for one block (None: leave it), set outside the timed call."""
-
-    def __init__(self, torch, threads: int | None) -> None:
-        self.torch, self.threads, self.saved = torch, threads, None
-
-    def __enter__(self):
-        if self.threads is not None:
-            self.saved = self.torch.get_num_threads()
-            self.torch.set_num_threads(self.threads)
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            self.torch.set_num_threads(self.saved)
-
-
 def best_times(runs: dict[str, Callable], contexts: dict, reps: int, seed: int) -> tuple[dict, dict]:
     """Per implementation the smallest CPU time and the smallest wall time of ``reps`` calls, interleaved in
     a shuffled order."""
@@ -244,11 +228,14 @@ def run_case(loss: str, shape: tuple[int, int], dtype: str, reps: int, torch, se
     reference_out = prepare_fast(loss, z64, v64)()
     reference = (float(reference_out[0]), reference_out[1])
     runs = {"fast": prepare_fast(loss, z, v), "careful": prepare_careful(loss, z, v)}
-    contexts = {"fast": TorchThreads(torch, None), "careful": TorchThreads(torch, None)}
+    contexts = {"fast": machine.TorchThreads(torch, None), "careful": machine.TorchThreads(torch, None)}
     if torch is not None:
         runs["torch"] = prepare_torch(torch, loss, z, v)
         runs["torch-1t"] = prepare_torch(torch, loss, z, v)
-        contexts["torch"], contexts["torch-1t"] = TorchThreads(torch, None), TorchThreads(torch, 1)
+        contexts["torch"], contexts["torch-1t"] = (
+            machine.TorchThreads(torch, None),
+            machine.TorchThreads(torch, 1),
+        )
     for name, run in runs.items():
         with contexts[name]:
             check(name, run(), reference, dtype)

@@ -283,22 +283,6 @@ def jax_impls(jax) -> dict:
 # --- Measurement
 
 
-class TorchThreads:
-    """Run a callable with a given number of PyTorch intra-op threads (None: leave as is)."""
-
-    def __init__(self, torch, threads: int | None) -> None:
-        self.torch, self.threads, self.saved = torch, threads, None
-
-    def __enter__(self):
-        if self.threads is not None:
-            self.saved = self.torch.get_num_threads()
-            self.torch.set_num_threads(self.threads)
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            self.torch.set_num_threads(self.saved)
-
-
 def time_interleaved(runs: dict[str, Callable], contexts: dict, reps: int, warmup: int, seed: int) -> dict:
     """Per implementation, ``reps`` wall times in seconds, measured interleaved in a shuffled order."""
     rng = np.random.default_rng(seed)
@@ -635,7 +619,9 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 run, check = preparers[name](z, v)
                 runs[name], checks[name] = run, check
-                contexts[name] = TorchThreads(torch, getattr(run, "threads", None)) if torch else _Null()
+                contexts[name] = (
+                    machine.TorchThreads(torch, getattr(run, "threads", None)) if torch else _Null()
+                )
 
             # Correctness first: every implementation against kdcore's float64 result.
             ref_loss = float(kdcore.kl_divergence(z.astype(np.float64), v.astype(np.float64), T)) * T * T
@@ -721,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "exp-floor":
                     continue
                 run, _ = preparers[name](z, v)
-                context = TorchThreads(torch, getattr(run, "threads", None)) if torch else _Null()
+                context = machine.TorchThreads(torch, getattr(run, "threads", None)) if torch else _Null()
                 run()  # once untraced: lazy initialisation is not the loss's memory
                 entry: dict = {}
                 if name in ("kdcore", "kdcore-and-grad", "kdcore-1t", "kdcore-fused", "baseline", "numpy"):

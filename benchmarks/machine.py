@@ -157,3 +157,20 @@ def wait_until_quiet(max_cores: float, timeout: float, interval: float = 2.0) ->
         load = monitor.stop()
         if load is None or load <= max_cores or time.monotonic() >= deadline:
             return load
+
+
+class TorchThreads:
+    """A block run with PyTorch's intra-op thread count set to ``threads`` (None: leave it), restored after
+    (set outside the timed call; shared by bench_losses.py and bench_family.py)."""
+
+    def __init__(self, torch, threads: int | None) -> None:
+        self.torch, self.threads, self.saved = torch, threads, None
+
+    def __enter__(self):
+        if self.threads is not None:
+            self.saved = self.torch.get_num_threads()
+            self.torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            self.torch.set_num_threads(self.saved)
