@@ -340,11 +340,14 @@ class TestStoppedBySignal:
         folder = files["dir"]
         before = sorted(os.listdir(folder))
         argv = ["loss", "kl", *map(str, inputs(files, "kl")), "--grad", str(folder / "g.npy")]
+        # The command keeps a signal it was started ignoring ignored (nohup, a background job's SIGINT: the
+        # next test), so the child starts with the default handler, whatever the suite was started under.
         process = subprocess.Popen(
             [sys.executable, "-c", SLOW_COMMAND, *argv, "--chunk-rows", "1"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
         )
         try:
             deadline = time.monotonic() + 60
