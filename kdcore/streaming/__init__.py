@@ -21,9 +21,9 @@ a chunk of rows at a time:
   are read as views), a deflated member's or a bfloat16 tensor's decoded rows, the in-memory function's
   own temporaries (a few rows' worth per thread, ``kdcore/_chunks.py``), and the output (one value per
   position for ``reduction="none"``). benchmarks/bench_vocab.py measures it; docs/performance.md records it.
-  The careful kernels of the mixture family (JSD, skew KL both ways) are the exception to "a few rows":
-  they hold a few dozen float64 arrays the length of a row per row in work, per thread, at least one row
-  at a time, whatever the chunk. ``kdcore.num_threads(1)`` holds one thread's worth; a larger
+  The careful kernels of the mixture family (JSD, skew KL both ways), which compute the rows their fast
+  path refuses, are the exception to "a few rows": they hold a few dozen float64 arrays the length of a
+  row per row in work, per thread, at least one row at a time, whatever the chunk. ``kdcore.num_threads(1)`` holds one thread's worth; a larger
   ``chunk_rows`` makes it a smaller part of the whole.
 
 Token-level inputs follow the rules of the in-memory losses (docs/divergences.md): ``mask`` (True = keep)
