@@ -41,7 +41,6 @@ import gc
 import json
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -195,21 +194,6 @@ def best_times(runs: dict[str, Callable], contexts: dict, reps: int, seed: int) 
     return cpu, wall
 
 
-def tracemalloc_ratio(run: Callable, input_bytes: int) -> float:
-    """Peak bytes NumPy allocates during one call (outputs included) over one input's bytes."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base, _ = tracemalloc.get_traced_memory()
-        out = run()
-        _, peak = tracemalloc.get_traced_memory()
-        del out
-    finally:
-        tracemalloc.stop()
-    return (peak - base) / input_bytes
-
-
 def certified(loss: str, z: np.ndarray, v: np.ndarray) -> float:
     kind, weight, _ = LOSSES[loss]
     flags = np.zeros(z.shape[0], dtype=bool)
@@ -247,7 +231,7 @@ def run_case(loss: str, shape: tuple[int, int], dtype: str, reps: int, torch, se
         "cpu_seconds": cpu,
         "wall_seconds": wall,
         "certified": certified(loss, z, v),
-        "memory": {name: tracemalloc_ratio(runs[name], z.nbytes) for name in ("fast", "careful")},
+        "memory": {name: machine.tracemalloc_peak(runs[name]) / z.nbytes for name in ("fast", "careful")},
     }
 
 

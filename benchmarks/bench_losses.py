@@ -60,7 +60,6 @@ import re
 import statistics
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -342,21 +341,6 @@ def rss_peak_extra(run: Callable, context) -> int:
     peak = _status_kib("VmHWM")
     del out
     return max(peak - before, 0) * 1024
-
-
-def tracemalloc_peak(run: Callable) -> int:
-    """Peak bytes allocated through NumPy (seen by tracemalloc) during one call of ``run``, outputs included."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base, _ = tracemalloc.get_traced_memory()
-        out = run()
-        _, peak = tracemalloc.get_traced_memory()
-        del out
-    finally:
-        tracemalloc.stop()
-    return peak - base
 
 
 def relative_error(value: np.ndarray, reference: np.ndarray) -> float:
@@ -711,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
                 run()  # once untraced: lazy initialisation is not the loss's memory
                 entry: dict = {}
                 if name in ("kdcore", "kdcore-and-grad", "kdcore-1t", "kdcore-fused", "baseline", "numpy"):
-                    entry["tracemalloc_bytes"] = tracemalloc_peak(run)
+                    entry["tracemalloc_bytes"] = machine.tracemalloc_peak(run)
                     entry["tracemalloc_ratio"] = entry["tracemalloc_bytes"] / z.nbytes
                 if rss_ok:
                     entry["rss_bytes"] = rss_peak_extra(run, context)
@@ -765,7 +749,7 @@ def memory_only(args, shapes, dtypes) -> int:
             ratios = []
             for prepare in (prepare_kdcore_and_grad, prepare_kdcore_fused):
                 run, _ = prepare(z, v)
-                ratios.append(tracemalloc_peak(run) / z.nbytes)
+                ratios.append(machine.tracemalloc_peak(run) / z.nbytes)
             fraction = certified_fraction(z, v)
             size = f"{z.nbytes / 2**30:.2f} GiB" if z.nbytes >= 2**30 else f"{z.nbytes / 2**20:.2f} MiB"
             print(

@@ -6,11 +6,14 @@ tables, so a number is never separated from the machine it was measured on.
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import subprocess
 import sys
 import time
+import tracemalloc
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -174,3 +177,18 @@ class TorchThreads:
     def __exit__(self, *exc):
         if self.saved is not None:
             self.torch.set_num_threads(self.saved)
+
+
+def tracemalloc_peak(run: Callable) -> int:
+    """Peak bytes allocated through NumPy (seen by tracemalloc) during one call of ``run``, outputs included."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        out = run()
+        _, peak = tracemalloc.get_traced_memory()
+        del out
+    finally:
+        tracemalloc.stop()
+    return peak - base
