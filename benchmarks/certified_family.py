@@ -13,15 +13,12 @@ careful algorithm) is printed, in float32 and float64.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
+from certified_rows import arguments, digits_teacher, student_in_training
 
-import kdcore
-from kdcore import data
 from kdcore._fast_mixture import mixture_fast_rows, reverse_kl_grad_rows
-from kdcore.optim import Adam
 
 LOSSES = (("skew_kl", 0.1), ("skew_reverse_kl", 0.1), ("jsd", 0.5), ("reverse_kl", None))
 
@@ -36,48 +33,17 @@ def fraction(loss: str, weight: float | None, z: np.ndarray, v: np.ndarray, T: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", default="1,2,5,10,20,30", help="student epochs after which to measure")
-    parser.add_argument("--T", type=float, default=4.0, help="temperature (default 4, the demo's)")
-    parser.add_argument("--teacher-epochs", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    epochs = sorted({int(e) for e in args.epochs.split(",")})
-
-    x, labels = data.load("digits", "train")
-    teacher = kdcore.MLP([64, 256, 256, 10], dropout=0.3, seed=args.seed)
-    kdcore.fit(teacher, x, labels, epochs=args.teacher_epochs, optimizer=Adam(lr=1e-3), progress=False)
-    teacher_logits = teacher.forward(x)
-    print(
-        f"teacher: {args.teacher_epochs} epochs, train accuracy {np.mean(teacher.predict(x) == labels):.3f}"
-    )
+    args = arguments(__doc__.split("\n\n")[0], argv)
+    x, labels, teacher_logits = digits_teacher(args)
     print(f"T = {args.T}, {x.shape[0]} training rows, 10 classes; certified fraction float32 / float64\n")
     print("| student epoch | student accuracy | " + " | ".join(name for name, _ in LOSSES) + " |")
     print("|---:|---:|" + "---:|" * len(LOSSES))
-    student = kdcore.MLP([64, 10, 10], seed=args.seed)
-    optimizer = Adam(lr=1e-2)
-    done = 0
-    for epoch in epochs:
-        kdcore.fit(
-            student,
-            x,
-            labels,
-            teacher_logits,
-            T=args.T,
-            alpha=0.1,
-            epochs=epoch - done,
-            optimizer=optimizer,
-            seed=args.seed + done,
-            progress=False,
-        )
-        done = epoch
-        logits = student.forward(x)
+    for epoch, accuracy, logits in student_in_training(args, x, labels, teacher_logits):
         cells = []
         for name, weight in LOSSES:
             f32 = fraction(name, weight, logits.astype(np.float32), teacher_logits.astype(np.float32), args.T)
             f64 = fraction(name, weight, logits.astype(np.float64), teacher_logits.astype(np.float64), args.T)
             cells.append(f"{f32:.3f} / {f64:.3f}")
-        accuracy = np.mean(student.predict(x) == labels)
         print(f"| {epoch} | {accuracy:.3f} | " + " | ".join(cells) + " |", flush=True)
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -30,31 +31,39 @@ def fraction(student_logits: np.ndarray, teacher_logits: np.ndarray, T: float) -
     return float(flags.mean()), float(np.median(kl))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options shared with certified_family.py; ``epochs`` comes back as a sorted list."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--epochs", default="1,2,5,10,20,30", help="student epochs after which to measure")
     parser.add_argument("--T", type=float, default=4.0, help="temperature (default 4, the demo's)")
     parser.add_argument("--teacher-epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    epochs = sorted({int(e) for e in args.epochs.split(",")})
+    args.epochs = sorted({int(e) for e in args.epochs.split(",")})
+    return args
 
+
+def digits_teacher(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``kdcore demo``'s teacher trained on digits (its accuracy printed): the training images, their labels
+    and the teacher's logits on them."""
     x, labels = data.load("digits", "train")
     teacher = kdcore.MLP([64, 256, 256, 10], dropout=0.3, seed=args.seed)
     kdcore.fit(teacher, x, labels, epochs=args.teacher_epochs, optimizer=Adam(lr=1e-3), progress=False)
-    teacher_logits = teacher.forward(x)
     print(
         f"teacher: {args.teacher_epochs} epochs, train accuracy {np.mean(teacher.predict(x) == labels):.3f}"
     )
-    print(f"T = {args.T}, {x.shape[0]} training rows, 10 classes\n")
-    print(
-        "| student epoch | student accuracy | certified (float32) | certified (float64) | median KL per row |"
-    )
-    print("|---:|---:|---:|---:|---:|")
+    return x, labels, teacher.forward(x)
+
+
+def student_in_training(
+    args: argparse.Namespace, x: np.ndarray, labels: np.ndarray, teacher_logits: np.ndarray
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """``kdcore demo``'s student distilled from the teacher; after each of ``args.epochs`` yields (epoch,
+    training accuracy, student logits on the training set)."""
     student = kdcore.MLP([64, 10, 10], seed=args.seed)
     optimizer = Adam(lr=1e-2)
     done = 0
-    for epoch in epochs:
+    for epoch in args.epochs:
         kdcore.fit(
             student,
             x,
@@ -68,10 +77,20 @@ def main(argv: list[str] | None = None) -> int:
             progress=False,
         )
         done = epoch
-        logits = student.forward(x)
+        yield epoch, float(np.mean(student.predict(x) == labels)), student.forward(x)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(__doc__.split("\n\n")[0], argv)
+    x, labels, teacher_logits = digits_teacher(args)
+    print(f"T = {args.T}, {x.shape[0]} training rows, 10 classes\n")
+    print(
+        "| student epoch | student accuracy | certified (float32) | certified (float64) | median KL per row |"
+    )
+    print("|---:|---:|---:|---:|---:|")
+    for epoch, accuracy, logits in student_in_training(args, x, labels, teacher_logits):
         f32, median_kl = fraction(logits.astype(np.float32), teacher_logits.astype(np.float32), args.T)
         f64, _ = fraction(logits.astype(np.float64), teacher_logits.astype(np.float64), args.T)
-        accuracy = np.mean(student.predict(x) == labels)
         print(f"| {epoch} | {accuracy:.3f} | {f32:.3f} | {f64:.3f} | {median_kl:.2e} |", flush=True)
     return 0
 
