@@ -1,13 +1,11 @@
 """Row chunks and threads (kdcore/_chunks.py): explicit thread counts, no state that survives a fork."""
 
 import os
-import select
-import signal
 import threading
-import time
 
 import numpy as np
 import pytest
+from forking import value_in_forked_child
 
 import kdcore
 from kdcore import _chunks
@@ -145,29 +143,7 @@ class TestFork:
         with kdcore.num_threads(2):
             expected = float(kdcore.kl_divergence(z, v, 2.0))
             assert started_threads  # the parent's call was threaded
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the child: compute, report, and leave without running the parent's cleanup
-                try:
-                    os.close(read_end)
-                    value = float(kdcore.kl_divergence(z, v, 2.0))
-                    os.write(write_end, repr(value).encode())
-                finally:
-                    os._exit(0)
-        os.close(write_end)
-        try:
-            # A hang must fail the test, not the suite: wait at most 60 s, then kill the child.
-            ready, _, _ = select.select([read_end], [], [], 60)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                pytest.fail("the forked child did not finish within 60 s")
-            reported = os.read(read_end, 100).decode()
-        finally:
-            os.close(read_end)
-            deadline = time.monotonic() + 10
-            while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
-                time.sleep(0.01)
-        assert float(reported) == expected
+            assert value_in_forked_child(lambda: kdcore.kl_divergence(z, v, 2.0)) == expected
 
 
 def test_module_keeps_no_pool():

@@ -6,13 +6,11 @@ side of the certificate's boundary it falls on, and the boundary is found from t
 """
 
 import os
-import select
-import signal
-import time
 import warnings
 
 import numpy as np
 import pytest
+from forking import value_in_forked_child
 from hypothesis import given
 from hypothesis import strategies as st
 from tolerances import ORACLE_RTOL
@@ -270,28 +268,8 @@ class TestPublicFunctions:
         with kdcore.num_threads(2):
             threaded = kdcore.jensen_shannon_divergence_and_grad(z, v, 2.0)
             assert threaded[0] == expected[0] and np.array_equal(threaded[1], expected[1])
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    os.close(read_end)
-                    value = float(kdcore.jensen_shannon_divergence_and_grad(z, v, 2.0)[0])
-                    os.write(write_end, repr(value).encode())
-                finally:
-                    os._exit(0)
-        os.close(write_end)
-        try:
-            ready, _, _ = select.select([read_end], [], [], 60)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                pytest.fail("the forked child did not finish within 60 s")
-            reported = os.read(read_end, 100).decode()
-        finally:
-            os.close(read_end)
-            deadline = time.monotonic() + 10
-            while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
-                time.sleep(0.01)
-        assert float(reported) == float(expected[0])
+            child = value_in_forked_child(lambda: kdcore.jensen_shannon_divergence_and_grad(z, v, 2.0)[0])
+            assert child == float(expected[0])
 
 
 class TestReverseKLGradient:
