@@ -50,7 +50,6 @@ import contextlib
 import gc
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -61,6 +60,7 @@ from pathlib import Path
 
 import machine
 import numpy as np
+import page_blocks
 from bench_losses import _status_kib, rss_peak_setup
 
 REPO = Path(__file__).resolve().parents[1]
@@ -316,26 +316,11 @@ def results_block(record: dict) -> str:
 
 
 BLOCKS = {"vocab-command": command_block, "vocab-results": results_block}
-BLOCK = re.compile(r"(<!-- bench_vocab:([a-z-]+) -->\n)(.*?)(<!-- /bench_vocab -->)", re.DOTALL)
 
 
 def render(page: str, record: dict) -> str:
-    """``page`` with every ``bench_vocab`` block regenerated from ``record``; unknown or missing blocks are
-    errors. (The markers are not ``kdcore:`` ones: benchmarks/performance_summary.py owns those.)"""
-    seen = set()
-
-    def replace(match: re.Match) -> str:
-        name = match.group(2)
-        if name not in BLOCKS:
-            raise ValueError(f"docs/performance.md: unknown bench_vocab block {name!r}")
-        seen.add(name)
-        return match.group(1) + BLOCKS[name](record) + match.group(4)
-
-    text = BLOCK.sub(replace, page)
-    missing = set(BLOCKS) - seen
-    if missing:
-        raise ValueError(f"docs/performance.md has no bench_vocab block for {sorted(missing)}")
-    return text
+    """``page`` with every ``bench_vocab`` block regenerated from ``record`` (benchmarks/page_blocks.py)."""
+    return page_blocks.render(page, record, BLOCKS, "bench_vocab", "bench_vocab block")
 
 
 def write_page(json_path: Path, page_path: Path, check: bool) -> int:

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import bench_losses
 import machine
+import page_blocks
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "performance.md"
 RESULTS = REPO / "benchmarks" / "results" / "bench_losses-quick-quiet.json"
-BLOCK = re.compile(r"(<!-- kdcore:([a-z-]+) -->\n)(.*?)(<!-- /kdcore -->)", re.DOTALL)
 
 
 def _large(record: dict) -> list[dict]:
@@ -162,21 +161,8 @@ BLOCKS: dict[str, Callable[[dict], str]] = {
 
 
 def render(page: str, record: dict) -> str:
-    """``page`` with every known marked block regenerated from ``record``; an unknown marker is an error."""
-    seen = set()
-
-    def replace(match: re.Match) -> str:
-        name = match.group(2)
-        if name not in BLOCKS:
-            raise ValueError(f"docs/performance.md: unknown generated block {name!r}")
-        seen.add(name)
-        return match.group(1) + BLOCKS[name](record) + match.group(4)
-
-    text = BLOCK.sub(replace, page)
-    missing = set(BLOCKS) - seen
-    if missing:
-        raise ValueError(f"docs/performance.md has no block for {sorted(missing)}")
-    return text
+    """``page`` with every ``kdcore`` block regenerated from ``record`` (benchmarks/page_blocks.py)."""
+    return page_blocks.render(page, record, BLOCKS, "kdcore", "block")
 
 
 def main(argv: list[str] | None = None) -> int:
